@@ -1,0 +1,37 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Dependencies come only from the machine's package mirror (see ../shared/DESIGN.md).
+let package = Package(
+    name: "Starling",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "starling", targets: ["starling"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .target(name: "Bencode"),
+        .target(name: "BitTorrent", dependencies: [
+            "Bencode", "COpenSSL",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        .target(name: "Storage", dependencies: ["BitTorrent", "CZlib"]),
+        .target(name: "Swarm", dependencies: ["BitTorrent"]),
+        .executableTarget(name: "starling", dependencies: [
+            "Bencode", "BitTorrent", "Storage", "Swarm",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "BencodeTests", dependencies: ["Bencode"]),
+        .testTarget(name: "BitTorrentTests", dependencies: ["BitTorrent", "Bencode"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "BitTorrent"]),
+        .testTarget(name: "SwarmTests", dependencies: ["Swarm", "BitTorrent"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

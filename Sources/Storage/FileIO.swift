@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An open file descriptor with positional reads and writes that retry on EINTR and short counts.
+public final class FileDescriptor: @unchecked Sendable {
+    // Immutable after init; pread/pwrite are safe from many threads.
+    public let fd: Int32
+    public let path: String
+
+    public init(path: String, flags: Int32, mode: mode_t = 0o644) throws {
+        let fd = open(path, flags | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw StorageError.system("cannot open", path: path) }
+        self.fd = fd
+        self.path = path
+    }
+
+    deinit { close(fd) }
+
+    /// Reads exactly `buffer.count` bytes at `offset`, or throws (a short file is an error).
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StorageError.system("cannot read", path: path)
+            }
+            if n == 0 { throw StorageError("cannot read \(path): file is shorter than expected") }
+            done += n
+        }
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: Int64) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StorageError.system("cannot write", path: path)
+            }
+            done += n
+        }
+    }
+
+    public func size() throws -> Int64 {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw StorageError.system("cannot stat", path: path) }
+        return Int64(st.st_size)
+    }
+
+    public func truncate(to length: Int64) throws {
+        guard ftruncate(fd, off_t(length)) == 0 else { throw StorageError.system("cannot resize", path: path) }
+    }
+
+    public func sync() throws {
+        guard fsync(fd) == 0 else { throw StorageError.system("cannot flush", path: path) }
+    }
+}
+
+/// Small path helpers over POSIX calls.
+public enum FilePaths {
+    public static func join(_ base: String, _ components: [String]) -> String {
+        ([base] + components).joined(separator: "/")
+    }
+
+    public static func parent(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    public static func lastComponent(_ path: String) -> String {
+        var p = path
+        while p.count > 1, p.hasSuffix("/") { p.removeLast() }
+        guard let slash = p.lastIndex(of: "/") else { return p }
+        return String(p[p.index(after: slash)...])
+    }
+
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// `mkdir -p`.
+    public static func makeDirectories(_ path: String) throws {
+        if path.isEmpty || isDirectory(path) { return }
+        let up = parent(path)
+        if up != path { try makeDirectories(up) }
+        if mkdir(path, 0o755) != 0, errno != EEXIST { throw StorageError.system("cannot create folder", path: path) }
+    }
+
+    public static func rename(_ from: String, to: String) throws {
+        guard Glibc.rename(from, to) == 0 else { throw StorageError.system("cannot rename to \(to):", path: from) }
+    }
+
+    public static func remove(_ path: String) {
+        unlink(path)
+    }
+
+    /// Writes `bytes` to `path` through a temporary file and rename, so readers never see a partial file.
+    public static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+        let tmp = path + ".tmp-\(getpid())"
+        do {
+            let f = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_TRUNC)
+            try bytes.withUnsafeBytes { (buf) throws in try f.write(buf, at: 0) }
+            try f.sync()
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+        do { try rename(tmp, to: path) } catch {
+            unlink(tmp)
+            throw error
+        }
+    }
+
+    public static func readAll(_ path: String, limit: Int) throws -> [UInt8] {
+        let f = try FileDescriptor(path: path, flags: O_RDONLY)
+        let size = try f.size()
+        guard size <= Int64(limit) else { throw StorageError("\(path) is \(size) bytes, more than the \(limit) byte limit") }
+        var out = [UInt8](repeating: 0, count: Int(size))
+        try out.withUnsafeMutableBytes { (buf) throws in try f.read(into: buf, at: 0) }
+        return out
+    }
+}

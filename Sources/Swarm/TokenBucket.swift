@@ -1,0 +1,93 @@
+/// A token bucket over an injected clock: the arithmetic behind host-wide rate caps.
+///
+/// Tokens are bytes. The bucket refills at `rate` bytes per second up to `burst`
+/// (about one second of tokens, as in Kraken's limiter). A rate of 0 means unlimited.
+/// Time is in nanoseconds from any fixed origin; the caller passes `now`.
+public struct TokenBucket: Sendable {
+    public private(set) var rate: Int64
+    public private(set) var burst: Int64
+    /// May go negative: a grant larger than the balance is a debt repaid by later refills.
+    public private(set) var tokens: Int64
+    private var last: UInt64
+
+    public init(rate: Int64, burst: Int64? = nil, now: UInt64) {
+        self.rate = max(0, rate)
+        self.burst = Self.defaultBurst(rate: self.rate, requested: burst)
+        tokens = self.burst
+        last = now
+    }
+
+    public var isUnlimited: Bool { rate == 0 }
+
+    /// At least one second of tokens, and never less than 16 KiB (one block plus headers)
+    /// so a single message can always pass.
+    static func defaultBurst(rate: Int64, requested: Int64?) -> Int64 {
+        max(requested ?? rate, 32 * 1024)
+    }
+
+    /// Adds the tokens earned since the last call.
+    public mutating func refill(now: UInt64) {
+        guard now > last else { return }
+        let elapsed = now - last
+        if rate == 0 {
+            tokens = burst
+            last = now
+            return
+        }
+        // rate * elapsed / 1e9 in 128-bit arithmetic, so neither huge rates nor long gaps overflow.
+        let product = UInt64(rate).multipliedFullWidth(by: elapsed)
+        let room = burst - tokens
+        guard product.high < 1_000_000_000 else {
+            tokens = burst
+            last = now
+            return
+        }
+        let earned = UInt64(1_000_000_000).dividingFullWidth(product).quotient
+        if earned >= UInt64(max(room, 0)) {
+            tokens = burst
+            last = now
+        } else {
+            tokens += Int64(earned)
+            // Advance the clock only by the time those whole tokens took, so slow rates keep fractions.
+            let used = UInt64(rate).dividingFullWidth(UInt64(1_000_000_000).multipliedFullWidth(by: earned)).quotient
+            last += min(used, elapsed)
+        }
+    }
+
+    /// Takes up to `want` tokens now; returns how many were granted (0 when empty).
+    public mutating func take(upTo want: Int, now: UInt64) -> Int {
+        refill(now: now)
+        if rate == 0 { return want }
+        guard tokens > 0 else { return 0 }
+        let granted = Int(min(Int64(want), tokens))
+        tokens -= Int64(granted)
+        return granted
+    }
+
+    /// Takes `amount` tokens even if that leaves a debt (for frames that cannot be split).
+    /// Returns false, taking nothing, when the balance is not positive.
+    public mutating func takeWhole(_ amount: Int, now: UInt64) -> Bool {
+        refill(now: now)
+        if rate == 0 { return true }
+        guard tokens > 0 else { return false }
+        tokens -= Int64(amount)
+        return true
+    }
+
+    /// Nanoseconds until the balance is positive again (0 if it already is).
+    public func delayUntilAvailable(now: UInt64) -> UInt64 {
+        if rate == 0 || tokens > 0 { return 0 }
+        let needed = Double(1 - tokens)
+        return UInt64((needed / Double(rate) * 1e9).rounded(.up))
+    }
+
+    /// Changes the rate in place; the balance is clamped to the new burst so a lowered cap
+    /// takes hold at once.
+    public mutating func setRate(_ newRate: Int64, burst newBurst: Int64? = nil, now: UInt64) {
+        refill(now: now)
+        rate = max(0, newRate)
+        burst = Self.defaultBurst(rate: rate, requested: newBurst)
+        tokens = min(tokens, burst)
+        last = now
+    }
+}

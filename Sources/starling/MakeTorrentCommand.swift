@@ -1,0 +1,105 @@
+import ArgumentParser
+import BitTorrent
+import Storage
+
+struct MakeTorrentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "make-torrent",
+        abstract: "Make a .torrent of a file or a folder.",
+        discussion: """
+        A file gives a single-file torrent, a folder a multi-file torrent (files in byte-wise
+        sorted order, as mktorrent does, so both give the same info-hash). With --tgz the folder
+        is first packed into NAME.tgz beside the output, and the torrent describes that archive.
+        Without --piece-size, the size is chosen for about 1000-2000 pieces (256 KiB to 16 MiB).
+
+        Example:
+          starling make-torrent logstash.rpm --tracker http://10.0.0.1:6969/announce --output logstash.torrent
+          starling make-torrent release/ --tgz --tracker http://10.0.0.1:6969/announce --output release.torrent
+        """
+    )
+
+    @Argument(help: "The file or folder to share.")
+    var path: String
+
+    @Option(name: .long, help: "Tracker announce URL (repeat for backups, BEP 12). Omit for a gossip-only torrent.")
+    var tracker: [String] = []
+
+    @Option(name: .shortAndLong, help: "Where to write the .torrent.")
+    var output: String
+
+    @Option(name: .long, help: "Piece size: bytes or with a unit (262144, 256KiB, 1MiB); a power of two, at least 16 KiB.")
+    var pieceSize: String?
+
+    @Flag(name: .long, help: "Pack the folder into a gzip tarball first and share that one archive.")
+    var tgz = false
+
+    @Option(name: .long, help: "Name inside the torrent (default: the file or folder name).")
+    var name: String?
+
+    @Flag(name: .long, help: "Set the private flag (BEP 27).")
+    var `private` = false
+
+    @Option(name: .long, help: "A comment to store in the torrent.")
+    var comment: String?
+
+    func run() throws {
+        var builder = TorrentBuilder()
+        builder.trackers = tracker
+        builder.isPrivate = `private`
+        builder.comment = comment
+        builder.createdBy = "starling \(starlingVersion)"
+        if let ps = pieceSize {
+            guard let n = Units.parseSize(ps), TorrentBuilder.isValidPieceLength(n) else {
+                throw ValidationError("--piece-size \(ps): expected a power of two of at least 16 KiB, e.g. 262144, 256KiB or 1MiB")
+            }
+            builder.pieceLength = Int(n)
+        }
+        for t in tracker where !(t.hasPrefix("http://") || t.hasPrefix("https://") || t.hasPrefix("udp://")) {
+            throw ValidationError("--tracker \(t): expected an http://, https:// or udp:// URL")
+        }
+        let outputDir = FilePaths.parent(output)
+        guard FilePaths.isDirectory(outputDir) else { throw CLIError("cannot write \(output): folder \(outputDir) does not exist") }
+
+        var source = path
+        var tarball: String?
+        if tgz {
+            guard FilePaths.isDirectory(path) else { throw CLIError("--tgz packs a folder, but \(path) is not a folder") }
+            let base = name ?? FilePaths.lastComponent(path)
+            let archiveName = base.hasSuffix(".tgz") ? base : base + ".tgz"
+            let archive = FilePaths.join(outputDir, [archiveName])
+            let partial = archive + ".part"
+            do {
+                try TarGz.pack(folder: path, into: partial, rootName: base.hasSuffix(".tgz") ? String(base.dropLast(4)) : base)
+                try FilePaths.rename(partial, to: archive)
+            } catch {
+                FilePaths.remove(partial)
+                throw CLIError("cannot pack \(path): \(error)")
+            }
+            source = archive
+            tarball = archive
+            builder.name = archiveName
+        } else {
+            builder.name = name
+        }
+
+        let started = ContinuousClock.now
+        let built: (bytes: [UInt8], metainfo: Metainfo)
+        do {
+            built = try builder.build(path: source)
+        } catch {
+            throw CLIError("cannot make a torrent of \(source): \(error)")
+        }
+        let elapsed = started.duration(to: .now)
+        do {
+            try FilePaths.writeAtomically(built.bytes, to: output)
+        } catch {
+            throw CLIError("\(error)")
+        }
+        let m = built.metainfo
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let rate = seconds > 0 ? Double(m.totalLength) / seconds / 1e6 : 0
+        if let t = tarball { print("packed \(path) into \(t)") }
+        print("wrote \(output): \(m.name), \(Units.formatBytes(m.totalLength)) in \(m.pieceCount) pieces of \(Units.formatBytes(Int64(m.pieceLength)))")
+        print("info-hash \(m.infoHash.hex) (hashed at \(Int(rate)) MB/s)")
+    }
+}
