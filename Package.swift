@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
@@ -23,8 +24,16 @@ let package = Package(
         ]),
         .target(name: "Storage", dependencies: ["BitTorrent", "CZlib"]),
         .target(name: "Swarm", dependencies: ["BitTorrent"]),
+        .target(name: "StarlingNode", dependencies: [
+            "BitTorrent", "Storage", "Swarm", "Bencode",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         .executableTarget(name: "starling", dependencies: [
-            "Bencode", "BitTorrent", "Storage", "Swarm",
+            "Bencode", "BitTorrent", "Storage", "Swarm", "StarlingNode",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -32,6 +41,13 @@ let package = Package(
         .testTarget(name: "BitTorrentTests", dependencies: ["BitTorrent", "Bencode"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "BitTorrent"]),
         .testTarget(name: "SwarmTests", dependencies: ["Swarm", "BitTorrent"]),
+        .testTarget(name: "StarlingNodeTests", dependencies: [
+            "StarlingNode", "BitTorrent", "Storage", "Swarm", "Bencode",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )
