@@ -177,6 +177,17 @@ public struct AnnounceResponse: Sendable, Hashable {
         return out
     }
 
+    /// The `failure reason` text when `bytes` is a bencoded failure response, else nil.
+    public static func failureReason(in bytes: [UInt8]) -> String? {
+        do {
+            _ = try decodeRoot(bytes)
+            return nil
+        } catch {
+            if case .failure(let reason) = error { return reason }
+            return nil
+        }
+    }
+
     /// Decodes a top-level dictionary and turns a `failure reason` into an error.
     static func decodeRoot(_ bytes: [UInt8]) throws(TrackerError) -> BencodeValue {
         guard bytes.count <= maxResponseSize else {
