@@ -1,0 +1,152 @@
+import Bencode
+import Testing
+@testable import BitTorrent
+
+@Suite("Tracker messages")
+struct TrackerMessagesTests {
+    static let hash = InfoHash(bytes: (0..<20).map { UInt8($0 * 13 % 256) })!
+    static let peerID = Array("-ST0001-abcdefghijkl".utf8)
+
+    @Test func queryStringRoundTrips() throws {
+        let r = AnnounceRequest(infoHash: Self.hash, peerID: Self.peerID, port: 6881, uploaded: 10, downloaded: 20,
+                                left: 30, event: .started, numWant: 25, key: "k3y", compact: false, ip: "10.0.0.7")
+        let q = r.queryString()
+        #expect(q.hasPrefix("info_hash=%00%0D%1A"))
+        #expect(q.contains("peer_id=-ST0001-abcdefghijkl"))
+        #expect(try AnnounceRequest.parse(query: q) == r)
+    }
+
+    @Test func binaryBytesArePercentEncoded() {
+        let encoded = PercentEncoding.encode([0x00, 0x20, 0x2B, 0x41, 0x7E, 0xFF])
+        #expect(encoded == "%00%20%2BA~%FF")
+        #expect(PercentEncoding.decode(Array(encoded.utf8)) == [0x00, 0x20, 0x2B, 0x41, 0x7E, 0xFF])
+        // A raw '+' in a binary value is the byte 0x2B, not a space.
+        #expect(PercentEncoding.decode(Array("a+b".utf8)) == Array("a+b".utf8))
+    }
+
+    @Test func defaultsAndIgnoredParameters() throws {
+        let q = "info_hash=\(PercentEncoding.encode(Self.hash.bytes))&peer_id=\(PercentEncoding.encode(Self.peerID))"
+            + "&port=1&left=0&supportcrypto=1&no_peer_id=1&event="
+        let r = try AnnounceRequest.parse(query: q)
+        #expect(r.compact)
+        #expect(r.event == .empty)
+        #expect(r.uploaded == 0 && r.downloaded == 0 && r.left == 0)
+        #expect(r.numWant == nil && r.key == nil && r.ip == nil)
+    }
+
+    static let good = "info_hash=\(PercentEncoding.encode(hash.bytes))&peer_id=\(PercentEncoding.encode(peerID))"
+    static let malformed: [(String, String)] = [
+        ("info_hash=%zz" + "&peer_id=\(PercentEncoding.encode(peerID))&port=1&left=0", "bad percent-encoding in parameter 'info_hash'"),
+        ("info_hash=%4&peer_id=x&port=1&left=0", "bad percent-encoding in parameter 'info_hash'"),
+        ("info_hash=abc&peer_id=\(PercentEncoding.encode(peerID))&port=1&left=0", "info_hash must be 20 bytes, got 3"),
+        ("peer_id=\(PercentEncoding.encode(peerID))&port=1&left=0", "missing info_hash"),
+        (good + "&left=0", "missing port"),
+        (good + "&port=0&left=0", "port must be an integer from 1 to 65535"),
+        (good + "&port=65536&left=0", "port must be an integer from 1 to 65535"),
+        (good + "&port=http&left=0", "port must be an integer from 1 to 65535"),
+        (good + "&port=1", "missing left"),
+        (good + "&port=1&left=-5", "left must be a non-negative integer"),
+        (good + "&port=1&left=99999999999999999999999", "left must be a non-negative integer"),
+        (good + "&port=1&left=0&event=exploded", "unknown event 'exploded'"),
+        (good + "&port=1&left=0&compact=2", "compact must be 0 or 1"),
+        (good + "&port=1&left=0&info_hash=\(PercentEncoding.encode(hash.bytes))", "info_hash given more than once"),
+        ("info_hash=\(PercentEncoding.encode(hash.bytes))&peer_id=short&port=1&left=0", "peer_id must be 20 bytes, got 5"),
+        ("info_hash=\(PercentEncoding.encode(hash.bytes))&port=1&left=0", "missing peer_id"),
+        ("", "missing info_hash"),
+        ("%ff%fe=1", "bad percent-encoding in a parameter name"),
+    ]
+
+    @Test(arguments: malformed)
+    func malformedRequestsAreRejected(_ query: String, _ message: String) {
+        #expect(throws: TrackerError.invalidRequest(message)) { try AnnounceRequest.parse(query: query) }
+    }
+
+    @Test func tooManyParametersAreRejected() {
+        let q = Array(repeating: "a=1", count: QueryParameters.maxParameters + 1).joined(separator: "&")
+        #expect(throws: TrackerError.self) { try AnnounceRequest.parse(query: q) }
+    }
+
+    static let peers = [
+        TrackerPeer(host: "10.0.0.1", port: 6881, peerID: Array("-AA0001-000000000001".utf8)),
+        TrackerPeer(host: "192.168.1.200", port: 51413, peerID: Array("-AA0001-000000000002".utf8)),
+        TrackerPeer(host: "2001:db8::1", port: 443, peerID: Array("-AA0001-000000000003".utf8)),
+    ]
+
+    @Test func compactResponseUsesPeersAndPeers6() throws {
+        let r = AnnounceResponse(interval: 15, minInterval: 7, peers: Self.peers, complete: 1, incomplete: 2,
+                                 warning: "be nice", trackerID: "t1")
+        let bytes = r.encoded(compact: true)
+        // Canonical (sorted keys), so any strict bencode decoder accepts it and re-encodes identically.
+        #expect(try Bencode.decode(bytes).encoded() == bytes)
+        let root = try Bencode.decode(bytes)
+        #expect(root["peers"]?.bytesValue == [10, 0, 0, 1, 0x1A, 0xE1, 192, 168, 1, 200, 0xC8, 0xD5])
+        #expect(root["peers6"]?.bytesValue?.count == 18)
+        let back = try AnnounceResponse.decode(bytes)
+        #expect(back.interval == 15 && back.minInterval == 7 && back.complete == 1 && back.incomplete == 2)
+        #expect(back.warning == "be nice" && back.trackerID == "t1")
+        // Compact lists carry no peer ids.
+        #expect(back.peers == Self.peers.map { TrackerPeer(host: $0.host, port: $0.port) })
+        #expect(back.peers[2].host == "2001:db8::1")
+    }
+
+    @Test func dictionaryResponseRoundTrips() throws {
+        let r = AnnounceResponse(interval: 30, peers: Self.peers + [TrackerPeer(host: "peer.example", port: 1)],
+                                 complete: 0, incomplete: 4)
+        let bytes = r.encoded(compact: false)
+        #expect(try Bencode.decode(bytes).encoded() == bytes)
+        #expect(try AnnounceResponse.decode(bytes) == r)
+    }
+
+    @Test func emptyCompactResponse() throws {
+        let bytes = AnnounceResponse(interval: 15).encoded(compact: true)
+        #expect(String(decoding: bytes, as: UTF8.self) == "d8:intervali15e5:peers0:e")
+        #expect(try AnnounceResponse.decode(bytes).peers.isEmpty)
+    }
+
+    @Test func failureReasonIsThrown() {
+        let bytes = AnnounceResponse.failure("unregistered torrent")
+        #expect(String(decoding: bytes, as: UTF8.self) == "d14:failure reason20:unregistered torrente")
+        #expect(throws: TrackerError.failure("unregistered torrent")) { try AnnounceResponse.decode(bytes) }
+        #expect(AnnounceResponse.failureReason(in: bytes) == "unregistered torrent")
+    }
+
+    @Test(arguments: [
+        "not bencode", "le", "d5:peers3:abce", "d8:intervali15e5:peers5:abcdee", "d8:intervali15e5:peersi3ee",
+        "d8:intervali15e6:peers67:abcdefe", "d8:intervali15e5:peersld4:porti1eeee",
+        "d8:intervali15e5:peersld2:ip1:x4:porti70000eeee",
+    ])
+    func malformedResponsesAreErrors(_ text: String) {
+        #expect(throws: TrackerError.self) { try AnnounceResponse.decode(Array(text.utf8)) }
+    }
+
+    @Test func scrapeRoundTrips() throws {
+        let other = InfoHash(bytes: [UInt8](repeating: 0xEE, count: 20))!
+        let req = ScrapeRequest(infoHashes: [Self.hash, other])
+        #expect(try ScrapeRequest.parse(query: req.queryString()) == req)
+        #expect(try ScrapeRequest.parse(query: "").infoHashes.isEmpty)
+        #expect(throws: TrackerError.invalidRequest("info_hash must be 20 bytes, got 2")) {
+            try ScrapeRequest.parse(query: "info_hash=ab")
+        }
+        let resp = ScrapeResponse(files: [Self.hash: ScrapeStats(complete: 3, incomplete: 4, downloaded: 5),
+                                          other: ScrapeStats(complete: 0, incomplete: 1, downloaded: 0)])
+        let bytes = resp.encoded()
+        #expect(try Bencode.decode(bytes).encoded() == bytes)
+        #expect(try ScrapeResponse.decode(bytes) == resp)
+        #expect(throws: TrackerError.failure("no")) { try ScrapeResponse.decode(AnnounceResponse.failure("no")) }
+        #expect(throws: TrackerError.self) { try ScrapeResponse.decode(Array("d5:filesd3:abcd8:completei1eeee".utf8)) }
+    }
+
+    @Test func ipAddressesAndNetworks() {
+        #expect(IPAddress("10.1.2.3") == .v4(0x0A01_0203))
+        #expect(IPAddress("::ffff:10.1.2.3") == .v4(0x0A01_0203))
+        #expect(IPAddress("2001:db8::1")?.description == "2001:db8::1")
+        #expect(IPAddress("10.1.2") == nil && IPAddress("host.example") == nil && IPAddress("") == nil)
+        let net = IPNetwork("10.0.0.0/8")
+        #expect(net?.contains(IPAddress("10.200.0.1")!) == true)
+        #expect(net?.contains(IPAddress("11.0.0.1")!) == false)
+        #expect(IPNetwork("fd00::/8")?.contains(IPAddress("fd12::1")!) == true)
+        #expect(IPNetwork("fd00::/8")?.contains(IPAddress("10.0.0.1")!) == false)
+        #expect(IPNetwork("10.0.0.0/33") == nil && IPNetwork("nonsense/8") == nil)
+        #expect(IPNetwork("0.0.0.0/0")?.contains(IPAddress("8.8.8.8")!) == true)
+    }
+}
