@@ -61,8 +61,9 @@ public struct TrackerRegistry: Sendable {
 
     /// Records an announce from `address` and returns the peers to hand out.
     ///
-    /// `stopped` removes the peer at once and hands out nobody; `completed` counts one
-    /// download (once per peer, when it was not already a seeder). A leecher gets a uniform
+    /// `stopped` removes the peer at once and hands out nobody. A download is counted once per
+    /// peer: when a leecher reports `left=0` (with `completed`, a regular announce, or even
+    /// `stopped`), or when an unknown peer announces `completed`. A leecher gets a uniform
     /// random sample of seeders and leechers, never itself; a seeder gets leechers only,
     /// since seeders have nothing to give each other.
     public mutating func announce(_ request: AnnounceRequest, address: IPAddress, now: Int64,
@@ -70,7 +71,17 @@ public struct TrackerRegistry: Sendable {
         let key = PeerKey(request.peerID)
         if request.event == .stopped {
             guard swarms[request.infoHash] != nil else { return AnnounceResult(peers: [], complete: 0, incomplete: 0) }
-            let removed = swarms[request.infoHash]!.remove(key)
+            var removed = false
+            swarms[request.infoHash]!.withUpdate { swarm in
+                // A leecher that stops with nothing left finished without saying `completed`
+                // (aria2c with --seed-time=0 does this): still a download.
+                if request.left == 0, swarm.leechers.remove(key) {
+                    removed = true
+                    swarm.downloaded += 1
+                } else {
+                    removed = swarm.remove(key)
+                }
+            }
             if removed { peerCount -= 1 }
             let s = swarms[request.infoHash]!.stats
             return AnnounceResult(peers: [], complete: s.complete, incomplete: s.incomplete)
@@ -90,8 +101,9 @@ public struct TrackerRegistry: Sendable {
         swarms[request.infoHash, default: Swarm()].withUpdate { swarm in
             outcome = swarm.upsert(entry, seeder: isSeeder, allowNew: !full)
             guard outcome != .refused else { return }
-            // Count a download once: only when this announce turns the peer into a seeder.
-            if request.event == .completed && (outcome == .becameSeeder || (outcome == .inserted && isSeeder)) {
+            // Count a download once: when a known leecher turns seeder (whatever the event: some
+            // clients skip `completed`), or when an unknown peer says `completed` (e.g. after a restart).
+            if outcome == .becameSeeder || (request.event == .completed && outcome == .inserted && isSeeder) {
                 swarm.downloaded += 1
             }
             result.peers = swarm.sample(for: key, seeder: isSeeder, count: wantCount, using: &rng)

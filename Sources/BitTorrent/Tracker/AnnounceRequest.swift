@@ -128,7 +128,8 @@ public struct AnnounceRequest: Sendable, Hashable {
                 numWant = Int(min(n, Int64(maxNumWant)))
             case "key":
                 guard v.count <= 64 else { throw .invalidRequest("key is longer than 64 bytes") }
-                key = try text(v, "key")
+                // Opaque and often binary (aria2 sends random bytes): keep it, lossily, as text.
+                key = String(decoding: v, as: UTF8.self)
             case "compact":
                 switch v {
                 case [UInt8(ascii: "0")]: compact = false

@@ -1,0 +1,173 @@
+import BitTorrent
+import Foundation
+import Storage
+import Testing
+@testable import StarlingNode
+
+/// Stock clients through a Starling tracker: a libtorrent seeder and an aria2c leecher find
+/// each other only through the tracker (DHT, LSD, PEX, UPnP, NAT-PMP off) and complete the
+/// download; then aria2c seeds and a libtorrent leecher fetches from it.
+@Suite("Tracker interoperability", .serialized)
+struct TrackerInteropTests {
+    static let aria2 = "/usr/bin/aria2c"
+    static let python = "/usr/bin/python3"
+    static var toolsPresent: Bool {
+        let present = FileManager.default.isExecutableFile(atPath: aria2) && FileManager.default.isExecutableFile(atPath: python)
+            && (try? run(python, ["-c", "import libtorrent"], timeout: 20)) == 0
+        if !present { print("skipping tracker interop test: needs \(aria2) and \(python) with libtorrent (apt-get install aria2 python3-libtorrent)") }
+        return present
+    }
+
+    static let ltScript = """
+    import libtorrent as lt, signal, sys, time
+    mode, torrent, save, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    ses = lt.session({"listen_interfaces": f"127.0.0.1:{port}", "enable_dht": False, "enable_lsd": False,
+                      "enable_upnp": False, "enable_natpmp": False, "stop_tracker_timeout": 1,
+                      "alert_mask": lt.alert.category_t.status_notification | lt.alert.category_t.error_notification
+                                    | lt.alert.category_t.tracker_notification})
+    atp = lt.add_torrent_params()
+    atp.ti = lt.torrent_info(torrent)
+    atp.save_path = save
+    atp.flags |= lt.torrent_flags.disable_pex
+    if mode == "seed":
+        atp.flags |= lt.torrent_flags.seed_mode
+    h = ses.add_torrent(atp)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    deadline = time.time() + 50
+    while not stop and time.time() < deadline:
+        ses.wait_for_alert(200)
+        for a in ses.pop_alerts():
+            if isinstance(a, lt.tracker_reply_alert):
+                print(f"tracker reply: {a.num_peers} peers", flush=True)
+            elif isinstance(a, lt.torrent_finished_alert) and mode == "peer":
+                print("finished", flush=True)
+                sys.exit(0)
+            elif a.category() & lt.alert.category_t.error_notification:
+                print(f"alert: {a.message()}", flush=True)
+    sys.exit(0 if mode == "seed" else 3)
+    """
+
+    /// Runs a process to completion (bounded); returns its exit status.
+    @discardableResult
+    static func run(_ exe: String, _ args: [String], timeout: TimeInterval, log: String? = nil) throws -> Int32 {
+        let p = try spawn(exe, args, log: log)
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(50_000) }
+        if p.isRunning {
+            p.terminate()
+            p.waitUntilExit()
+            return -1
+        }
+        return p.terminationStatus
+    }
+
+    static func spawn(_ exe: String, _ args: [String], log: String? = nil) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = args
+        if let log {
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            p.standardOutput = h
+            p.standardError = h
+        } else {
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+        }
+        try p.run()
+        return p
+    }
+
+    static func stop(_ p: Process) {
+        guard p.isRunning else { return }
+        p.terminate()
+        let deadline = Date().addingTimeInterval(5)
+        while p.isRunning && Date() < deadline { usleep(50_000) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+    }
+
+    static func freePort() -> Int { Int.random(in: 20_000...40_000) }
+
+    @Test(.enabled(if: toolsPresent, "aria2c and python3-libtorrent are installed"), .timeLimit(.minutes(1)))
+    func libtorrentAndAria2FindEachOtherThroughTheTracker() async throws {
+        let dir = try TrackerTestSupport.tempDir("interop")
+        var processes: [Process] = []
+        defer {
+            for p in processes { Self.stop(p) }
+            TrackerTestSupport.removeTree(dir)
+        }
+        let server = try await TrackerTestSupport.startServer()
+        defer { Task { try? await server.shutdown() } }
+        let announce = TrackerTestSupport.url(server)
+
+        // 3 MiB of random bytes in 64 KiB pieces.
+        try FileManager.default.createDirectory(atPath: dir + "/seed", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/aria2", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/lt", withIntermediateDirectories: true)
+        var rng = SystemRandomNumberGenerator()
+        let payload = (0..<(3 << 20)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        try FilePaths.writeAtomically(payload, to: dir + "/seed/payload.bin")
+        var builder = TorrentBuilder()
+        builder.trackers = [announce]
+        builder.pieceLength = 64 * 1024
+        let built = try builder.build(path: dir + "/seed/payload.bin")
+        try FilePaths.writeAtomically(built.bytes, to: dir + "/payload.torrent")
+        let hash = built.metainfo.infoHash
+        let script = dir + "/lt.py"
+        try Self.ltScript.write(toFile: script, atomically: true, encoding: .utf8)
+
+        func waitFor(_ what: String, seconds: Double, _ condition: () -> Bool) async throws {
+            let deadline = Date().addingTimeInterval(seconds)
+            while !condition() {
+                guard Date() < deadline else {
+                    let logs = ["lt-seed.log", "aria2.log", "aria2-seed.log", "lt-peer.log"].map { name in
+                        "--- \(name)\n" + ((try? String(contentsOfFile: dir + "/" + name, encoding: .utf8)) ?? "")
+                    }
+                    Issue.record("timed out waiting for \(what)\n\(logs.joined(separator: "\n"))")
+                    throw CancellationError()
+                }
+                try await Task.sleep(nanoseconds: 100_000_000)
+            }
+        }
+
+        // 1. libtorrent seeds; the tracker must see it as a seeder.
+        let ltSeedPort = Self.freePort()
+        processes.append(try Self.spawn(Self.python, [script, "seed", dir + "/payload.torrent", dir + "/seed", "\(ltSeedPort)"],
+                                        log: dir + "/lt-seed.log"))
+        try await waitFor("the libtorrent seeder's announce", seconds: 15) { server.service.snapshot().swarms.first?.peers.count == 1 }
+
+        // 2. aria2c downloads, knowing the seeder only from the tracker, and exits when done.
+        let aria2Args = ["--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false", "--enable-peer-exchange=false",
+                         "--disable-ipv6=true", "--file-allocation=none", "--summary-interval=0", "--console-log-level=notice",
+                         "--bt-stop-timeout=40", "--allow-overwrite=true"]
+        let aria2 = try Self.spawn(Self.aria2, aria2Args + ["--listen-port=\(Self.freePort())", "--seed-time=0",
+                                                            "--dir=\(dir)/aria2", dir + "/payload.torrent"],
+                                   log: dir + "/aria2.log")
+        processes.append(aria2)
+        try await waitFor("aria2c to finish the download", seconds: 40) { !aria2.isRunning }
+        #expect(aria2.terminationStatus == 0)
+        let got = try FilePaths.readAll(dir + "/aria2/payload.bin", limit: 8 << 20)
+        #expect(got == payload)
+        // aria2c reported completion (and then stopped): one download counted.
+        #expect(server.service.snapshot().swarms.first { $0.infoHash == hash }?.downloaded == 1)
+
+        // 3. Reverse roles: aria2c seeds the copy it fetched, libtorrent leeches from it.
+        Self.stop(processes[0])
+        let aria2Seed = try Self.spawn(Self.aria2, aria2Args + ["--listen-port=\(Self.freePort())", "--seed-time=1",
+                                                                "--check-integrity=true", "--dir=\(dir)/aria2",
+                                                                dir + "/payload.torrent"],
+                                       log: dir + "/aria2-seed.log")
+        processes.append(aria2Seed)
+        try await waitFor("aria2c's seeding announce", seconds: 15) {
+            server.service.snapshot().swarms.first { $0.infoHash == hash }?.peers.contains { $0.isSeeder } == true
+        }
+        let ltPeer = try Self.spawn(Self.python, [script, "peer", dir + "/payload.torrent", dir + "/lt", "\(Self.freePort())"],
+                                    log: dir + "/lt-peer.log")
+        processes.append(ltPeer)
+        try await waitFor("the libtorrent leecher to finish", seconds: 30) { !ltPeer.isRunning }
+        #expect(ltPeer.terminationStatus == 0)
+        #expect(try FilePaths.readAll(dir + "/lt/payload.bin", limit: 8 << 20) == payload)
+    }
+}

@@ -1,0 +1,333 @@
+import Bencode
+import BitTorrent
+import NIOCore
+import NIOPosix
+import Storage
+import Testing
+@testable import StarlingNode
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Shared test plumbing: a client event loop, temp folders, raw HTTP exchanges.
+enum TrackerTestSupport {
+    static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+    static func tempDir(_ tag: String) throws -> String {
+        var template = Array("/tmp/starling-\(tag)-XXXXXX".utf8CString)
+        guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw StorageError("mkdtemp failed")
+        }
+        return String(cString: p)
+    }
+
+    static func removeTree(_ path: String) {
+        guard path.hasPrefix("/tmp/starling-") else { return }
+        if let files = try? DirectoryWalker.files(under: path) { for f in files { unlink(f.fullPath) } }
+        // Folders bottom-up: longest paths first.
+        var dirs: [String] = []
+        func collect(_ d: String) {
+            dirs.append(d)
+            guard let h = opendir(d) else { return }
+            defer { closedir(h) }
+            while let e = readdir(h) {
+                let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+                if name != ".", name != "..", FilePaths.isDirectory(d + "/" + name) { collect(d + "/" + name) }
+            }
+        }
+        collect(path)
+        for d in dirs.sorted(by: { $0.count > $1.count }) { rmdir(d) }
+    }
+
+    static func startServer(_ configure: (inout TrackerConfiguration) -> Void = { _ in }) async throws -> TrackerServer {
+        var config = TrackerConfiguration(host: "127.0.0.1", port: 0, threads: 1)
+        configure(&config)
+        let server = TrackerServer(configuration: config)
+        try await server.start()
+        return server
+    }
+
+    static func url(_ server: TrackerServer) -> String { "http://127.0.0.1:\(server.port ?? 0)/announce" }
+
+    static func peerID(_ n: Int) -> [UInt8] {
+        var b = Array("-TS0001-".utf8) + Array(String(n).utf8)
+        while b.count < 20 { b.append(UInt8(ascii: "0")) }
+        return b
+    }
+
+    static func request(_ hash: InfoHash, _ n: Int, left: Int64, event: AnnounceEvent? = nil, compact: Bool = true,
+                        ip: String? = nil) -> AnnounceRequest {
+        AnnounceRequest(infoHash: hash, peerID: peerID(n), port: UInt16(7000 + n), left: left, event: event,
+                        compact: compact, ip: ip)
+    }
+
+    /// Writes `bytes` on a fresh connection and returns everything read until the server closes
+    /// (or `timeout` passes) and how long that took.
+    static func rawExchange(port: Int, chunks: [[UInt8]], gap: TimeAmount = .zero,
+                            timeout: TimeAmount = .seconds(5)) async throws -> (bytes: [UInt8], closed: Bool) {
+        let promise = group.next().makePromise(of: Void.self)
+        let collector = Collector(promise: promise)
+        let channel = try await ClientBootstrap(group: group)
+            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(collector) } }
+            .connect(host: "127.0.0.1", port: port).get()
+        for (i, c) in chunks.enumerated() {
+            if i > 0, gap > .zero { try await Task.sleep(nanoseconds: UInt64(gap.nanoseconds)) }
+            try? await channel.writeAndFlush(channel.allocator.buffer(bytes: c)).get()
+        }
+        let timer = channel.eventLoop.scheduleTask(in: timeout) { promise.succeed() }
+        try await promise.futureResult.get()
+        timer.cancel()
+        let closed = !channel.isActive
+        try? await channel.close().get()
+        return try await channel.eventLoop.submit { (collector.bytes, closed) }.get()
+    }
+
+    final class Collector: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        let promise: EventLoopPromise<Void>
+        var bytes: [UInt8] = []
+        init(promise: EventLoopPromise<Void>) { self.promise = promise }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var b = unwrapInboundIn(data)
+            bytes += b.readBytes(length: b.readableBytes) ?? []
+        }
+        func channelInactive(context: ChannelHandlerContext) { promise.succeed() }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
+    }
+
+    /// A minimal valid single-file .torrent whose info-hash differs by `name`.
+    static func torrentBytes(name: String) -> [UInt8] {
+        BencodeValue.dict([
+            ("announce", .string("http://127.0.0.1:1/announce")),
+            ("info", .dict([("length", .integer(5)), ("name", .string(name)), ("piece length", .integer(16384)),
+                            ("pieces", .bytes([UInt8](repeating: 1, count: 20)))])),
+        ]).encoded()
+    }
+}
+
+@Suite("Tracker server", .serialized)
+struct TrackerServerTests {
+    typealias S = TrackerTestSupport
+    static let hash = InfoHash(bytes: [UInt8](repeating: 0xAB, count: 20))!
+
+    @Test func announceAndScrapeThroughTheClient() async throws {
+        let server = try await S.startServer()
+        defer { Task { try? await server.shutdown() } }
+        let client = HTTPTrackerClient(group: S.group)
+        let first = try await client.announce(url: S.url(server), request: S.request(Self.hash, 1, left: 0, event: .started))
+        #expect(first.peers.isEmpty && first.complete == 1 && first.incomplete == 0)
+        #expect(first.interval >= 15 && first.interval <= 18 && first.minInterval == 7)
+        let second = try await client.announce(url: S.url(server), request: S.request(Self.hash, 2, left: 100, event: .started))
+        #expect(second.peers == [TrackerPeer(host: "127.0.0.1", port: 7001)])
+        // Dictionary model carries peer ids.
+        let dict = try await client.announce(url: S.url(server), request: S.request(Self.hash, 2, left: 100, compact: false))
+        #expect(dict.peers == [TrackerPeer(host: "127.0.0.1", port: 7001, peerID: S.peerID(1))])
+        // The seeder is told about the leecher only.
+        let seeder = try await client.announce(url: S.url(server), request: S.request(Self.hash, 1, left: 0))
+        #expect(seeder.peers == [TrackerPeer(host: "127.0.0.1", port: 7002)])
+        _ = try await client.announce(url: S.url(server), request: S.request(Self.hash, 2, left: 0, event: .completed))
+
+        let other = InfoHash(bytes: [UInt8](repeating: 0x01, count: 20))!
+        let scrape = try await client.scrape(url: S.url(server), infoHashes: [Self.hash, other])
+        #expect(scrape.files[Self.hash] == ScrapeStats(complete: 2, incomplete: 0, downloaded: 1))
+        #expect(scrape.files[other] == ScrapeStats(complete: 0, incomplete: 0, downloaded: 0))
+        let all = try await client.scrape(url: S.url(server), infoHashes: [])
+        #expect(all.files.keys.contains(Self.hash))
+
+        _ = try await client.announce(url: S.url(server), request: S.request(Self.hash, 2, left: 0, event: .stopped))
+        #expect(server.service.counts.peers == 1)
+    }
+
+    @Test func metricsAndHealth() async throws {
+        let server = try await S.startServer()
+        defer { Task { try? await server.shutdown() } }
+        let client = HTTPTrackerClient(group: S.group)
+        _ = try await client.announce(url: S.url(server), request: S.request(Self.hash, 1, left: 0))
+        let port = try #require(server.port)
+        let metrics = try await S.rawExchange(port: port, chunks: [Array("GET /metrics HTTP/1.0\r\n\r\n".utf8)])
+        let text = String(decoding: metrics.bytes, as: UTF8.self)
+        #expect(text.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(text.contains("starling_tracker_announces_total{result=\"ok\"}"))
+        #expect(text.contains("starling_tracker_seeders{torrent=\"abababab\"} 1"))
+        #expect(text.contains("starling_tracker_request_duration_seconds_bucket"))
+        let health = try await S.rawExchange(port: port, chunks: [Array("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n".utf8)])
+        #expect(String(decoding: health.bytes, as: UTF8.self).hasSuffix("\r\n\r\nok\n"))
+    }
+
+    @Test(arguments: [
+        ("GET /announce?info_hash=%zz&port=1 HTTP/1.1\r\n\r\n", "400 Bad Request", "bad percent-encoding"),
+        ("GET /announce?info_hash=abc&peer_id=01234567890123456789&port=1&left=0 HTTP/1.1\r\n\r\n", "400", "info_hash must be 20 bytes"),
+        ("GET /announce?info_hash=\(PercentEncoding.encode([UInt8](repeating: 1, count: 20)))&peer_id=01234567890123456789&left=0 HTTP/1.1\r\n\r\n",
+         "400", "missing port"),
+        ("\u{01}\u{02}garbage\r\n\r\n", "400", "malformed request line"),
+        ("GET /announce HTTP/9.9\r\n\r\n", "505", "unsupported HTTP version"),
+        ("POST /announce HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", "400", "request bodies are not accepted"),
+        ("GET /nothing-here HTTP/1.1\r\n\r\n", "404", "not found"),
+        ("GET /announce?" + String(repeating: "a", count: 10_000) + " HTTP/1.1\r\n\r\n", "431", "larger than 8192"),
+    ])
+    func malformedRequestsGetAnErrorNotACrash(_ raw: String, _ status: String, _ reason: String) async throws {
+        let server = try await S.startServer { $0.idleTimeout = 2 }
+        defer { Task { try? await server.shutdown() } }
+        let port = try #require(server.port)
+        let r = try await S.rawExchange(port: port, chunks: [Array(raw.utf8)], timeout: .seconds(3))
+        let text = String(decoding: r.bytes, as: UTF8.self)
+        #expect(text.hasPrefix("HTTP/1.1 \(status)"), "got: \(text.prefix(200))")
+        #expect(text.contains(reason), "got: \(text.prefix(300))")
+        // Still serving.
+        let health = try await S.rawExchange(port: port, chunks: [Array("GET /healthz HTTP/1.0\r\n\r\n".utf8)])
+        #expect(String(decoding: health.bytes, as: UTF8.self).hasSuffix("ok\n"))
+    }
+
+    @Test func keepAliveAndPipelining() async throws {
+        let server = try await S.startServer()
+        defer { Task { try? await server.shutdown() } }
+        let port = try #require(server.port)
+        let q = S.request(Self.hash, 1, left: 0).queryString()
+        let req = "GET /announce?\(q) HTTP/1.1\r\nHost: x\r\n\r\n"
+        let r = try await S.rawExchange(port: port, chunks: [Array((req + req + "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n").utf8)])
+        let text = String(decoding: r.bytes, as: UTF8.self)
+        #expect(text.components("HTTP/1.1 200 OK") == 3)
+        #expect(r.closed)
+    }
+
+    @Test func slowClientsAreCutOff() async throws {
+        let server = try await S.startServer { $0.idleTimeout = 1 }
+        defer { Task { try? await server.shutdown() } }
+        let port = try #require(server.port)
+        let clock = ContinuousClock()
+        // Idle after a partial head.
+        let started = clock.now
+        let idle = try await S.rawExchange(port: port, chunks: [Array("GET /annou".utf8)], timeout: .seconds(5))
+        #expect(idle.closed && idle.bytes.isEmpty)
+        #expect(started.duration(to: clock.now) < .seconds(3))
+        // Slowloris: a byte every 300 ms keeps a read-idle timer happy, but not the request deadline.
+        let trickle = "GET /healthz HTTP/1.1\r\nX: y\r\n\r\n".utf8.map { [$0] }
+        let t0 = clock.now
+        let slow = try await S.rawExchange(port: port, chunks: trickle, gap: .milliseconds(300), timeout: .seconds(15))
+        #expect(slow.closed)
+        #expect(!String(decoding: slow.bytes, as: UTF8.self).contains("ok"))
+        #expect(t0.duration(to: clock.now) < .seconds(12))
+        #expect(server.connectionCount == 0)
+    }
+
+    @Test func connectionCapClosesExtraConnections() async throws {
+        let server = try await S.startServer { $0.maxConnections = 1; $0.idleTimeout = 3 }
+        defer { Task { try? await server.shutdown() } }
+        let port = try #require(server.port)
+        async let holder = S.rawExchange(port: port, chunks: [Array("GET /".utf8)], timeout: .seconds(2))
+        try await Task.sleep(nanoseconds: 300_000_000)
+        let refused = try await S.rawExchange(port: port, chunks: [Array("GET /healthz HTTP/1.0\r\n\r\n".utf8)], timeout: .seconds(2))
+        #expect(refused.closed && refused.bytes.isEmpty)
+        _ = try await holder
+    }
+
+    @Test func ipParameterOnlyFromTrustedNetworks() async throws {
+        let client = HTTPTrackerClient(group: S.group)
+        for trusted in [false, true] {
+            let server = try await S.startServer { if trusted { $0.trustedNetworks = [IPNetwork("127.0.0.0/8")!] } }
+            _ = try await client.announce(url: S.url(server), request: S.request(Self.hash, 1, left: 0, ip: "10.9.8.7"))
+            let r = try await client.announce(url: S.url(server), request: S.request(Self.hash, 2, left: 5))
+            #expect(r.peers.map(\.host) == [trusted ? "10.9.8.7" : "127.0.0.1"])
+            try await server.shutdown()
+        }
+    }
+
+    @Test func restartWithStateKeepsPeers() async throws {
+        let dir = try S.tempDir("state")
+        defer { S.removeTree(dir) }
+        let state = dir + "/tracker.state"
+        let client = HTTPTrackerClient(group: S.group)
+        let a = try await S.startServer { $0.stateFile = state }
+        _ = try await client.announce(url: S.url(a), request: S.request(Self.hash, 1, left: 0, event: .started))
+        _ = try await client.announce(url: S.url(a), request: S.request(Self.hash, 2, left: 10, event: .started))
+        _ = try await client.announce(url: S.url(a), request: S.request(Self.hash, 2, left: 0, event: .completed))
+        try await a.shutdown()
+        #expect(FilePaths.exists(state))
+
+        let b = try await S.startServer { $0.stateFile = state }
+        defer { Task { try? await b.shutdown() } }
+        #expect(b.service.counts == (1, 2))
+        let r = try await client.announce(url: S.url(b), request: S.request(Self.hash, 3, left: 10, event: .started))
+        #expect(Set(r.peers.map(\.port)) == [7001, 7002])
+        let scrape = try await client.scrape(url: S.url(b), infoHashes: [Self.hash])
+        #expect(scrape.files[Self.hash] == ScrapeStats(complete: 2, incomplete: 1, downloaded: 1))
+    }
+
+    @Test func corruptStateFileFailsStartWithAClearError() async throws {
+        let dir = try S.tempDir("badstate")
+        defer { S.removeTree(dir) }
+        let state = dir + "/tracker.state"
+        try FilePaths.writeAtomically(Array("d7:versioni1e6:swarmsld9:info_hash3:abceee".utf8), to: state)
+        let server = TrackerServer(configuration: TrackerConfiguration(host: "127.0.0.1", port: 0, stateFile: state, threads: 1))
+        await #expect(throws: (any Error).self) { try await server.start() }
+        try? await server.shutdown()
+    }
+
+    @Test func allowDirServesOnlyListedTorrentsAndIsReRead() async throws {
+        let dir = try S.tempDir("allow")
+        defer { S.removeTree(dir) }
+        let first = S.torrentBytes(name: "one.bin"), second = S.torrentBytes(name: "two.bin")
+        try FilePaths.writeAtomically(first, to: dir + "/one.torrent")
+        try FilePaths.writeAtomically(Array("not a torrent".utf8), to: dir + "/broken.torrent")
+        let h1 = try Metainfo(bytes: first).infoHash, h2 = try Metainfo(bytes: second).infoHash
+        let server = try await S.startServer { $0.allowDir = dir; $0.allowDirPollInterval = 1 }
+        defer { Task { try? await server.shutdown() } }
+        let client = HTTPTrackerClient(group: S.group)
+        _ = try await client.announce(url: S.url(server), request: S.request(h1, 1, left: 0))
+        await #expect(throws: TrackerError.failure("unregistered torrent: \(h2.hex) is not served by this tracker")) {
+            _ = try await client.announce(url: S.url(server), request: S.request(h2, 1, left: 0))
+        }
+        try FilePaths.writeAtomically(second, to: dir + "/two.torrent")
+        var accepted = false
+        for _ in 0..<40 where !accepted {
+            try await Task.sleep(nanoseconds: 250_000_000)
+            accepted = (try? await client.announce(url: S.url(server), request: S.request(h2, 1, left: 0))) != nil
+        }
+        #expect(accepted, "a .torrent added to --allow-dir is served within a few seconds")
+        // Scrapes only report allowed torrents.
+        let scrape = try await client.scrape(url: S.url(server), infoHashes: [h1, Self.hash])
+        #expect(scrape.files.keys.sorted { $0.hex < $1.hex } == [h1])
+    }
+
+    @Test func clientReportsUnreachableAndNonHTTPTrackers() async throws {
+        let client = HTTPTrackerClient(group: S.group, timeout: .seconds(2))
+        let req = S.request(Self.hash, 1, left: 0)
+        await #expect(throws: TrackerClientError.self) { _ = try await client.announce(url: "udp://127.0.0.1:1/announce", request: req) }
+        await #expect(throws: TrackerClientError.self) { _ = try await client.announce(url: "http://127.0.0.1:1/announce", request: req) }
+        // A server that accepts and never answers: the client times out.
+        let silent = try await ServerBootstrap(group: S.group).bind(host: "127.0.0.1", port: 0).get()
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        await #expect(throws: TrackerClientError.self) {
+            _ = try await client.announce(url: "http://127.0.0.1:\(silent.localAddress?.port ?? 0)/announce", request: req)
+        }
+        #expect(t0.duration(to: clock.now) < .seconds(5))
+        try await silent.close()
+    }
+
+    @Test func trackerURLs() throws {
+        let u = try TrackerURL("http://[::1]:6969/announce?passkey=abc")
+        #expect(u.host == "::1" && u.port == 6969 && u.pathAndQuery == "/announce?passkey=abc")
+        #expect(u.target(adding: "x=1") == "/announce?passkey=abc&x=1")
+        #expect(try u.scrapeURL().pathAndQuery == "/scrape?passkey=abc")
+        #expect(try TrackerURL("http://tracker.example/x/announce.php").scrapeURL().pathAndQuery == "/x/scrape.php")
+        #expect(try TrackerURL("http://h").port == 80)
+        #expect(throws: TrackerClientError.self) { try TrackerURL("http://h/a").scrapeURL() }
+        #expect(throws: TrackerClientError.self) { try TrackerURL("https://h/announce") }
+        #expect(throws: TrackerClientError.self) { try TrackerURL("http://h:99999/announce") }
+    }
+
+    @Test func requestHeadParser() throws {
+        let r = try TrackerRequestDecoder.parseHead(Array("GET /a?b=c HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n".utf8))
+        #expect(r == TrackerHTTPRequest(method: "GET", target: "/a?b=c", keepAlive: true))
+        #expect(r.path == "/a" && r.query == "b=c")
+        let close = try TrackerRequestDecoder.parseHead(Array("GET / HTTP/1.1\nConnection: close\n\n".utf8))
+        #expect(!close.keepAlive)
+        #expect(throws: TrackerHTTPError.self) { try TrackerRequestDecoder.parseHead(Array("GET http://x/ HTTP/1.1\r\n\r\n".utf8)) }
+    }
+}
+
+extension String {
+    /// How many times `needle` occurs (no Foundation).
+    func components(_ needle: String) -> Int { split(separator: needle, omittingEmptySubsequences: false).count - 1 }
+}
