@@ -24,6 +24,16 @@ struct TrackerMessagesTests {
         #expect(PercentEncoding.decode(Array("a+b".utf8)) == Array("a+b".utf8))
     }
 
+    /// Exactly what aria2c 1.36 sends: a binary `key`, `no_peer_id`, `supportcrypto`.
+    @Test func aria2AnnounceParses() throws {
+        let q = "info_hash=%1Cr%91%A2%EC%F7%9B%D0%DD%9Fa%B9%FF%8B%B3%9C%E4%2A%98%00&peer_id=A2-1-36-0-%ED%A46%BDi%0ANO%18%3C"
+            + "&uploaded=0&downloaded=0&left=3145728&compact=1&key=6%BDi%0ANO%18%3C&numwant=50&no_peer_id=1&port=20740"
+            + "&event=started&supportcrypto=1"
+        let r = try AnnounceRequest.parse(query: q)
+        #expect(r.port == 20740 && r.left == 3_145_728 && r.event == .started && r.numWant == 50 && r.compact)
+        #expect(r.peerID.count == 20 && r.infoHash.hex.hasPrefix("1c7291a2"))
+    }
+
     @Test func defaultsAndIgnoredParameters() throws {
         let q = "info_hash=\(PercentEncoding.encode(Self.hash.bytes))&peer_id=\(PercentEncoding.encode(Self.peerID))"
             + "&port=1&left=0&supportcrypto=1&no_peer_id=1&event="

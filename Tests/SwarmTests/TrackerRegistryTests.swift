@@ -95,6 +95,11 @@ struct TrackerRegistryTests {
         #expect(reg.stats(Self.hash) == ScrapeStats(complete: 2, incomplete: 0, downloaded: 2))
         try announce(&reg, 1, left: 5) // data went missing: back to leecher
         #expect(reg.stats(Self.hash) == ScrapeStats(complete: 1, incomplete: 1, downloaded: 2))
+        // A leecher that stops with nothing left finished too (aria2c --seed-time=0 skips `completed`).
+        try announce(&reg, 1, left: 0, event: .stopped)
+        #expect(reg.stats(Self.hash) == ScrapeStats(complete: 1, incomplete: 0, downloaded: 3))
+        try announce(&reg, 2, left: 0, event: .stopped)
+        #expect(reg.stats(Self.hash) == ScrapeStats(complete: 0, incomplete: 0, downloaded: 3))
     }
 
     @Test mutating func silentPeersExpire() throws {
