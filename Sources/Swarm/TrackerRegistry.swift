@@ -351,7 +351,10 @@ struct Swarm: Sendable {
         // Floyd's algorithm: k distinct indices in 0..<available with k random draws.
         var chosen = Set<Int>(minimumCapacity: k)
         for j in (available - k)..<available {
-            let t = Int.random(in: 0...j, using: &rng)
+            // Lemire's multiply-shift instead of `Int.random(in:using:)`: that generic
+            // stdlib path is not specialised for a caller's generator across modules and
+            // dominated the announce cost. The bias (j / 2^64) is immaterial here.
+            let t = Int(truncatingIfNeeded: rng.next().multipliedFullWidth(by: UInt64(j + 1)).high)
             let pick = chosen.contains(t) ? j : t
             chosen.insert(pick)
             out.append(peer(at: pick))

@@ -162,15 +162,37 @@ final class Worker: ChannelInboundHandler, @unchecked Sendable {
         var b = unwrapInboundIn(data)
         buffer += b.readBytes(length: b.readableBytes) ?? []
         if expected == nil, let end = headEnd() {
-            let head = String(decoding: buffer[..<end], as: UTF8.self).lowercased()
-            serverCloses = head.contains("connection: close") || head.hasPrefix("http/1.0")
-            for line in head.split(separator: "\r\n") where line.hasPrefix("content-length:") {
-                let digits = line.dropFirst("content-length:".count).drop(while: { $0 == " " }).prefix(while: { $0.isNumber })
-                expected = end + (Int(digits) ?? 0)
+            // Byte-level: the generator must stay cheaper than the trackers it measures.
+            let head = buffer[..<end]
+            serverCloses = find(head, "Connection: close") || find(head, "connection: close") || buffer.starts(with: "HTTP/1.0".utf8)
+            if let at = firstIndex(head, "ontent-Length:") ?? firstIndex(head, "ontent-length:") {
+                var i = at + 14
+                while i < end, buffer[i] == 32 { i += 1 }
+                var n = 0
+                while i < end, buffer[i] >= 48, buffer[i] <= 57 { n = n * 10 + Int(buffer[i] - 48); i += 1 }
+                expected = end + n
             }
         }
         if let e = expected, buffer.count >= e { complete(context: context) }
     }
+
+    func firstIndex(_ hay: ArraySlice<UInt8>, _ needle: StaticString) -> Int? {
+        needle.withUTF8Buffer { n -> Int? in
+            guard hay.count >= n.count else { return nil }
+            var i = hay.startIndex
+            while i + n.count <= hay.endIndex {
+                if hay[i] == n[0] {
+                    var j = 1
+                    while j < n.count, hay[i + j] == n[j] { j += 1 }
+                    if j == n.count { return i }
+                }
+                i += 1
+            }
+            return nil
+        }
+    }
+
+    func find(_ hay: ArraySlice<UInt8>, _ needle: StaticString) -> Bool { firstIndex(hay, needle) != nil }
 
     func headEnd() -> Int? {
         guard buffer.count >= 4 else { return nil }
@@ -183,12 +205,12 @@ final class Worker: ChannelInboundHandler, @unchecked Sendable {
     func complete(context: ChannelHandlerContext) {
         guard inFlight else { return }
         inFlight = false
-        let text = String(decoding: buffer.prefix(400), as: UTF8.self)
-        let good = text.hasPrefix("HTTP/1.") && text.contains(" 200 ") && !text.contains("failure reason")
+        let good = buffer.count > 12 && buffer[9] == 50 && buffer[10] == 48 && buffer[11] == 48  // "HTTP/1.x 200"
+            && !(headEnd().map { buffer[$0...].starts(with: "d14:failure reason".utf8) } ?? true)
         stats.locked { s in
             if good { s.ok += 1 } else {
                 s.failures += 1
-                if s.firstFailure == nil { s.firstFailure = String(text.prefix(300)) }
+                if s.firstFailure == nil { s.firstFailure = String(decoding: buffer.prefix(300), as: UTF8.self) }
             }
         }
         if keepAlive && !serverCloses {

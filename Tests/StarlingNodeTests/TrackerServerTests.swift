@@ -245,12 +245,13 @@ struct TrackerServerTests {
         #expect(FilePaths.exists(state))
 
         let b = try await S.startServer { $0.stateFile = state }
-        defer { Task { try? await b.shutdown() } }
         #expect(b.service.counts == (1, 2))
         let r = try await client.announce(url: S.url(b), request: S.request(Self.hash, 3, left: 10, event: .started))
         #expect(Set(r.peers.map(\.port)) == [7001, 7002])
         let scrape = try await client.scrape(url: S.url(b), infoHashes: [Self.hash])
         #expect(scrape.files[Self.hash] == ScrapeStats(complete: 2, incomplete: 1, downloaded: 1))
+        // Shut down (and save) before the folder is removed.
+        try await b.shutdown()
     }
 
     @Test func corruptStateFileFailsStartWithAClearError() async throws {

@@ -68,8 +68,17 @@ public struct AnnounceRequest: Sendable, Hashable {
 
     /// Parses the query string of `GET /announce?...` strictly: any malformed or missing
     /// required parameter is a `TrackerError.invalidRequest` whose text suits a `failure reason`.
-    public static func parse(query: some StringProtocol) throws(TrackerError) -> AnnounceRequest {
-        let params = try QueryParameters(parsing: query)
+    public static func parse(query: String) throws(TrackerError) -> AnnounceRequest {
+        try parse(queryBytes: Array(query.utf8))
+    }
+
+    public static func parse(query: Substring) throws(TrackerError) -> AnnounceRequest {
+        try parse(queryBytes: Array(query.utf8))
+    }
+
+    /// Concrete byte form: generic code called from another module is not specialised.
+    public static func parse(queryBytes: [UInt8]) throws(TrackerError) -> AnnounceRequest {
+        let params = try QueryParameters(parsing: queryBytes)
         var infoHash: InfoHash?
         var peerID: [UInt8]?
         var port: UInt16?

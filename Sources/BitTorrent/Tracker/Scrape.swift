@@ -13,8 +13,16 @@ public struct ScrapeRequest: Sendable, Hashable {
     /// Most hashes in one scrape (the query is bounded by the request size anyway).
     public static let maxInfoHashes = 256
 
-    public static func parse(query: some StringProtocol) throws(TrackerError) -> ScrapeRequest {
-        let params = try QueryParameters(parsing: query)
+    public static func parse(query: String) throws(TrackerError) -> ScrapeRequest {
+        try parse(queryBytes: Array(query.utf8))
+    }
+
+    public static func parse(query: Substring) throws(TrackerError) -> ScrapeRequest {
+        try parse(queryBytes: Array(query.utf8))
+    }
+
+    public static func parse(queryBytes: [UInt8]) throws(TrackerError) -> ScrapeRequest {
+        let params = try QueryParameters(parsing: queryBytes)
         var hashes: [InfoHash] = []
         for v in params.values("info_hash") {
             guard let h = InfoHash(bytes: v) else { throw .invalidRequest("info_hash must be 20 bytes, got \(v.count)") }

@@ -61,15 +61,25 @@ public enum PercentEncoding {
     /// Strict decoding: `%` must be followed by two hex digits. `+` stays a literal byte,
     /// because in a binary info-hash it can only mean 0x2B (clients escape spaces as %20).
     public static func decode(_ text: some Collection<UInt8>) -> [UInt8]? {
+        decode(ArraySlice(text))
+    }
+
+    /// The concrete form the tracker's hot path uses (generic code called across modules is
+    /// not specialised, and was most of an announce's cost).
+    public static func decode(_ text: ArraySlice<UInt8>) -> [UInt8]? {
         var out: [UInt8] = []
         out.reserveCapacity(text.count)
-        var it = text.makeIterator()
-        while let c = it.next() {
+        var i = text.startIndex
+        let end = text.endIndex
+        while i < end {
+            let c = text[i]
             if c == UInt8(ascii: "%") {
-                guard let h = it.next(), let l = it.next(), let hv = nibble(h), let lv = nibble(l) else { return nil }
+                guard i + 2 < end, let hv = nibble(text[i + 1]), let lv = nibble(text[i + 2]) else { return nil }
                 out.append(hv << 4 | lv)
+                i += 3
             } else {
                 out.append(c)
+                i += 1
             }
         }
         return out
@@ -93,9 +103,17 @@ public struct QueryParameters: Sendable {
     /// Most parameters accepted in one query; a BEP 48 scrape of many hashes is the largest legitimate case.
     public static let maxParameters = 1024
 
-    public init(parsing query: some StringProtocol) throws(TrackerError) {
+    public init(parsing query: String) throws(TrackerError) {
+        try self.init(parsing: Array(query.utf8))
+    }
+
+    public init(parsing query: Substring) throws(TrackerError) {
+        try self.init(parsing: Array(query.utf8))
+    }
+
+    public init(parsing query: [UInt8]) throws(TrackerError) {
         pairs = []
-        for part in query.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
+        for part in query.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
             guard pairs.count < Self.maxParameters else {
                 throw .invalidRequest("more than \(Self.maxParameters) query parameters")
             }

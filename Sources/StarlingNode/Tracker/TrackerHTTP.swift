@@ -67,47 +67,82 @@ public struct TrackerRequestDecoder: NIOSingleStepByteToMessageDecoder {
         return nil
     }
 
-    /// Parses a complete head. Pure, for tests.
+    /// Parses a complete head. Pure, for tests. Byte-level on purpose: this runs per request.
     public static func parseHead(_ head: [UInt8]) throws -> TrackerHTTPRequest {
-        var lines = head.split(separator: 10, omittingEmptySubsequences: true).map { line -> ArraySlice<UInt8> in
-            line.last == 13 ? line.dropLast() : line
+        var lines: [Range<Int>] = []
+        var lineStart = 0
+        for i in 0..<head.count where head[i] == 10 {
+            var e = i
+            if e > lineStart, head[e - 1] == 13 { e -= 1 }
+            if e > lineStart { lines.append(lineStart..<e) }
+            lineStart = i + 1
         }
-        lines.removeAll { $0.isEmpty }
+        if lineStart < head.count { lines.append(lineStart..<head.count) }
         guard let requestLine = lines.first else { throw TrackerHTTPError(status: 400, reason: "empty request") }
-        let parts = requestLine.split(separator: 32, omittingEmptySubsequences: true)
+        let parts = head[requestLine].split(separator: 32, omittingEmptySubsequences: true)
         guard parts.count == 3,
               let method = String(validating: parts[0], as: UTF8.self),
-              let target = String(validating: parts[1], as: UTF8.self),
-              let version = String(validating: parts[2], as: UTF8.self) else {
+              let target = String(validating: parts[1], as: UTF8.self) else {
             throw TrackerHTTPError(status: 400, reason: "malformed request line")
         }
         let http11: Bool
-        switch version {
-        case "HTTP/1.1": http11 = true
-        case "HTTP/1.0": http11 = false
-        default: throw TrackerHTTPError(status: 505, reason: "unsupported HTTP version")
+        if parts[2].elementsEqual("HTTP/1.1".utf8) {
+            http11 = true
+        } else if parts[2].elementsEqual("HTTP/1.0".utf8) {
+            http11 = false
+        } else {
+            throw TrackerHTTPError(status: 505, reason: "unsupported HTTP version")
         }
-        guard target.hasPrefix("/") else { throw TrackerHTTPError(status: 400, reason: "request target must be a path") }
+        guard target.utf8.first == UInt8(ascii: "/") else {
+            throw TrackerHTTPError(status: 400, reason: "request target must be a path")
+        }
         var keepAlive = http11
-        for line in lines.dropFirst() {
+        for range in lines.dropFirst() {
+            let line = head[range]
             guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else {
                 throw TrackerHTTPError(status: 400, reason: "malformed header line")
             }
-            let name = String(decoding: line[line.startIndex..<colon], as: UTF8.self).lowercased()
-            let value = String(decoding: line[(colon + 1)...], as: UTF8.self)
-                .trimmingASCII(" \t").lowercased()
-            switch name {
-            case "connection":
-                if value.contains("close") { keepAlive = false } else if value.contains("keep-alive") { keepAlive = true }
-            case "content-length":
-                guard value == "0" else { throw TrackerHTTPError(status: 400, reason: "request bodies are not accepted") }
-            case "transfer-encoding":
+            let name = line[line.startIndex..<colon]
+            var value = line[(colon + 1)...]
+            while let f = value.first, f == 32 || f == 9 { value = value.dropFirst() }
+            while let l = value.last, l == 32 || l == 9 { value = value.dropLast() }
+            if equalsIgnoringCase(name, "connection") {
+                if contains(value, "close") { keepAlive = false } else if contains(value, "keep-alive") { keepAlive = true }
+            } else if equalsIgnoringCase(name, "content-length") {
+                guard value.elementsEqual("0".utf8) else {
+                    throw TrackerHTTPError(status: 400, reason: "request bodies are not accepted")
+                }
+            } else if equalsIgnoringCase(name, "transfer-encoding") {
                 throw TrackerHTTPError(status: 400, reason: "request bodies are not accepted")
-            default:
-                continue
             }
         }
         return TrackerHTTPRequest(method: method, target: target, keepAlive: keepAlive)
+    }
+
+    @inline(__always)
+    static func lower(_ b: UInt8) -> UInt8 { b >= 65 && b <= 90 ? b | 0x20 : b }
+
+    /// `lowercaseName` must be lower case ASCII.
+    static func equalsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ lowercaseName: StaticString) -> Bool {
+        guard bytes.count == lowercaseName.utf8CodeUnitCount else { return false }
+        return lowercaseName.withUTF8Buffer { name in
+            zip(bytes, name).allSatisfy { lower($0) == $1 }
+        }
+    }
+
+    /// Case-insensitive substring test (`Connection: Keep-Alive, Upgrade`).
+    static func contains(_ bytes: ArraySlice<UInt8>, _ lowercaseWord: StaticString) -> Bool {
+        lowercaseWord.withUTF8Buffer { word in
+            guard bytes.count >= word.count else { return false }
+            var i = bytes.startIndex
+            while i + word.count <= bytes.endIndex {
+                var j = 0
+                while j < word.count, lower(bytes[i + j]) == word[j] { j += 1 }
+                if j == word.count { return true }
+                i += 1
+            }
+            return false
+        }
     }
 }
 
@@ -142,17 +177,5 @@ public struct TrackerHTTPResponse: Sendable, Equatable {
         buffer.writeString("HTTP/1.1 \(status) \(Self.reasonPhrase(status))\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.count)\r\n")
         buffer.writeString(keepAlive ? "\r\n" : "Connection: close\r\n\r\n")
         buffer.writeBytes(body)
-    }
-}
-
-extension String {
-    /// Trims the given ASCII characters from both ends (no Foundation).
-    fileprivate func trimmingASCII(_ set: String) -> String {
-        let chars = Set(set.utf8)
-        let u = Array(utf8)
-        var lo = 0, hi = u.count
-        while lo < hi, chars.contains(u[lo]) { lo += 1 }
-        while hi > lo, chars.contains(u[hi - 1]) { hi -= 1 }
-        return String(decoding: u[lo..<hi], as: UTF8.self)
     }
 }
