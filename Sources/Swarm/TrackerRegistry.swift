@@ -65,7 +65,8 @@ public struct TrackerRegistry: Sendable {
     /// peer: when a leecher reports `left=0` (with `completed`, a regular announce, or even
     /// `stopped`), or when an unknown peer announces `completed`. A leecher gets a uniform
     /// random sample of seeders and leechers, never itself; a seeder gets leechers only,
-    /// since seeders have nothing to give each other.
+    /// since seeders have nothing to give each other. Peer ids are included only for
+    /// `compact=0` requests (the dictionary model is the only one that can carry them).
     public mutating func announce(_ request: AnnounceRequest, address: IPAddress, now: Int64,
                                   using rng: inout some RandomNumberGenerator) throws(TrackerError) -> AnnounceResult {
         let key = PeerKey(request.peerID)
@@ -106,7 +107,7 @@ public struct TrackerRegistry: Sendable {
             if outcome == .becameSeeder || (request.event == .completed && outcome == .inserted && isSeeder) {
                 swarm.downloaded += 1
             }
-            result.peers = swarm.sample(for: key, seeder: isSeeder, count: wantCount, using: &rng)
+            result.peers = swarm.sample(for: key, seeder: isSeeder, count: wantCount, withIDs: !request.compact, using: &rng)
             result.complete = swarm.seeders.count
             result.incomplete = swarm.leechers.count
         }
@@ -321,7 +322,10 @@ struct Swarm: Sendable {
 
     /// Up to `count` distinct peers, uniformly at random, never `me`. A seeder draws from
     /// leechers only; a leecher from seeders followed by leechers (one virtual array).
-    func sample(for me: PeerKey, seeder: Bool, count: Int, using rng: inout some RandomNumberGenerator) -> [TrackerPeer] {
+    /// `withIDs: false` leaves peer ids out: compact lists cannot carry them, and not copying
+    /// the id arrays (a retain and release each) is a measurable share of an announce.
+    func sample(for me: PeerKey, seeder: Bool, count: Int, withIDs: Bool,
+                using rng: inout some RandomNumberGenerator) -> [TrackerPeer] {
         let s = seeder ? 0 : seeders.count
         let total = s + leechers.count
         // Where `me` sits in the virtual array, to skip it.
@@ -340,7 +344,10 @@ struct Swarm: Sendable {
         func peer(at virtualIndex: Int) -> TrackerPeer {
             var v = virtualIndex
             if let ex = excluded, v >= ex { v += 1 }
-            return v < s ? seeders.entries[v].peer : leechers.entries[v - s].peer
+            let p = v < s ? seeders.entries[v].peer : leechers.entries[v - s].peer
+            if withIDs { return p }
+            if let ip = p.ip { return TrackerPeer(ip: ip, port: p.port) }
+            return TrackerPeer(host: p.host, port: p.port)
         }
         var out: [TrackerPeer] = []
         out.reserveCapacity(k)

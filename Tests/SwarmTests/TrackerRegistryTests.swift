@@ -31,8 +31,10 @@ struct TrackerRegistryTests {
 
     @discardableResult
     mutating func announce(_ reg: inout TrackerRegistry, _ n: Int, left: Int64, event: AnnounceEvent? = nil,
-                           numWant: Int? = nil, hash: InfoHash = hash, now: Int64 = 1000) throws -> TrackerRegistry.AnnounceResult {
-        let r = AnnounceRequest(infoHash: hash, peerID: Self.id(n), port: UInt16(6000 + n % 50_000), left: left, event: event, numWant: numWant)
+                           numWant: Int? = nil, hash: InfoHash = hash, now: Int64 = 1000,
+                           compact: Bool = true) throws -> TrackerRegistry.AnnounceResult {
+        let r = AnnounceRequest(infoHash: hash, peerID: Self.id(n), port: UInt16(6000 + n % 50_000), left: left, event: event,
+                                numWant: numWant, compact: compact)
         return try reg.announce(r, address: Self.ip(n), now: now, using: &rng)
     }
 
@@ -43,7 +45,9 @@ struct TrackerRegistryTests {
         let r = try announce(&reg, 3, left: 100)
         #expect(r.complete == 1 && r.incomplete == 4)
         #expect(Set(r.peers.map(\.port)) == [6001, 6002, 6004, 6005])
-        #expect(r.peers.allSatisfy { $0.peerID != nil })
+        // Peer ids only for the dictionary model (compact lists cannot carry them).
+        #expect(r.peers.allSatisfy { $0.peerID == nil })
+        #expect(try announce(&reg, 3, left: 100, compact: false).peers.allSatisfy { $0.peerID != nil })
     }
 
     @Test mutating func seedersGetLeechersOnly() throws {
@@ -122,7 +126,7 @@ struct TrackerRegistryTests {
         let r = AnnounceRequest(infoHash: Self.hash, peerID: Self.id(1), port: 7777, left: 0)
         _ = try reg.announce(r, address: .v4(0x0B00_0001), now: 1000, using: &rng)
         #expect(reg.peerCount == 1)
-        let seen = try announce(&reg, 2, left: 10).peers
+        let seen = try announce(&reg, 2, left: 10, compact: false).peers
         #expect(seen == [TrackerPeer(host: "11.0.0.1", port: 7777, peerID: Self.id(1))])
     }
 

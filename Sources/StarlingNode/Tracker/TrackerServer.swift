@@ -131,6 +131,8 @@ final class TrackerHTTPHandler: ChannelInboundHandler {
     private let requestTimeout: TimeAmount
     private var remote: IPAddress?
     private var deadline: Scheduled<Void>?
+    /// When the current request window started: the connection opened or the last answer went out.
+    private var windowStart = NIODeadline.now()
     private var closing = false
 
     init(service: TrackerService, requestTimeout: TimeAmount) {
@@ -150,12 +152,18 @@ final class TrackerHTTPHandler: ChannelInboundHandler {
     }
 
     /// A whole request must arrive within the timeout: a client trickling bytes (slowloris)
-    /// keeps the idle handler happy but not this.
+    /// keeps the idle handler happy but not this. One timer per connection, re-armed lazily
+    /// when it fires, rather than a cancel and re-schedule per request.
     private func armDeadline(context: ChannelHandlerContext) {
-        deadline?.cancel()
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        deadline = context.eventLoop.scheduleTask(in: requestTimeout) {
-            loopBound.value.close(promise: nil)
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
+        deadline = context.eventLoop.scheduleTask(deadline: windowStart + requestTimeout) {
+            let handler = loopBound.value
+            if NIODeadline.now() >= handler.windowStart + handler.requestTimeout {
+                ctx.value.close(promise: nil)
+            } else {
+                handler.armDeadline(context: ctx.value)
+            }
         }
     }
 
@@ -167,7 +175,7 @@ final class TrackerHTTPHandler: ChannelInboundHandler {
         response.write(into: &buffer, keepAlive: request.keepAlive)
         if request.keepAlive {
             context.write(wrapOutboundOut(buffer), promise: nil)
-            armDeadline(context: context)
+            windowStart = .now()
         } else {
             closing = true
             let channel = context.channel
