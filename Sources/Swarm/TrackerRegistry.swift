@@ -88,7 +88,7 @@ public struct TrackerRegistry: Sendable {
             return AnnounceResult(peers: [], complete: s.complete, incomplete: s.incomplete)
         }
         let isSeeder = request.left == 0
-        let entry = Entry(key: key, peer: TrackerPeer(ip: address, port: request.port, peerID: request.peerID), lastSeen: now)
+        let entry = Entry(key: key, ip: address, port: request.port, peerID: request.peerID, lastSeen: now)
         let wantCount = min(max(request.numWant ?? configuration.defaultNumWant, 0), configuration.maxNumWant)
         let full = peerCount >= configuration.maxPeers
 
@@ -164,9 +164,9 @@ public struct TrackerRegistry: Sendable {
             var swarm = Swarm()
             swarm.downloaded = s.downloaded
             for p in s.peers {
-                guard let id = p.peer.peerID, id.count == 20, p.peer.ip != nil else { continue }
+                guard let id = p.peer.peerID, id.count == 20, let ip = p.peer.ip else { continue }
                 guard peerCount < configuration.maxPeers else { break }
-                let e = Entry(key: PeerKey(id), peer: p.peer, lastSeen: max(p.lastSeen, now))
+                let e = Entry(key: PeerKey(id), ip: ip, port: p.peer.port, peerID: id, lastSeen: max(p.lastSeen, now))
                 if swarm.upsert(e, seeder: p.isSeeder, allowNew: true) == .inserted { peerCount += 1 }
             }
             if swarm.seeders.count + swarm.leechers.count > 0 || swarm.downloaded > 0 {
@@ -227,10 +227,16 @@ struct PeerKey: Hashable, Sendable {
     }
 }
 
+/// One registered peer. The address is kept as plain values (no reference counting) so a
+/// sample for a compact answer copies no heap objects; the id is only read for `compact=0`.
 struct Entry: Sendable {
     var key: PeerKey
-    var peer: TrackerPeer
+    var ip: IPAddress
+    var port: UInt16
+    var peerID: [UInt8]
     var lastSeen: Int64
+
+    var peer: TrackerPeer { TrackerPeer(ip: ip, port: port, peerID: peerID) }
 }
 
 /// Peers in an array for O(1) random access, with an index map for O(1) lookup and swap-remove.
@@ -341,30 +347,33 @@ struct Swarm: Sendable {
         let k = min(count, available)
         guard k > 0 else { return [] }
 
-        func peer(at virtualIndex: Int) -> TrackerPeer {
-            var v = virtualIndex
-            if let ex = excluded, v >= ex { v += 1 }
-            let p = v < s ? seeders.entries[v].peer : leechers.entries[v - s].peer
-            if withIDs { return p }
-            if let ip = p.ip { return TrackerPeer(ip: ip, port: p.port) }
-            return TrackerPeer(host: p.host, port: p.port)
-        }
         var out: [TrackerPeer] = []
         out.reserveCapacity(k)
-        if k == available {
-            for v in 0..<available { out.append(peer(at: v)) }
-            return out
-        }
-        // Floyd's algorithm: k distinct indices in 0..<available with k random draws.
-        var chosen = Set<Int>(minimumCapacity: k)
-        for j in (available - k)..<available {
-            // Lemire's multiply-shift instead of `Int.random(in:using:)`: that generic
-            // stdlib path is not specialised for a caller's generator across modules and
-            // dominated the announce cost. The bias (j / 2^64) is immaterial here.
-            let t = Int(truncatingIfNeeded: rng.next().multipliedFullWidth(by: UInt64(j + 1)).high)
-            let pick = chosen.contains(t) ? j : t
-            chosen.insert(pick)
-            out.append(peer(at: pick))
+        // Unsafe buffers: a nested function capturing `self` retained both sets' storage per call.
+        seeders.entries.withUnsafeBufferPointer { sb in
+            leechers.entries.withUnsafeBufferPointer { lb in
+                func append(_ virtualIndex: Int) {
+                    var v = virtualIndex
+                    if let ex = excluded, v >= ex { v += 1 }
+                    let e = v < s ? sb.baseAddress! + v : lb.baseAddress! + (v - s)
+                    out.append(TrackerPeer(ip: e.pointee.ip, port: e.pointee.port, peerID: withIDs ? e.pointee.peerID : nil))
+                }
+                if k == available {
+                    for v in 0..<available { append(v) }
+                    return
+                }
+                // Floyd's algorithm: k distinct indices in 0..<available with k random draws.
+                var chosen = Set<Int>(minimumCapacity: k)
+                for j in (available - k)..<available {
+                    // Lemire's multiply-shift instead of `Int.random(in:using:)`: that generic
+                    // stdlib path is not specialised for a caller's generator across modules and
+                    // dominated the announce cost. The bias (j / 2^64) is immaterial here.
+                    let t = Int(truncatingIfNeeded: rng.next().multipliedFullWidth(by: UInt64(j + 1)).high)
+                    let pick = chosen.contains(t) ? j : t
+                    chosen.insert(pick)
+                    append(pick)
+                }
+            }
         }
         return out
     }
