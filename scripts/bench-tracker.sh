@@ -79,6 +79,7 @@ for tracker in starling opentracker; do
           --duration "$DURATION" --concurrency "$CONCURRENCY" "${flag[@]}")
     echo "$tracker $mode: $out" >&2
     rate[$tracker-$mode]=$(field "$out" announces_per_second)
+    [[ "$(field "$out" keepalive_drops)" =~ ^(0|)$ ]] || rate[$tracker-$mode]+=" (closes)"
     fails=$(field "$out" failures)
     [[ "$fails" == 0 ]] || echo "WARNING: $tracker $mode: $fails failed announces: $(field "$out" first_failure)" >&2
     stop_tracker
@@ -103,6 +104,7 @@ printf '%-28s %12s %12s %8s\n' "announces/s" starling opentracker ratio
 printf '%-28s %12s %12s %8s\n' "connection per announce" "${rate[starling-close]}" "${rate[opentracker-close]}" \
   "$(ratio "${rate[starling-close]}" "${rate[opentracker-close]}")"
 printf '%-28s %12s %12s %8s\n' "keep-alive" "${rate[starling-keepalive]}" "${rate[opentracker-keepalive]}" \
-  "$(ratio "${rate[starling-keepalive]}" "${rate[opentracker-keepalive]}")"
+  "$(ratio "${rate[starling-keepalive]%% *}" "${rate[opentracker-keepalive]%% *}")"
+echo "(closes) = the tracker closed kept-alive connections, so the figure is really per-connection."
 echo "resident memory, starling:    ${mem[starling]}"
 echo "resident memory, opentracker: ${mem[opentracker]}"

@@ -104,6 +104,9 @@ func requestBytes(_ o: Options, peer i: Int, started: Bool) -> [UInt8] {
 final class Stats: @unchecked Sendable {
     private var lock = pthread_mutex_t()
     var ok = 0, failures = 0, errors = 0, next = 0
+    /// Requests lost because the server closed a kept-alive connection (opentracker closes
+    /// after every answer): not errors, but after the first one workers stop reusing connections.
+    var drops = 0
     let total: Int
     var firstFailure: String?
     init(total: Int) {
@@ -131,6 +134,7 @@ final class Worker: ChannelInboundHandler, @unchecked Sendable {
     var expected: Int?
     var serverCloses = false
     var inFlight = false
+    var answered = 0
 
     init(requests: [[UInt8]], stats: Stats, keepAlive: Bool, shouldStop: @escaping @Sendable () -> Bool,
          reconnect: @escaping @Sendable () -> Void) {
@@ -213,7 +217,8 @@ final class Worker: ChannelInboundHandler, @unchecked Sendable {
                 if s.firstFailure == nil { s.firstFailure = String(decoding: buffer.prefix(300), as: UTF8.self) }
             }
         }
-        if keepAlive && !serverCloses {
+        answered += 1
+        if keepAlive && !serverCloses && stats.locked({ $0.drops }) == 0 {
             sendNext(context: context)
         } else {
             context.close(promise: nil)
@@ -225,7 +230,8 @@ final class Worker: ChannelInboundHandler, @unchecked Sendable {
             // No Content-Length: the body ends at EOF.
             if expected == nil, headEnd() != nil { complete(context: context) } else {
                 inFlight = false
-                stats.locked { $0.errors += 1 }
+                let dropped = buffer.isEmpty && answered > 0
+                stats.locked { if dropped { $0.drops += 1 } else { $0.errors += 1 } }
             }
         }
         if !shouldStop() { reconnect() }
@@ -296,7 +302,9 @@ if o.printHashes {
 let group = MultiThreadedEventLoopGroup(numberOfThreads: o.threads)
 var fillOptions = o
 fillOptions.concurrency = min(o.concurrency, 32)
-let fillRequests = (0..<o.peers).map { requestBytes(o, peer: $0, started: true) }
+// The fill is untimed and the same for every tracker: one connection per announce.
+fillOptions.keepAlive = false
+let fillRequests = (0..<o.peers).map { requestBytes(fillOptions, peer: $0, started: true) }
 let (fill, fillTime) = run(fillOptions, group: group, requests: fillRequests, limit: o.peers, seconds: 600)
 var line = "{\"url\":\"http://\(o.host):\(o.port)\(o.path)\",\"peers\":\(o.peers),\"torrents\":\(o.torrents),"
 line += "\"keepalive\":\(o.keepAlive),\"fill_ok\":\(fill.ok),\"fill_seconds\":\(fixed2(fillTime))"
@@ -305,7 +313,7 @@ if !o.fillOnly {
     let (s, elapsed) = run(o, group: group, requests: timed, limit: nil, seconds: o.duration)
     let rate = Double(s.ok) / elapsed
     line += ",\"concurrency\":\(o.concurrency),\"seconds\":\(fixed2(elapsed)),\"ok\":\(s.ok),"
-    line += "\"failures\":\(s.failures),\"errors\":\(s.errors),\"announces_per_second\":\(Int(rate))"
+    line += "\"failures\":\(s.failures),\"errors\":\(s.errors),\"keepalive_drops\":\(s.drops),\"announces_per_second\":\(Int(rate))"
     if let f = s.firstFailure ?? fill.firstFailure {
         line += ",\"first_failure\":\"\(f.replacingOccurrences("\"", "'").replacingOccurrences("\r\n", " | "))\""
     }
