@@ -173,9 +173,10 @@ public struct TrackerHTTPResponse: Sendable, Equatable {
     }
 
     /// Status line, headers and body, in one buffer (one write, one syscall).
-    public func write(into buffer: inout ByteBuffer, keepAlive: Bool) {
+    /// `includeBody: false` for HEAD (the headers still give the body's length).
+    public func write(into buffer: inout ByteBuffer, keepAlive: Bool, includeBody: Bool = true) {
         buffer.writeString("HTTP/1.1 \(status) \(Self.reasonPhrase(status))\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.count)\r\n")
         buffer.writeString(keepAlive ? "\r\n" : "Connection: close\r\n\r\n")
-        buffer.writeBytes(body)
+        if includeBody { buffer.writeBytes(body) }
     }
 }

@@ -172,7 +172,7 @@ final class TrackerHTTPHandler: ChannelInboundHandler {
         let request = unwrapInboundIn(data)
         let response = service.handle(request, remote: remote)
         var buffer = context.channel.allocator.buffer(capacity: response.body.count + 128)
-        response.write(into: &buffer, keepAlive: request.keepAlive)
+        response.write(into: &buffer, keepAlive: request.keepAlive, includeBody: request.method != "HEAD")
         if request.keepAlive {
             context.write(wrapOutboundOut(buffer), promise: nil)
             windowStart = .now()
