@@ -37,10 +37,6 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "BencodeTests", dependencies: ["Bencode"]),
-        .testTarget(name: "BitTorrentTests", dependencies: ["BitTorrent", "Bencode"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "BitTorrent"]),
-        .testTarget(name: "SwarmTests", dependencies: ["Swarm", "BitTorrent"]),
         .testTarget(name: "StarlingNodeTests", dependencies: [
             "StarlingNode", "BitTorrent", "Storage", "Swarm", "Bencode",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -98,8 +98,11 @@ public final class SwarmRunner: Sendable {
                 progress.finish()
                 guard role == .peer else { continue }
                 announcer.completed()
-                let took = try await loop.submit { session.completedAt.map { Double(($0 - session.startedAt).nanoseconds) / 1e9 } }.get() ?? 0
-                logger.info("complete and verified", metadata: ["path": "\(path)", "seconds": "\(Units.format1(took))"])
+                let (took, fetched) = try await loop.submit {
+                    (session.completedAt.map { Double(($0 - session.startedAt).nanoseconds) / 1e9 } ?? 0, session.downloadedBytes)
+                }.get()
+                logger.info("complete and verified", metadata: ["path": "\(path)", "seconds": "\(Units.format1(took))",
+                                                                "downloaded": "\(fetched)"])
                 if options.seedAfter <= 0 { break eventLoop }
                 logger.info("seeding for \(options.seedAfter) s before exiting")
                 loop.scheduleTask(in: .seconds(Int64(options.seedAfter))) { continuation.yield(.seedTimeOver) }
