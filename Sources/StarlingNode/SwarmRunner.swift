@@ -58,13 +58,9 @@ public final class SwarmRunner: Sendable {
         let session: TorrentSession
         do {
             engine = try PeerEngine(config: options.engine, loop: loop, logger: logger)
+            // Verify the data before listening, so nobody connects to a torrent not yet served.
+            session = try await engine.add(metainfo: metainfo, path: path, mode: role == .seed ? .seed : .download)
             try await engine.start()
-            do {
-                session = try await engine.add(metainfo: metainfo, path: path, mode: role == .seed ? .seed : .download)
-            } catch {
-                await engine.shutdown()
-                throw error
-            }
         } catch {
             try? await group.shutdownGracefully()
             throw error
