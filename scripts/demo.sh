@@ -22,7 +22,7 @@ head -c $((size_mb * 1024 * 1024)) /dev/urandom > "$work/artifact.bin"
 "$bin" tracker --listen 127.0.0.1:6969 > "$work/tracker.log" 2>&1 & pids+=($!)
 "$bin" make-torrent "$work/artifact.bin" --tracker http://127.0.0.1:6969/announce --output "$work/artifact.torrent"
 "$bin" seed "$work/artifact.torrent" "$work/artifact.bin" --ip 127.0.0.1 > "$work/seed.log" 2>&1 & pids+=($!)
-for _ in $(seq 50); do grep -q seeding "$work/seed.log" && break; sleep 0.1; done
+for _ in $(seq 50); do grep -qs seeding "$work/seed.log" && break; sleep 0.1; done
 
 echo "starting $peers peers at once"
 start=$(date +%s.%N)

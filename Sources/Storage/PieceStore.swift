@@ -19,6 +19,8 @@ public final class PieceStore: @unchecked Sendable {
     /// The final path: the file (single-file torrent) or the folder (multi-file).
     public let target: String
     public private(set) var isFinal: Bool
+    /// True when the download started from nothing: there is no data to verify.
+    public private(set) var isFresh = false
     private var handles: [FileDescriptor?] = []
 
     public var partPath: String { target + ".part" }
@@ -40,6 +42,7 @@ public final class PieceStore: @unchecked Sendable {
                 handles = try Self.open(root: target, metainfo: metainfo, writable: false)
             } else {
                 isFinal = false
+                isFresh = !FilePaths.exists(partPath)
                 try FilePaths.makeDirectories(FilePaths.parent(target))
                 handles = try Self.open(root: partPath, metainfo: metainfo, writable: true)
             }
@@ -75,6 +78,7 @@ public final class PieceStore: @unchecked Sendable {
 
     /// Hashes every piece on disk and returns those that match (resume / seed check).
     public func verifyExisting(progress: (@Sendable (Int) -> Void)? = nil) throws -> Bitfield {
+        if isFresh { return Bitfield(count: pieces.pieceCount) }
         let reader = try PieceReader(handles: handles, layout: layout, pieces: pieces)
         let hashes = try reader.hashAllPieces(progress: progress)
         var have = Bitfield(count: pieces.pieceCount)

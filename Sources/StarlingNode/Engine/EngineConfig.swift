@@ -19,6 +19,10 @@ public struct EngineConfig: Sendable {
     public var maxPipeline = 256
     public var maxQueuedRequestsPerPeer = 512
     public var uploadsInFlightPerPeer = 4
+    /// A seed that started complete uploads each block once before it uploads any block twice.
+    public var distinctFirstSeeding = true
+    /// How long a piece refused by a seed is looked for at other peers first.
+    public var refusalMemory: TimeAmount = .seconds(3)
     public var snubTimeout: TimeAmount = .seconds(30)
     public var handshakeTimeout: TimeAmount = .seconds(10)
     public var peerID: [UInt8]

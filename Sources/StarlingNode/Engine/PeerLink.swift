@@ -23,6 +23,8 @@ final class PeerLink: @unchecked Sendable {  // confined to the engine loop
     var incoming: [BlockRequest] = []
     var uploadsInFlight = 0
     var allowedFast: Set<Int> = []
+    /// Pieces this seed refused lately (it wants us to fetch them from another peer).
+    var refused: [Int: NIODeadline] = [:]
 
     var downloaded = RateMeter()
     var uploaded = RateMeter()

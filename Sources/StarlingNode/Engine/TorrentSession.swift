@@ -32,6 +32,8 @@ public final class TorrentSession: @unchecked Sendable {
     private(set) var uploadedBytes: Int64 = 0
     private(set) var wastedBytes: Int64 = 0
     private(set) var failure: String?
+    /// Set while this session seeds with the distinct-first rule.
+    private var distinctFirst: DistinctFirstServing?
 
     init(metainfo: Metainfo, store: PieceStore, have: Bitfield, loop: EventLoop, config: EngineConfig, logger: Logger) {
         self.metainfo = metainfo
@@ -49,6 +51,7 @@ public final class TorrentSession: @unchecked Sendable {
         if have.isComplete {
             completedAt = .now()
             completion.succeed(())
+            if config.distinctFirstSeeding { distinctFirst = DistinctFirstServing(layout: metainfo.layout) }
         }
     }
 
@@ -162,6 +165,11 @@ public final class TorrentSession: @unchecked Sendable {
                 if link.fast { link.send(.reject(req)) }
                 return
             }
+            // Only a peer that understands rejects can be pointed elsewhere.
+            if link.fast, distinctFirst != nil, !distinctFirst!.admit(req) {
+                link.send(.reject(req))
+                return
+            }
             link.incoming.append(req)
             serve(link)
         case .cancel(let req):
@@ -173,6 +181,8 @@ public final class TorrentSession: @unchecked Sendable {
             guard link.fast else { return drop(link, reason: "reject without the fast extension") }
             if link.outstanding.remove(req) != nil {
                 picker.requestDropped(req, by: link.id)
+                // A seed refusing a block means another peer has it: look there for a while.
+                if link.isSeed { link.refused[req.piece] = .now() }
                 request(from: link)
             }
         case .allowedFast(let piece):
@@ -225,6 +235,12 @@ public final class TorrentSession: @unchecked Sendable {
         if !canAskAll {
             has = Bitfield(count: metainfo.pieceCount)
             for p in link.allowedFast where link.bitfield[p] { has.set(p) }
+        }
+        if !link.refused.isEmpty {
+            let now = NIODeadline.now()
+            for (p, at) in link.refused {
+                if now - at > config.refusalMemory { link.refused[p] = nil } else { has.clear(p) }
+            }
         }
         let reqs = picker.pick(for: link.id, peerHas: has, count: room, outstanding: link.outstanding)
         guard !reqs.isEmpty else { return }
