@@ -15,6 +15,9 @@ final class ThrottleHandler: ChannelDuplexHandler {
     private var queued: [(ByteBuffer, EventLoopPromise<Void>?)] = []
     private var flushPending = false
     private var writeBlocked = false
+    /// Set once the handler leaves the pipeline: callbacks still queued in the limiter must
+    /// not touch the context any more.
+    private var removed = false
 
     init(limiter: HostRateLimiter) { self.limiter = limiter }
 
@@ -23,7 +26,7 @@ final class ThrottleHandler: ChannelDuplexHandler {
         readAllowed = false
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
         limiter.acquire(.down, payload: buffer.readableBytes) { [weak self] in
-            guard let self else { return }
+            guard let self, !self.removed else { return }
             self.readAllowed = true
             if self.readPending {
                 self.readPending = false
@@ -43,7 +46,9 @@ final class ThrottleHandler: ChannelDuplexHandler {
     }
 
     func flush(context: ChannelHandlerContext) {
-        if writeBlocked || !queued.isEmpty { flushPending = true } else { context.flush() }
+        // Flush what has already passed; what still waits is flushed when it is released.
+        if writeBlocked || !queued.isEmpty { flushPending = true }
+        context.flush()
     }
 
     private func drain(context: ChannelHandlerContext) {
@@ -53,7 +58,11 @@ final class ThrottleHandler: ChannelDuplexHandler {
             var granted = false
             let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
             limiter.acquire(.up, payload: buffer.readableBytes) { [weak self] in
-                guard let self else { return }
+                // The connection may have closed while this write waited for tokens.
+                guard let self, !self.removed else {
+                    promise?.fail(ChannelError.ioOnClosedChannel)
+                    return
+                }
                 let ctx = loopBound.value
                 ctx.write(self.wrapOutboundOut(buffer), promise: promise)
                 self.writeBlocked = false
@@ -63,17 +72,17 @@ final class ThrottleHandler: ChannelDuplexHandler {
                 }
             }
             granted = true
-            if writeBlocked { return }
         }
-        if queued.isEmpty && flushPending {
-            flushPending = false
-            context.flush()
-        } else if !queued.isEmpty {
+        if flushPending {
+            // Flush each released write at once: holding it until the whole queue drains
+            // would delay bytes already paid for.
+            if queued.isEmpty && !writeBlocked { flushPending = false }
             context.flush()
         }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        removed = true
         for (_, p) in queued { p?.fail(ChannelError.ioOnClosedChannel) }
         queued.removeAll()
     }
