@@ -165,4 +165,39 @@ struct TokenBucketTests {
         #expect(b.take(upTo: Int.max, now: 5 * sec) <= 1_000_000)
         #expect(b.take(upTo: Int.max, now: 5 * sec) == 0)
     }
+
+    /// Most tokens a greedy sender gets in any one-second window, sampling every millisecond
+    /// for `seconds` from a full (idle) bucket.
+    static func peakOneSecondWindow(_ bucket: inout TokenBucket, from t0: UInt64, seconds: Int) -> Int {
+        var grants: [Int] = []
+        for k in 0..<(seconds * 1000) { grants.append(bucket.take(upTo: Int.max, now: t0 + UInt64(k) * ms)) }
+        var window = grants.prefix(1000).reduce(0, +)
+        var peak = window
+        for k in 1000..<grants.count {
+            window += grants[k] - grants[k - 1000]
+            peak = max(peak, window)
+        }
+        return peak
+    }
+
+    @Test("a greedy sender gets at most rate + burst in any one-second window")
+    func oneSecondWindowBound() {
+        var b = TokenBucket(rate: 1_000_000, now: 0)
+        let peak = Self.peakOneSecondWindow(&b, from: 0, seconds: 3)
+        #expect(peak <= 1_000_000 + Int(b.burst))
+        #expect(peak >= 1_000_000)
+    }
+
+    @Test("issue 5 wants any one-second window within 5 % of the cap, even after an idle spell")
+    func oneSecondWindowWithinCap() {
+        // Design problem, not fixed here: the burst is one second of tokens (Kraken's model,
+        // DESIGN.md), so after any idle second a window carries burst + rate = 2x the cap.
+        // Issue 5's acceptance (peak 1-s window <= 21 mbit/s under a 20 mbit cap) needs a
+        // burst of at most ~5 % of a second of tokens (but at least one frame).
+        withKnownIssue("burst = 1 s of tokens allows 2x the cap in a 1-s window") {
+            var b = TokenBucket(rate: 1_000_000, now: 0)
+            let peak = Self.peakOneSecondWindow(&b, from: 0, seconds: 3)
+            #expect(Double(peak) <= 1.05 * 1_000_000, "peak one-second window \(peak) bytes at a 1 MB/s cap")
+        }
+    }
 }
