@@ -12,6 +12,8 @@ final class ThrottleHandler: ChannelDuplexHandler {
     private let limiter: HostRateLimiter
     private var readAllowed = true
     private var readPending = false
+    /// Buffers received whose tokens the limiter has not granted yet.
+    private var unpaidReads = 0
     private var queued: [(ByteBuffer, EventLoopPromise<Void>?)] = []
     private var flushPending = false
     private var writeBlocked = false
@@ -24,9 +26,13 @@ final class ThrottleHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         readAllowed = false
+        unpaidReads += 1
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
         limiter.acquire(.down, payload: buffer.readableBytes) { [weak self] in
             guard let self, !self.removed else { return }
+            // One socket read event delivers several buffers: read again only once all are paid.
+            self.unpaidReads -= 1
+            guard self.unpaidReads == 0 else { return }
             self.readAllowed = true
             if self.readPending {
                 self.readPending = false
