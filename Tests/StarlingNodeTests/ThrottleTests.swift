@@ -194,6 +194,25 @@ struct ThrottleTests {
         #expect(counter.reads == before + 2)
     }
 
+    @Test("after a read event of several buffers, reading resumes only once every buffer is paid for")
+    func readsWaitForEveryBuffer() throws {
+        let loop = EmbeddedEventLoop()
+        let rate = 100_000
+        let limiter = HostRateLimiter(loop: loop, upRate: 0, downRate: Int64(rate))
+        let counter = ReadCounter()
+        let channel = EmbeddedChannel(handlers: [counter, ThrottleHandler(limiter: limiter)], loop: loop)
+        defer { _ = try? channel.finish() }
+        // NIO reads up to maxMessagesPerRead buffers per event before asking to read again.
+        try channel.writeInbound(payload(150_000))     // passes, into debt
+        for _ in 0..<3 { try channel.writeInbound(payload(20_000)) }   // three charges wait
+        channel.read()
+        let firstPaid = repaidAfter(debt: HostRateLimiter.wireBytes(150_000) - rate, rate: rate)
+        loop.advanceTime(by: .nanoseconds(firstPaid + 2_000_000))
+        #expect(counter.reads == 0, "reading resumed with two buffers still unpaid")
+        loop.advanceTime(by: .seconds(1))
+        #expect(counter.reads == 1)
+    }
+
     @Test("closing a connection with a write waiting for tokens fails that write, never leaks it")
     func closeWhileHeld() throws {
         let loop = EmbeddedEventLoop()
