@@ -213,6 +213,35 @@ struct ThrottleTests {
         #expect(counter.reads == 1)
     }
 
+    @Test("connections that share a capped bucket get equal shares")
+    func fairShare() throws {
+        let loop = EmbeddedEventLoop()
+        let limiter = HostRateLimiter(loop: loop, upRate: 1_000_000, downRate: 0)
+        let a = EmbeddedChannel(handler: ThrottleHandler(limiter: limiter), loop: loop)
+        let b = EmbeddedChannel(handler: ThrottleHandler(limiter: limiter), loop: loop)
+        defer {
+            _ = try? a.finish()
+            _ = try? b.finish()
+        }
+        let frame = 13 + 16_384
+        // a queues first and queues more: it must not starve b
+        for _ in 0..<200 { a.write(payload(frame), promise: nil) }
+        a.flush()
+        for _ in 0..<100 { b.write(payload(frame), promise: nil) }
+        b.flush()
+        loop.run()
+        _ = try drainOutbound(a)
+        _ = try drainOutbound(b)
+        var sentA = 0, sentB = 0
+        for _ in 0..<150 {
+            loop.advanceTime(by: ms(10))
+            sentA += try drainOutbound(a).count
+            sentB += try drainOutbound(b).count
+        }
+        #expect(sentA + sentB > 70, "about 1.5 s at 1 MB/s was expected to pass")
+        #expect(abs(sentA - sentB) <= 2, "a sent \(sentA) frames, b \(sentB)")
+    }
+
     @Test("closing a connection with a write waiting for tokens fails that write, never leaks it")
     func closeWhileHeld() throws {
         let loop = EmbeddedEventLoop()
