@@ -101,7 +101,11 @@ public final class PieceStore: @unchecked Sendable {
 
     /// Writes a piece that the caller has verified with `matches`.
     public func write(piece index: Int, data: UnsafeRawBufferPointer) throws {
-        precondition(!isFinal, "writing into a finished store")
+        // A finished store is read-only: an existing OUT that does not verify must never be
+        // overwritten in place (nor trap the process).
+        guard !isFinal else {
+            throw StorageError("cannot write piece \(index): \(target) is already in place and read-only")
+        }
         try layout.write(offset: pieces.offset(ofPiece: index), from: data, handles: handles)
     }
 

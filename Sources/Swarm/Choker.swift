@@ -39,7 +39,9 @@ public struct Choker: Sendable {
         let rest = ranked.dropFirst(uploadSlots - 1).map(\.id)
         let due = lastRotation.map { now >= $0 + optimisticPeriod } ?? true
         if due || optimistic.map({ !rest.contains($0) }) ?? true {
-            optimistic = rest.randomElement(using: &random)
+            // Rotate to another peer: a fresh draw from all of `rest` would often keep the same one.
+            let others = rest.filter { $0 != optimistic }
+            optimistic = (others.isEmpty ? rest : others).randomElement(using: &random)
             lastRotation = now
         }
         if let o = optimistic { chosen.insert(o) }

@@ -133,7 +133,9 @@ public struct PiecePicker: Sendable {
 
     public mutating func blockReceived(_ req: BlockRequest, from peer: Int) -> Received {
         let b = req.begin / PieceLayout.blockSize
-        guard !have[req.piece], var p = partial[req.piece], b < p.received.count,
+        // The index comes from the wire: check it before `have` (a Bitfield subscript traps out of range).
+        guard req.piece >= 0, req.piece < layout.pieceCount, req.begin >= 0,
+              !have[req.piece], var p = partial[req.piece], b < p.received.count,
               req.begin % PieceLayout.blockSize == 0, req.length == layout.length(ofBlock: b, inPiece: req.piece),
               !p.received[b] else {
             return Received(accepted: false, pieceComplete: false, cancelFrom: [])

@@ -51,6 +51,10 @@ public struct PeerWireDecoder: NIOSingleStepByteToMessageDecoder {
         }
         let id = buffer.getInteger(at: buffer.readerIndex + 4, as: UInt8.self)
         guard n <= maxFrameLength else { throw PeerWireError.messageTooLong(id: id, length: n) }
+        // The frame limit is sized for the largest bitfield; an extended message has its own, smaller one.
+        if id == PeerMessage.ID.extended.rawValue, n > 2 + Self.maxExtendedLength {
+            throw PeerWireError.messageTooLong(id: id, length: n)
+        }
         guard buffer.readableBytes >= 4 + n else { return nil }
         buffer.moveReaderIndex(forwardBy: 4)
         var frame = buffer.readSlice(length: n)!

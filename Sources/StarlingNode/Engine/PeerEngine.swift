@@ -102,6 +102,10 @@ public final class PeerEngine: @unchecked Sendable {
         if mode == .seed && !have.isComplete {
             throw CLIVisibleError("\(path) does not match the torrent: \(metainfo.pieceCount - have.setCount) of \(metainfo.pieceCount) pieces fail their hash")
         }
+        if mode == .download && store.isFinal && !have.isComplete {
+            // OUT exists (no .part beside it) but is not this torrent's data, e.g. an older version.
+            throw CLIVisibleError("\(path) already exists and does not match the torrent (\(metainfo.pieceCount - have.setCount) of \(metainfo.pieceCount) pieces fail their hash): remove it or choose another output path")
+        }
         if mode == .download && have.setCount > 0 {
             logger.info("resuming", metadata: ["verified pieces": "\(have.setCount)/\(metainfo.pieceCount)"])
         }

@@ -24,13 +24,14 @@ public final class HostRateLimiter: @unchecked Sendable {
 
     public init(loop: EventLoop, upRate: Int64, downRate: Int64) {
         self.loop = loop
-        let now = Self.now()
+        let now = UInt64(loop.now.uptimeNanoseconds)
         buckets = [.up: TokenBucket(rate: upRate, now: now), .down: TokenBucket(rate: downRate, now: now)]
         metrics = RateLimitMetrics()
         metrics.setCaps(up: upRate, down: downRate)
     }
 
-    static func now() -> UInt64 { UInt64(NIODeadline.now().uptimeNanoseconds) }
+    /// The loop's clock (virtual on an EmbeddedEventLoop, so tests can drive refills).
+    private func now() -> UInt64 { UInt64(loop.now.uptimeNanoseconds) }
 
     /// Bytes on the wire for `payload` bytes of TCP payload.
     static func wireBytes(_ payload: Int) -> Int {
@@ -42,7 +43,7 @@ public final class HostRateLimiter: @unchecked Sendable {
     /// Changes the caps while transfers run; a lowered cap takes hold at once.
     public func setRates(up: Int64, down: Int64) {
         loop.execute {
-            let now = Self.now()
+            let now = self.now()
             self.buckets[.up]!.setRate(up, now: now)
             self.buckets[.down]!.setRate(down, now: now)
             self.metrics.setCaps(up: up, down: down)
@@ -61,13 +62,13 @@ public final class HostRateLimiter: @unchecked Sendable {
             return
         }
         let cost = Self.wireBytes(payload)
-        if waiters[d]!.isEmpty, buckets[d]!.takeWhole(cost, now: Self.now()) {
+        if waiters[d]!.isEmpty, buckets[d]!.takeWhole(cost, now: self.now()) {
             proceed()
             return
         }
-        if throttledSince[d] == nil { throttledSince[d] = .now() }
+        if throttledSince[d] == nil { throttledSince[d] = loop.now }
         waiters[d]!.append { [unowned self] in
-            _ = self.buckets[d]!.takeWhole(cost, now: Self.now())
+            _ = self.buckets[d]!.takeWhole(cost, now: self.now())
             proceed()
         }
         scheduleWake(d)
@@ -76,7 +77,7 @@ public final class HostRateLimiter: @unchecked Sendable {
     private func scheduleWake(_ d: Direction) {
         guard !wakeScheduled[d]! else { return }
         wakeScheduled[d] = true
-        let delay = max(buckets[d]!.delayUntilAvailable(now: Self.now()), 1_000_000)
+        let delay = max(buckets[d]!.delayUntilAvailable(now: self.now()), 1_000_000)
         loop.scheduleTask(in: .nanoseconds(Int64(min(delay, 100_000_000)))) {
             self.wakeScheduled[d] = false
             self.wake(d)
@@ -85,7 +86,7 @@ public final class HostRateLimiter: @unchecked Sendable {
 
     private func wake(_ d: Direction) {
         while !waiters[d]!.isEmpty {
-            let now = Self.now()
+            let now = self.now()
             var b = buckets[d]!
             b.refill(now: now)
             buckets[d] = b
@@ -97,7 +98,7 @@ public final class HostRateLimiter: @unchecked Sendable {
             next()
         }
         if let since = throttledSince[d] {
-            metrics.addThrottled(d, seconds: Double((NIODeadline.now() - since).nanoseconds) / 1e9)
+            metrics.addThrottled(d, seconds: Double((loop.now - since).nanoseconds) / 1e9)
             throttledSince[d] = nil
         }
     }

@@ -12,18 +12,27 @@ final class ThrottleHandler: ChannelDuplexHandler {
     private let limiter: HostRateLimiter
     private var readAllowed = true
     private var readPending = false
+    /// Buffers received whose tokens the limiter has not granted yet.
+    private var unpaidReads = 0
     private var queued: [(ByteBuffer, EventLoopPromise<Void>?)] = []
     private var flushPending = false
     private var writeBlocked = false
+    /// Set once the handler leaves the pipeline: callbacks still queued in the limiter must
+    /// not touch the context any more.
+    private var removed = false
 
     init(limiter: HostRateLimiter) { self.limiter = limiter }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         readAllowed = false
+        unpaidReads += 1
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
         limiter.acquire(.down, payload: buffer.readableBytes) { [weak self] in
-            guard let self else { return }
+            guard let self, !self.removed else { return }
+            // One socket read event delivers several buffers: read again only once all are paid.
+            self.unpaidReads -= 1
+            guard self.unpaidReads == 0 else { return }
             self.readAllowed = true
             if self.readPending {
                 self.readPending = false
@@ -43,7 +52,9 @@ final class ThrottleHandler: ChannelDuplexHandler {
     }
 
     func flush(context: ChannelHandlerContext) {
-        if writeBlocked || !queued.isEmpty { flushPending = true } else { context.flush() }
+        // Flush what has already passed; what still waits is flushed when it is released.
+        if writeBlocked || !queued.isEmpty { flushPending = true }
+        context.flush()
     }
 
     private func drain(context: ChannelHandlerContext) {
@@ -53,7 +64,11 @@ final class ThrottleHandler: ChannelDuplexHandler {
             var granted = false
             let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
             limiter.acquire(.up, payload: buffer.readableBytes) { [weak self] in
-                guard let self else { return }
+                // The connection may have closed while this write waited for tokens.
+                guard let self, !self.removed else {
+                    promise?.fail(ChannelError.ioOnClosedChannel)
+                    return
+                }
                 let ctx = loopBound.value
                 ctx.write(self.wrapOutboundOut(buffer), promise: promise)
                 self.writeBlocked = false
@@ -63,17 +78,17 @@ final class ThrottleHandler: ChannelDuplexHandler {
                 }
             }
             granted = true
-            if writeBlocked { return }
         }
-        if queued.isEmpty && flushPending {
-            flushPending = false
-            context.flush()
-        } else if !queued.isEmpty {
+        if flushPending {
+            // Flush each released write at once: holding it until the whole queue drains
+            // would delay bytes already paid for.
+            if queued.isEmpty && !writeBlocked { flushPending = false }
             context.flush()
         }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        removed = true
         for (_, p) in queued { p?.fail(ChannelError.ioOnClosedChannel) }
         queued.removeAll()
     }
