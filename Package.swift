@@ -43,6 +43,13 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        .testTarget(name: "BitTorrentTests", dependencies: [
+            "BitTorrent", "Bencode",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "BitTorrent"]),
+        .testTarget(name: "SwarmTests", dependencies: ["Swarm", "BitTorrent"]),
         .testTarget(name: "StarlingNodeTests", dependencies: [
             "StarlingNode", "BitTorrent", "Storage", "Swarm", "Bencode",
             .product(name: "NIOCore", package: "swift-nio"),

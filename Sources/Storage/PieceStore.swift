@@ -78,7 +78,6 @@ public final class PieceStore: @unchecked Sendable {
 
     /// Hashes every piece on disk and returns those that match (resume / seed check).
     public func verifyExisting(progress: (@Sendable (Int) -> Void)? = nil) throws -> Bitfield {
-        if isFresh { return Bitfield(count: pieces.pieceCount) }
         let reader = try PieceReader(handles: handles, layout: layout, pieces: pieces)
         let hashes = try reader.hashAllPieces(progress: progress)
         var have = Bitfield(count: pieces.pieceCount)

@@ -1,7 +1,9 @@
 /// A token bucket over an injected clock: the arithmetic behind host-wide rate caps.
 ///
-/// Tokens are bytes. The bucket refills at `rate` bytes per second up to `burst`
-/// (about one second of tokens, as in Kraken's limiter). A rate of 0 means unlimited.
+/// Tokens are bytes. The bucket refills at `rate` bytes per second up to `burst`. Kraken's
+/// limiter allows a second of burst; here the burst is 40 ms of tokens, because a network
+/// monitor with 1-second resolution must never see more than the cap (rate + burst in any
+/// second stays within 5 % of the cap). A rate of 0 means unlimited.
 /// Time is in nanoseconds from any fixed origin; the caller passes `now`.
 public struct TokenBucket: Sendable {
     public private(set) var rate: Int64
@@ -19,10 +21,10 @@ public struct TokenBucket: Sendable {
 
     public var isUnlimited: Bool { rate == 0 }
 
-    /// At least one second of tokens, and never less than 16 KiB (one block plus headers)
-    /// so a single message can always pass.
+    /// 40 ms of tokens unless asked otherwise, and never less than 32 KiB (a block with
+    /// headers), so a single message can always pass.
     static func defaultBurst(rate: Int64, requested: Int64?) -> Int64 {
-        max(requested ?? rate, 32 * 1024)
+        max(requested ?? rate / 25, 32 * 1024)
     }
 
     /// Adds the tokens earned since the last call.

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 @testable import StarlingNode
+import Swarm
 import Testing
 
 // Every test drives the EmbeddedEventLoop's clock: no wall-clock timing.
@@ -40,6 +41,9 @@ fileprivate func drainOutbound(_ channel: EmbeddedChannel) throws -> (count: Int
 
 @Suite("Host rate limiter and throttle handler")
 struct ThrottleTests {
+    /// The tokens a fresh bucket starts with at `rate`.
+    static func burst(_ rate: Int) -> Int { Int(TokenBucket(rate: Int64(rate), now: 0).burst) }
+
     @Test("a write is held while the up bucket is in debt and released once it refills")
     func heldThenReleased() throws {
         let loop = EmbeddedEventLoop()
@@ -48,7 +52,8 @@ struct ThrottleTests {
         let channel = EmbeddedChannel(handler: ThrottleHandler(limiter: limiter), loop: loop)
         defer { _ = try? channel.finish() }
 
-        // The bucket starts with one second of tokens; a large frame passes whole, into debt.
+        // The bucket starts with its burst of tokens; a large frame passes whole, into debt.
+        let burst = Self.burst(rate)
         let big = 150_000
         let bigDone = channel.writeAndFlush(payload(big))
         let small = channel.writeAndFlush(payload(1000))
@@ -60,7 +65,7 @@ struct ThrottleTests {
         bigDone.whenSuccess { bigOK.value = true }
         #expect(bigOK.value)
 
-        let debt = HostRateLimiter.wireBytes(big) - rate
+        let debt = HostRateLimiter.wireBytes(big) - burst
         let due = repaidAfter(debt: debt, rate: rate)
         loop.advanceTime(by: .nanoseconds(due - 2_000_000))
         #expect(try channel.readOutbound(as: ByteBuffer.self) == nil, "released before the debt was repaid")
@@ -86,7 +91,8 @@ struct ThrottleTests {
         loop.run()
         let start = loop.now
         var sent = try drainOutbound(channel).bytes
-        #expect(sent > 0 && sent < 1_100_000, "the first burst should be about one second of tokens")
+        let burst = Self.burst(rate)
+        #expect(sent > 0 && sent <= burst + 2 * frame, "the first burst should be about the bucket's burst")
         let maxWire = HostRateLimiter.wireBytes(frame)
         var steps = 0
         while sent < frames * frame, steps < 1000 {
@@ -95,14 +101,15 @@ struct ThrottleTests {
             sent += try drainOutbound(channel).bytes
             let elapsed = Double((loop.now - start).nanoseconds) / 1e9
             // payload released so far stays within burst + rate * elapsed (+ one frame in debt)
-            let allowed = Double(rate) * (1 + elapsed) + Double(maxWire)
+            let allowed = Double(burst) + Double(rate) * elapsed + Double(maxWire)
             #expect(Double(HostRateLimiter.wireBytes(frame)) * Double(sent / frame) <= allowed,
                     "ran ahead of the cap at \(elapsed) s")
         }
         #expect(sent == frames * frame)
         let took = Double((loop.now - start).nanoseconds) / 1e9
-        #expect(took >= 2.0, "3 MB at 1 MB/s with a 1 MB burst took only \(took) s")
-        #expect(took < 2.4, "3 MB at 1 MB/s took \(took) s: the limiter is too slow")
+        let ideal = Double(HostRateLimiter.wireBytes(frame) * frames - burst) / Double(rate)
+        #expect(took >= ideal - 0.05, "3 MB at 1 MB/s with a \(burst) byte burst took only \(took) s")
+        #expect(took < ideal + 0.3, "3 MB at 1 MB/s took \(took) s: the limiter is too slow")
         let done = Cell(0)
         for p in promises { p.whenSuccess { done.value += 1 } }
         #expect(done.value == frames)
@@ -185,7 +192,7 @@ struct ThrottleTests {
         let before = counter.reads
         channel.read()
         #expect(counter.reads == before, "read allowed while the bucket is in debt")
-        let due = repaidAfter(debt: HostRateLimiter.wireBytes(150_000) - rate, rate: rate)
+        let due = repaidAfter(debt: HostRateLimiter.wireBytes(150_000) - Self.burst(rate), rate: rate)
         loop.advanceTime(by: .nanoseconds(due - 2_000_000))
         #expect(counter.reads == before)
         loop.advanceTime(by: ms(4))
@@ -206,7 +213,7 @@ struct ThrottleTests {
         try channel.writeInbound(payload(150_000))     // passes, into debt
         for _ in 0..<3 { try channel.writeInbound(payload(20_000)) }   // three charges wait
         channel.read()
-        let firstPaid = repaidAfter(debt: HostRateLimiter.wireBytes(150_000) - rate, rate: rate)
+        let firstPaid = repaidAfter(debt: HostRateLimiter.wireBytes(150_000) - Self.burst(rate), rate: rate)
         loop.advanceTime(by: .nanoseconds(firstPaid + 2_000_000))
         #expect(counter.reads == 0, "reading resumed with two buffers still unpaid")
         loop.advanceTime(by: .seconds(1))
