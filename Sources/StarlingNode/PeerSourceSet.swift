@@ -26,7 +26,8 @@ final class PeerSourceSet: @unchecked Sendable {
         self.session = session
         self.options = options
         self.logger = logger
-        client = HTTPTrackerClient(group: group)
+        client = HTTPTrackerClient(group: group, userAgent: "starling/\(EngineConfig.version)",
+                                   localAddress: try? SocketAddress(ipAddress: engine.config.ip, port: 0))
         tiers = options.noTracker ? [] : session.metainfo.announceList.map { $0.filter { $0.hasPrefix("http://") } }.filter { !$0.isEmpty }
         if !options.noTracker && tiers.isEmpty && !session.metainfo.trackers.isEmpty {
             logger.warning("no usable tracker: only http:// trackers are supported", metadata: ["trackers": "\(session.metainfo.trackers)"])

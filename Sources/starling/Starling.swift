@@ -1,7 +1,8 @@
 import ArgumentParser
+import StarlingNode
 
 /// Version reported by `starling --version` and the build-info metric.
-let starlingVersion = "0.1.0"
+let starlingVersion = EngineConfig.version
 
 @main
 struct Starling: AsyncParsableCommand {

@@ -128,7 +128,8 @@ public struct AnnounceRequest: Sendable, Hashable {
                 numWant = Int(min(n, Int64(maxNumWant)))
             case "key":
                 guard v.count <= 64 else { throw .invalidRequest("key is longer than 64 bytes") }
-                key = try text(v, "key")
+                // aria2 sends random binary keys: keep them, as hex when not UTF-8 text.
+                key = String(validating: v, as: UTF8.self) ?? Hex.encode(v)
             case "compact":
                 switch v {
                 case [UInt8(ascii: "0")]: compact = false

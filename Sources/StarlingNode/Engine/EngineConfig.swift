@@ -2,6 +2,9 @@ import NIOCore
 
 /// Settings of the peer engine; defaults suit a fleet rollout on a LAN.
 public struct EngineConfig: Sendable {
+    /// Starling's version, for the CLI, the user agent and the build-info metric.
+    public static let version = "0.1.0"
+
     /// Address to listen on and to dial from (so peers see this address).
     public var ip: String
     /// Listen ports are taken from this range, first free one (firewalls open just this range).

@@ -84,10 +84,15 @@ public final class HTTPTrackerClient: Sendable {
     public let timeout: TimeAmount
     public let maxResponseSize: Int
     public let userAgent: String
+    /// Source address of requests: a peer announces from the address it serves on, so the
+    /// tracker (which takes the connection's source address) hands out the right one.
+    public let localAddress: SocketAddress?
 
     public init(group: any EventLoopGroup, timeout: TimeAmount = .seconds(10),
-                maxResponseSize: Int = AnnounceResponse.maxResponseSize, userAgent: String = "starling") {
+                maxResponseSize: Int = AnnounceResponse.maxResponseSize, userAgent: String = "starling",
+                localAddress: SocketAddress? = nil) {
         self.group = group
+        self.localAddress = localAddress
         self.timeout = timeout
         self.maxResponseSize = maxResponseSize
         self.userAgent = userAgent
@@ -111,7 +116,7 @@ public final class HTTPTrackerClient: Sendable {
     func get(_ url: TrackerURL, target: String) async throws -> [UInt8] {
         let promise = group.next().makePromise(of: (HTTPResponseStatus, [UInt8]).self)
         let maxSize = maxResponseSize
-        let bootstrap = ClientBootstrap(group: group)
+        var bootstrap = ClientBootstrap(group: group)
             .connectTimeout(timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -119,6 +124,7 @@ public final class HTTPTrackerClient: Sendable {
                     try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise, maxSize: maxSize))
                 }
             }
+        if let local = localAddress { bootstrap = bootstrap.bind(to: local) }
         let channel: any Channel
         do {
             channel = try await bootstrap.connect(host: url.host, port: url.port).get()
