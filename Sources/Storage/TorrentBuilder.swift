@@ -18,10 +18,12 @@ public struct TorrentBuilder: Sendable {
 
     public init() {}
 
-    /// Smallest power of two from 256 KiB to 16 MiB that gives at most about 2000 pieces.
+    /// Smallest power of two from 256 KiB to 16 MiB that gives at most 2000 pieces
+    /// (16 MiB for anything larger than 2000 x 16 MiB).
     public static func automaticPieceLength(totalLength: Int64) -> Int {
         var p = 256 * 1024
-        while p < 16 * 1024 * 1024, totalLength / Int64(p) > 2000 { p *= 2 }
+        // Count pieces rounding up: the short last piece is a piece too.
+        while p < 16 * 1024 * 1024, (totalLength + Int64(p) - 1) / Int64(p) > 2000 { p *= 2 }
         return p
     }
 
