@@ -76,6 +76,13 @@ public enum FilePaths {
         return String(p[p.index(after: slash)...])
     }
 
+    /// The absolute path with symlinks resolved, or nil when it does not exist.
+    public static func realPath(_ path: String) -> String? {
+        guard let p = Glibc.realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
     public static func exists(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0
