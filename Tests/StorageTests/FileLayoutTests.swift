@@ -1,6 +1,9 @@
 import BitTorrent
 import Storage
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite("FileLayout")
 struct FileLayoutTests {
@@ -114,6 +117,31 @@ struct PieceReaderTests {
             let seen = LockedBox<[Int]>([])
             _ = try reader.hashAllPieces(workers: 2) { index in seen.withLock { $0.append(index) } }
             #expect(seen.value.sorted() == Array(0..<7))
+        }
+    }
+
+    @Test("a file that shrinks while hashing gives an error, not a hang or a crash", .timeLimit(.minutes(1)))
+    func shrinksWhileHashing() throws {
+        try withTempDir { dir in
+            try writeFile(dir.sub("f"), pseudoRandomBytes(200_000, seed: 5))
+            let reader = try PieceReader(paths: [dir.sub("f")], files: [TorrentFile(path: ["f"], length: 200_000)],
+                                         pieceLength: 16384)
+            #expect(truncate(dir.sub("f"), 100_000) == 0)
+            for workers in [1, 2, 5] {
+                #expect(throws: StorageError.self) { _ = try reader.hashAllPieces(workers: workers) }
+            }
+        }
+    }
+
+    @Test("more workers than pieces, one piece, and no data at all")
+    func edgeCounts() throws {
+        try withTempDir { dir in
+            try writeFile(dir.sub("f"), [1, 2, 3])
+            let one = try PieceReader(paths: [dir.sub("f")], files: [TorrentFile(path: ["f"], length: 3)], pieceLength: 16384)
+            #expect(try one.hashAllPieces(workers: 16) == SHA1Hasher.hash([1, 2, 3] as [UInt8]).bytes)
+            let none = try PieceReader(paths: [dir.sub("absent")], files: [TorrentFile(path: ["e"], length: 0)],
+                                       pieceLength: 16384)
+            #expect(try none.hashAllPieces().isEmpty)
         }
     }
 
