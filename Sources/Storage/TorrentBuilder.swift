@@ -53,6 +53,8 @@ public struct TorrentBuilder: Sendable {
             paths = [path]
         }
         let total = files.reduce(0) { $0 + $1.length }
+        // libtorrent refuses a torrent of no bytes ("invalid length of torrent"); so would every peer.
+        guard total > 0 else { throw StorageError("\(path): nothing to share, it holds no data (0 bytes)") }
         let pl = pieceLength ?? Self.automaticPieceLength(totalLength: total)
         guard Self.isValidPieceLength(Int64(pl)) else {
             throw StorageError("piece size \(pl) is not a power of two between 16 KiB and 1 GiB")

@@ -117,6 +117,12 @@ struct TorrentBuilderTests {
             #expect(throws: StorageError.self) { _ = try TorrentBuilder().build(path: dir.sub("absent")) }
             try FileManagerShim.mkdir(dir.sub("empty-folder/inner"))
             #expect(throws: StorageError.self) { _ = try TorrentBuilder().build(path: dir.sub("empty-folder")) }
+            // No data at all: libtorrent would refuse the torrent ("invalid length of torrent").
+            try writeFile(dir.sub("zero"), [])
+            try writeFile(dir.sub("only-empty/a"), [])
+            try writeFile(dir.sub("only-empty/b/c"), [])
+            #expect(throws: StorageError.self) { _ = try TorrentBuilder().build(path: dir.sub("zero")) }
+            #expect(throws: StorageError.self) { _ = try TorrentBuilder().build(path: dir.sub("only-empty")) }
             try writeFile(dir.sub("f"), [1])
             for bad in ["", ".", "..", "a/b"] {
                 var builder = TorrentBuilder()
