@@ -48,6 +48,8 @@ public struct TorrentBuilder: Sendable {
             files = walked.map { TorrentFile(path: $0.relative, length: $0.size) }
             paths = walked.map(\.fullPath)
         } else {
+            // Only regular files: opening a FIFO would block forever, a device has no length.
+            guard FilePaths.isRegularFile(path) else { throw StorageError("\(path): not a regular file or a folder") }
             let fd = try FileDescriptor(path: path, flags: O_RDONLY)
             files = [TorrentFile(path: [torrentName], length: try fd.size())]
             paths = [path]

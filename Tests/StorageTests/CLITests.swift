@@ -201,6 +201,20 @@ struct CLITests {
         }
     }
 
+    @Test("make-torrent of a FIFO or a device fails at once instead of blocking")
+    func makeSpecialFile() throws {
+        try withTempDir { dir in
+            #expect(mkfifo(dir.sub("pipe"), 0o600) == 0)
+            for input in [dir.sub("pipe"), "/dev/null"] {
+                // Shell.run kills it and throws if it blocks.
+                let r = try Shell.run(StarlingBinary.path, ["make-torrent", input, "--output", dir.sub("o.torrent")],
+                                      timeout: 20)
+                expectCleanFailure(r, mentioning: "not a regular file")
+            }
+            #expect(listing(dir.path) == ["pipe"])
+        }
+    }
+
     @Test("make-torrent into a folder that does not exist fails cleanly")
     func makeMissingOutputFolder() throws {
         try withTempDir { dir in
