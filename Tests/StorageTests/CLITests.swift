@@ -2,7 +2,8 @@ import Foundation
 import Testing
 
 /// Runs the built `starling` binary. `swift test` builds the executable product first, so it is
-/// at `<package root>/.build/debug/starling`; `STARLING_BIN` overrides the location.
+/// beside the test bundle, normally `<package root>/.build/debug/starling`; `STARLING_BIN`
+/// overrides the location.
 enum StarlingBinary {
     static let packageRoot: String = {
         // <root>/Tests/StorageTests/CLITests.swift
@@ -11,8 +12,14 @@ enum StarlingBinary {
         return url.path
     }()
 
-    static let path: String = ProcessInfo.processInfo.environment["STARLING_BIN"]
-        ?? packageRoot + "/.build/debug/starling"
+    static let path: String = {
+        if let explicit = ProcessInfo.processInfo.environment["STARLING_BIN"] { return explicit }
+        // Beside the test bundle first (covers `-c release` and `--build-path`), then the default.
+        let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("starling").path
+        if FileManager.default.isExecutableFile(atPath: besideTests) { return besideTests }
+        return packageRoot + "/.build/debug/starling"
+    }()
 
     static func run(_ args: [String], cwd: String? = nil) throws -> RunResult {
         guard FileManager.default.isExecutableFile(atPath: path) else {
