@@ -37,10 +37,12 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "BencodeTests", dependencies: ["Bencode"]),
-        .testTarget(name: "BitTorrentTests", dependencies: ["BitTorrent", "Bencode"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "BitTorrent"]),
-        .testTarget(name: "SwarmTests", dependencies: ["Swarm", "BitTorrent"]),
+        // Load generator for scripts/bench-tracker.sh (announces/s against any HTTP tracker).
+        .executableTarget(name: "tracker-bench", dependencies: [
+            "BitTorrent",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "StarlingNodeTests", dependencies: [
             "StarlingNode", "BitTorrent", "Storage", "Swarm", "Bencode",
             .product(name: "NIOCore", package: "swift-nio"),

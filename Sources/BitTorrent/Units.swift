@@ -64,7 +64,8 @@ public enum Units {
         return format1(bits) + " bit/s"
     }
 
-    static func format1(_ v: Double) -> String {
+    /// One decimal place, without Foundation.
+    public static func format1(_ v: Double) -> String {
         let tenths = Int64((v * 10).rounded())
         return "\(tenths / 10).\(tenths % 10)"
     }

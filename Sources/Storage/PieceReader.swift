@@ -26,14 +26,15 @@ public final class PieceReader: Sendable {
         handles = hs
     }
 
-    /// Reads `length` bytes at torrent offset `offset` into `buffer`.
+    init(handles: [FileDescriptor?], layout: FileLayout, pieces: PieceLayout) throws {
+        self.handles = handles
+        self.layout = layout
+        self.pieces = pieces
+    }
+
+    /// Reads `buffer.count` bytes at torrent offset `offset`.
     public func read(offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
-        var at = 0
-        for seg in layout.segments(offset: offset, length: buffer.count) {
-            let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[at..<(at + seg.length)])
-            try handles[seg.fileIndex]!.read(into: slice, at: seg.fileOffset)
-            at += seg.length
-        }
+        try layout.read(offset: offset, into: buffer, handles: handles)
     }
 
     /// SHA-1 of every piece: one reader thread reads the pieces front to back into a small

@@ -17,7 +17,7 @@ struct Starling: AsyncParsableCommand {
           starling inspect app.torrent
         """,
         version: starlingVersion,
-        subcommands: [MakeTorrentCommand.self, InspectCommand.self]
+        subcommands: [MakeTorrentCommand.self, InspectCommand.self, TrackerCommand.self, SeedCommand.self, PeerCommand.self]
     )
 }
 

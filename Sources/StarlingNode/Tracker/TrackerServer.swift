@@ -1,0 +1,221 @@
+import BitTorrent
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The HTTP tracker: `/announce`, `/scrape`, `/metrics`, `/healthz` on one TCP listener.
+///
+/// Request handling lives in `TrackerService`; this class owns the sockets and the
+/// housekeeping loop (expiry sweeps, allow-list polling, periodic state saves).
+public final class TrackerServer: Sendable {
+    public let service: TrackerService
+    public var configuration: TrackerConfiguration { service.configuration }
+    private let group: any EventLoopGroup
+    private let ownsGroup: Bool
+    private let running = Locked<(channel: (any Channel)?, housekeeping: Task<Void, Never>?)>((nil, nil))
+    private let connections = Locked(0)
+    private let logger: Logger
+
+    public init(configuration: TrackerConfiguration, group: (any EventLoopGroup)? = nil,
+                logger: Logger = Logger(label: "starling.tracker")) {
+        service = TrackerService(configuration: configuration, logger: logger)
+        self.logger = logger
+        if let group {
+            self.group = group
+            ownsGroup = false
+        } else {
+            self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads ?? System.coreCount)
+            ownsGroup = true
+        }
+    }
+
+    /// Loads state and the allow-list, binds, and starts housekeeping. Returns the bound address.
+    @discardableResult
+    public func start() async throws -> SocketAddress {
+        try service.loadState()
+        if configuration.allowDir != nil { try service.refreshAllowList() }
+        let config = configuration
+        let service = self.service
+        let connections = self.connections
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                let admitted = connections.withLock { n -> Bool in
+                    guard n < config.maxConnections else { return false }
+                    n += 1
+                    return true
+                }
+                // Over the cap: drop at once rather than queue work for a flood.
+                guard admitted else { return channel.close() }
+                channel.closeFuture.whenComplete { _ in connections.withLock { $0 -= 1 } }
+                return channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(readTimeout: .seconds(Int64(config.idleTimeout))))
+                    try sync.addHandler(ByteToMessageHandler(TrackerRequestDecoder(maxHeadSize: config.maxHeadSize)))
+                    try sync.addHandler(TrackerHTTPHandler(service: service, requestTimeout: .seconds(Int64(config.idleTimeout))))
+                }
+            }
+        let channel = try await bootstrap.bind(host: config.host, port: config.port).get()
+        let task = Task { [weak self] in
+            guard let self else { return }
+            await self.housekeeping()
+        }
+        running.withLock { $0 = (channel, task) }
+        let address = channel.localAddress
+        let shown = address.map { a in (a.ipAddress.map { $0.contains(":") ? "[\($0)]" : $0 } ?? "?") + ":\(a.port ?? 0)" } ?? "?"
+        logger.info("tracker listening on \(shown) (interval \(config.interval)s, peer timeout \(config.peerTimeout)s)")
+        guard let address else { throw ChannelError.unknownLocalAddress }
+        return address
+    }
+
+    /// The bound port (useful after binding port 0).
+    public var port: Int? { running.withLock { $0.channel?.localAddress?.port } }
+
+    /// Open connections right now.
+    public var connectionCount: Int { connections.withLock { $0 } }
+
+    /// Stops listening, saves state, and releases the event loops it created.
+    public func shutdown() async throws {
+        let (channel, task) = running.withLock { r in
+            defer { r = (nil, nil) }
+            return r
+        }
+        task?.cancel()
+        await task?.value
+        try? await channel?.close()
+        do {
+            try service.saveState()
+        } catch {
+            logger.error("cannot save state to \(configuration.stateFile ?? "?"): \(error)")
+            if ownsGroup { try? await group.shutdownGracefully() }
+            throw error
+        }
+        if ownsGroup { try await group.shutdownGracefully() }
+    }
+
+    /// Runs off the event loops so a slow disk never stalls announces.
+    private func housekeeping() async {
+        let config = configuration
+        var lastSave = ContinuousClock.now, lastPoll = ContinuousClock.now, lastExpire = ContinuousClock.now
+        let expireEvery = Duration.seconds(max(1, min(config.peerTimeout / 4, 15)))
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(250))
+            if Task.isCancelled { break }
+            let now = ContinuousClock.now
+            if lastExpire.duration(to: now) >= expireEvery {
+                lastExpire = now
+                let n = service.expire()
+                if n > 0 { logger.debug("expired \(n) silent peers") }
+            }
+            if config.allowDir != nil, lastPoll.duration(to: now) >= .seconds(config.allowDirPollInterval) {
+                lastPoll = now
+                do { try service.refreshAllowList() } catch { logger.warning("allow-dir: \(error)") }
+            }
+            if config.stateFile != nil, lastSave.duration(to: now) >= .seconds(config.saveInterval) {
+                lastSave = now
+                do { try service.saveState() } catch { logger.error("cannot save state: \(error)") }
+            }
+        }
+    }
+}
+
+/// Frames `TrackerService` answers as HTTP/1.1 on one connection; keep-alive and pipelining
+/// work because requests are answered synchronously, in order.
+final class TrackerHTTPHandler: ChannelInboundHandler {
+    typealias InboundIn = TrackerHTTPRequest
+    typealias OutboundOut = ByteBuffer
+
+    private let service: TrackerService
+    private let requestTimeout: TimeAmount
+    private var remote: IPAddress?
+    private var deadline: Scheduled<Void>?
+    private var closing = false
+
+    init(service: TrackerService, requestTimeout: TimeAmount) {
+        self.service = service
+        self.requestTimeout = requestTimeout
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        remote = context.channel.remoteAddress.flatMap(IPAddress.init(socketAddress:))
+        armDeadline(context: context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        context.fireChannelInactive()
+    }
+
+    /// A whole request must arrive within the timeout: a client trickling bytes (slowloris)
+    /// keeps the idle handler happy but not this.
+    private func armDeadline(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        deadline = context.eventLoop.scheduleTask(in: requestTimeout) {
+            loopBound.value.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        let request = unwrapInboundIn(data)
+        let response = service.handle(request, remote: remote)
+        var buffer = context.channel.allocator.buffer(capacity: response.body.count + 128)
+        response.write(into: &buffer, keepAlive: request.keepAlive)
+        if request.keepAlive {
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            armDeadline(context: context)
+        } else {
+            closing = true
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.flush()
+        context.fireChannelReadComplete()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard !closing else { return }
+        closing = true
+        if let e = error as? TrackerHTTPError {
+            // Bad or oversized request: answer in bencode too, so a BitTorrent client shows the reason.
+            let response = TrackerHTTPResponse(status: e.status, body: AnnounceResponse.failure(e.reason))
+            var buffer = context.channel.allocator.buffer(capacity: response.body.count + 128)
+            response.write(into: &buffer, keepAlive: false)
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+}
+
+extension IPAddress {
+    /// The IP of a socket address (nil for a unix socket).
+    public init?(socketAddress: SocketAddress) {
+        switch socketAddress {
+        case .v4(let a):
+            self = .v4(UInt32(bigEndian: a.address.sin_addr.s_addr))
+        case .v6(let a):
+            var addr = a.address.sin6_addr
+            guard let ip = withUnsafeBytes(of: &addr, { IPAddress(bytes: $0) }) else { return nil }
+            self = ip
+        default:
+            return nil
+        }
+    }
+}

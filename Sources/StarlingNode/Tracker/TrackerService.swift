@@ -1,0 +1,284 @@
+import BitTorrent
+import Logging
+import Prometheus
+import Storage
+import Swarm
+
+/// Settings of a tracker (the `starling tracker` options).
+public struct TrackerConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    /// Announce interval handed to clients, seconds; each answer adds up to 20 % jitter so
+    /// a fleet started together does not re-announce in lockstep.
+    public var interval: Int
+    /// `min interval` handed to clients.
+    public var minInterval: Int
+    /// Seconds of silence after which a peer is forgotten.
+    public var peerTimeout: Int
+    public var defaultNumWant: Int
+    public var maxNumWant: Int
+    public var maxPeers: Int
+    /// Serve only the info-hashes of .torrent files in this folder.
+    public var allowDir: String?
+    /// Seconds between polls of `allowDir` for changes.
+    public var allowDirPollInterval: Int
+    /// Where swarms are saved and reloaded from.
+    public var stateFile: String?
+    /// Seconds between state saves (and expiry sweeps run at least this often).
+    public var saveInterval: Int
+    /// Networks (e.g. a reverse proxy, a NAT gateway) whose `ip=` parameter is believed.
+    public var trustedNetworks: [IPNetwork]
+    /// Longest request head accepted.
+    public var maxHeadSize: Int
+    /// Connections open at once; more are closed on accept.
+    public var maxConnections: Int
+    /// Seconds a connection may sit without completing a request (slowloris bound).
+    public var idleTimeout: Int
+    /// Event-loop threads (default: one per core).
+    public var threads: Int?
+
+    public init(host: String = "0.0.0.0", port: Int = 6969, interval: Int = 15, minInterval: Int? = nil,
+                peerTimeout: Int? = nil, defaultNumWant: Int = 50, maxNumWant: Int = 200, maxPeers: Int = 2_000_000,
+                allowDir: String? = nil, allowDirPollInterval: Int = 2, stateFile: String? = nil, saveInterval: Int = 30,
+                trustedNetworks: [IPNetwork] = [], maxHeadSize: Int = 8192, maxConnections: Int = 10_000,
+                idleTimeout: Int = 15, threads: Int? = nil) {
+        self.host = host
+        self.port = port
+        self.interval = interval
+        self.minInterval = minInterval ?? max(1, interval / 2)
+        // Three missed announces (with jitter) before a peer is dropped; at least a minute.
+        self.peerTimeout = peerTimeout ?? max(60, interval * 3 + interval / 5 + 5)
+        self.defaultNumWant = defaultNumWant
+        self.maxNumWant = maxNumWant
+        self.maxPeers = maxPeers
+        self.allowDir = allowDir
+        self.allowDirPollInterval = allowDirPollInterval
+        self.stateFile = stateFile
+        self.saveInterval = saveInterval
+        self.trustedNetworks = trustedNetworks
+        self.maxHeadSize = maxHeadSize
+        self.maxConnections = maxConnections
+        self.idleTimeout = idleTimeout
+        self.threads = threads
+    }
+}
+
+/// The tracker's request handling without sockets: routes a parsed request to the registry
+/// and returns the HTTP answer. Thread-safe; the NIO handler only frames bytes around it.
+public final class TrackerService: Sendable {
+    public let configuration: TrackerConfiguration
+    private let state: Locked<(registry: TrackerRegistry, rng: TrackerRandom)>
+    private let allow: Locked<AllowList?>
+    private let metrics = TrackerMetrics()
+    let logger: Logger
+
+    public init(configuration: TrackerConfiguration, logger: Logger = Logger(label: "starling.tracker")) {
+        self.configuration = configuration
+        self.logger = logger
+        let rc = TrackerRegistry.Configuration(peerTimeout: Int64(configuration.peerTimeout),
+                                               defaultNumWant: configuration.defaultNumWant,
+                                               maxNumWant: configuration.maxNumWant, maxPeers: configuration.maxPeers)
+        state = Locked((TrackerRegistry(configuration: rc), TrackerRandom()))
+        allow = Locked(nil)
+    }
+
+    // MARK: Routes
+
+    /// Answers one request from `remote` (the connection's source address).
+    public func handle(_ request: TrackerHTTPRequest, remote: IPAddress?, now: Int64 = TrackerService.unixNow()) -> TrackerHTTPResponse {
+        let started = ContinuousClock.now
+        defer { metrics.latency.record(Self.seconds(started.duration(to: .now))) }
+        guard request.method == "GET" || request.method == "HEAD" else {
+            return TrackerHTTPResponse(status: 405, body: Array("only GET is supported\n".utf8))
+        }
+        switch request.path {
+        case "/announce": return announce(query: request.query, remote: remote, now: now)
+        case "/scrape": return scrape(query: request.query)
+        case "/metrics":
+            refreshGauges()
+            return TrackerHTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                                       body: StarlingMetrics.exposition())
+        case "/healthz": return TrackerHTTPResponse(status: 200, body: Array("ok\n".utf8))
+        default: return TrackerHTTPResponse(status: 404, body: Array("not found: try /announce, /scrape, /metrics, /healthz\n".utf8))
+        }
+    }
+
+    func announce(query: Substring, remote: IPAddress?, now: Int64) -> TrackerHTTPResponse {
+        let request: AnnounceRequest
+        do {
+            request = try AnnounceRequest.parse(query: query)
+        } catch {
+            metrics.announces.invalid.increment()
+            return Self.failure(error.message, status: 400)
+        }
+        if let allowed = allow.withLock({ $0?.infoHashes }), !allowed.contains(request.infoHash) {
+            metrics.announces.unknown.increment()
+            return Self.failure("unregistered torrent: \(request.infoHash.hex) is not served by this tracker")
+        }
+        // The connection's address is the peer's; `ip=` only counts from a trusted proxy or gateway.
+        var address = remote
+        if let claimed = request.ip, let r = remote, configuration.trustedNetworks.contains(where: { $0.contains(r) }) {
+            address = IPAddress(claimed) ?? remote
+        }
+        guard let address else {
+            metrics.announces.invalid.increment()
+            return Self.failure("cannot tell the peer's address", status: 400)
+        }
+        let result: TrackerRegistry.AnnounceResult
+        let jitter: Int
+        do {
+            (result, jitter) = try state.withLock { s in
+                let r = try s.registry.announce(request, address: address, now: now, using: &s.rng)
+                return (r, Int.random(in: 0...max(0, configuration.interval / 5), using: &s.rng))
+            }
+        } catch {
+            metrics.announces.full.increment()
+            return Self.failure((error as? TrackerError)?.message ?? "\(error)", status: 503)
+        }
+        metrics.announces.ok.increment()
+        let response = AnnounceResponse(interval: configuration.interval + jitter, minInterval: configuration.minInterval,
+                                        peers: result.peers, complete: result.complete, incomplete: result.incomplete)
+        return TrackerHTTPResponse(status: 200, body: response.encoded(compact: request.compact))
+    }
+
+    func scrape(query: Substring) -> TrackerHTTPResponse {
+        let request: ScrapeRequest
+        do {
+            request = try ScrapeRequest.parse(query: query)
+        } catch {
+            metrics.scrapes.invalid.increment()
+            return Self.failure(error.message, status: 400)
+        }
+        let allowed = allow.withLock { $0?.infoHashes }
+        var files: [InfoHash: ScrapeStats] = [:]
+        state.withLock { s in
+            if request.infoHashes.isEmpty {
+                // A full scrape (BEP 48): every swarm, or every allowed one.
+                files = s.registry.allStats().filter { allowed?.contains($0.key) ?? true }
+            } else {
+                for h in request.infoHashes where allowed?.contains(h) ?? true {
+                    files[h] = s.registry.stats(h) ?? ScrapeStats(complete: 0, incomplete: 0, downloaded: 0)
+                }
+            }
+        }
+        metrics.scrapes.ok.increment()
+        return TrackerHTTPResponse(status: 200, body: ScrapeResponse(files: files).encoded())
+    }
+
+    static func failure(_ reason: String, status: Int = 200) -> TrackerHTTPResponse {
+        TrackerHTTPResponse(status: status, body: AnnounceResponse.failure(reason))
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    // MARK: Housekeeping (called by the server's timers)
+
+    /// Forgets silent peers; returns how many.
+    @discardableResult
+    public func expire(now: Int64 = TrackerService.unixNow()) -> Int {
+        state.withLock { $0.registry.expire(now: now) }
+    }
+
+    public var counts: (swarms: Int, peers: Int) {
+        state.withLock { ($0.registry.swarmCount, $0.registry.peerCount) }
+    }
+
+    public func snapshot() -> TrackerSnapshot {
+        state.withLock { $0.registry.snapshot() }
+    }
+
+    public func restore(_ snapshot: TrackerSnapshot, now: Int64 = TrackerService.unixNow()) {
+        state.withLock { $0.registry.restore(snapshot, now: now) }
+    }
+
+    /// Saves the registry to the state file, if one is configured.
+    public func saveState() throws {
+        guard let path = configuration.stateFile else { return }
+        // Snapshot under the lock, encode and write outside it: announces keep flowing.
+        let snap = snapshot()
+        try TrackerStateFile.save(snap, to: path)
+        logger.info("state saved to \(path): \(snap.swarms.count) swarms, \(snap.peerCount) peers")
+    }
+
+    /// Loads the state file, if configured and present.
+    public func loadState() throws {
+        guard let path = configuration.stateFile else { return }
+        guard let snap = try TrackerStateFile.load(from: path) else {
+            logger.info("no state at \(path) yet: starting empty")
+            return
+        }
+        restore(snap)
+        let c = counts
+        logger.info("state loaded from \(path): \(c.swarms) swarms, \(c.peers) peers")
+    }
+
+    /// Re-reads the allow-list folder when its files changed. Returns true when it reloaded.
+    @discardableResult
+    public func refreshAllowList() throws -> Bool {
+        guard let dir = configuration.allowDir else { return false }
+        let current = allow.withLock { $0?.signature }
+        if let current, try AllowList.currentSignature(folder: dir) == current { return false }
+        let list = try AllowList.load(folder: dir)
+        for p in list.problems { logger.warning("allow-dir: skipping \(p)") }
+        allow.withLock { $0 = list }
+        logger.info("allow-list: \(list.infoHashes.count) torrents from \(dir)")
+        return true
+    }
+
+    /// Sets the per-torrent and total gauges from the registry.
+    func refreshGauges() {
+        let stats = state.withLock { $0.registry.allStats() }
+        metrics.update(stats)
+    }
+}
+
+/// The tracker's metric families, registered once per process (the registry traps on duplicates
+/// with other help text, and the helpers return the existing family for the same labels).
+final class TrackerMetrics: Sendable {
+    struct Results: Sendable {
+        let ok, invalid, unknown, full: Counter
+        init(_ name: String, _ help: String) {
+            ok = StarlingMetrics.counter(name, help, [("result", "ok")])
+            invalid = StarlingMetrics.counter(name, help, [("result", "invalid")])
+            unknown = StarlingMetrics.counter(name, help, [("result", "unregistered")])
+            full = StarlingMetrics.counter(name, help, [("result", "full")])
+        }
+    }
+    let announces = Results("tracker_announces_total", "Tracker announces handled, by result.")
+    let scrapes = Results("tracker_scrapes_total", "Tracker scrapes handled, by result.")
+    let latency = StarlingMetrics.histogram("tracker_request_duration_seconds", "Time to answer a tracker HTTP request.",
+                                            buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05])
+    let swarms = StarlingMetrics.gauge("tracker_swarms", "Swarms (torrents with peers) the tracker knows.")
+    let peers = StarlingMetrics.gauge("tracker_peers", "Peers the tracker knows, all swarms.")
+    /// Per-torrent gauges for the largest swarms only, so label sets stay bounded.
+    static let maxTorrentLabels = 100
+    private let perTorrent = Locked<[String: (seeders: Gauge, leechers: Gauge)]>([:])
+
+    func update(_ stats: [InfoHash: ScrapeStats]) {
+        swarms.set(to: Double(stats.count))
+        peers.set(to: Double(stats.values.reduce(0) { $0 + $1.complete + $1.incomplete }))
+        let top = stats.sorted { ($0.value.complete + $0.value.incomplete) > ($1.value.complete + $1.value.incomplete) }
+            .prefix(Self.maxTorrentLabels)
+        perTorrent.withLock { gauges in
+            var seen = Set<String>()
+            for (hash, s) in top {
+                let label = hash.shortHex
+                seen.insert(label)
+                let g = gauges[label] ?? (
+                    StarlingMetrics.gauge("tracker_seeders", "Seeders per torrent (largest swarms).", [("torrent", label)]),
+                    StarlingMetrics.gauge("tracker_leechers", "Leechers per torrent (largest swarms).", [("torrent", label)]))
+                gauges[label] = g
+                g.seeders.set(to: Double(s.complete))
+                g.leechers.set(to: Double(s.incomplete))
+            }
+            // Swarms that went away: drop their series rather than leave stale values.
+            for (label, g) in gauges where !seen.contains(label) {
+                StarlingMetrics.registry.unregisterGauge(g.seeders)
+                StarlingMetrics.registry.unregisterGauge(g.leechers)
+                gauges[label] = nil
+            }
+        }
+    }
+}

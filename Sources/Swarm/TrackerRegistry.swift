@@ -1,0 +1,349 @@
+import BitTorrent
+
+/// The tracker's memory of every swarm: a pure state machine with no I/O and no clock.
+///
+/// Callers pass `now` (unix seconds) and a random generator into each call, so tests can
+/// drive expiry and sampling deterministically. Every announce is O(1) plus O(numwant)
+/// for the hand-out: each swarm keeps seeders and leechers in arrays with an index map,
+/// removed by swap-remove, so a uniform random sample never scans the swarm.
+///
+/// Peers are keyed by their 20-byte peer id (every BEP 3 announce carries one), so a client
+/// that changes address or port keeps one entry.
+public struct TrackerRegistry: Sendable {
+    /// Limits and defaults.
+    public struct Configuration: Sendable {
+        /// A peer not heard from for this many seconds is dropped by `expire(now:)`.
+        public var peerTimeout: Int64
+        /// Peers handed out when the client sends no `numwant`.
+        public var defaultNumWant: Int
+        /// Upper bound on peers handed out per announce, whatever `numwant` says.
+        public var maxNumWant: Int
+        /// Peers held across all swarms; new peers beyond it are refused (bounds memory).
+        public var maxPeers: Int
+
+        public init(peerTimeout: Int64 = 60, defaultNumWant: Int = 50, maxNumWant: Int = 200, maxPeers: Int = 2_000_000) {
+            self.peerTimeout = peerTimeout
+            self.defaultNumWant = defaultNumWant
+            self.maxNumWant = maxNumWant
+            self.maxPeers = maxPeers
+        }
+    }
+
+    /// What an announce gets back: a sample of peers and the swarm's counts after the update.
+    public struct AnnounceResult: Sendable, Equatable {
+        public var peers: [TrackerPeer]
+        /// Seeders.
+        public var complete: Int
+        /// Leechers.
+        public var incomplete: Int
+    }
+
+    public var configuration: Configuration
+    private var swarms: [InfoHash: Swarm] = [:]
+    /// Peers across all swarms.
+    public private(set) var peerCount = 0
+
+    public init(configuration: Configuration = Configuration()) {
+        self.configuration = configuration
+    }
+
+    public var swarmCount: Int { swarms.count }
+
+    /// Counts for one torrent, or nil when the tracker has never seen it (or it emptied and was swept).
+    public func stats(_ infoHash: InfoHash) -> ScrapeStats? {
+        swarms[infoHash].map { $0.stats }
+    }
+
+    /// Counts for every swarm, for a full scrape and for metrics.
+    public func allStats() -> [InfoHash: ScrapeStats] {
+        swarms.mapValues { $0.stats }
+    }
+
+    /// Records an announce from `address` and returns the peers to hand out.
+    ///
+    /// `stopped` removes the peer at once and hands out nobody; `completed` counts one
+    /// download (once per peer, when it was not already a seeder). A leecher gets a uniform
+    /// random sample of seeders and leechers, never itself; a seeder gets leechers only,
+    /// since seeders have nothing to give each other.
+    public mutating func announce(_ request: AnnounceRequest, address: IPAddress, now: Int64,
+                                  using rng: inout some RandomNumberGenerator) throws(TrackerError) -> AnnounceResult {
+        let key = PeerKey(request.peerID)
+        if request.event == .stopped {
+            guard swarms[request.infoHash] != nil else { return AnnounceResult(peers: [], complete: 0, incomplete: 0) }
+            let removed = swarms[request.infoHash]!.remove(key)
+            if removed { peerCount -= 1 }
+            let s = swarms[request.infoHash]!.stats
+            return AnnounceResult(peers: [], complete: s.complete, incomplete: s.incomplete)
+        }
+        let isSeeder = request.left == 0
+        let entry = Entry(key: key, peer: TrackerPeer(ip: address, port: request.port, peerID: request.peerID), lastSeen: now)
+        let wantCount = min(max(request.numWant ?? configuration.defaultNumWant, 0), configuration.maxNumWant)
+        let full = peerCount >= configuration.maxPeers
+
+        // Mutate in place through the dictionary's modify accessor: copying a swarm out
+        // and back would copy its arrays on every announce.
+        var outcome: Swarm.UpdateOutcome = .refused
+        var result = AnnounceResult(peers: [], complete: 0, incomplete: 0)
+        if full && swarms[request.infoHash] == nil {
+            throw .invalidRequest("tracker is full (\(configuration.maxPeers) peers)")
+        }
+        swarms[request.infoHash, default: Swarm()].withUpdate { swarm in
+            outcome = swarm.upsert(entry, seeder: isSeeder, allowNew: !full)
+            guard outcome != .refused else { return }
+            // Count a download once: only when this announce turns the peer into a seeder.
+            if request.event == .completed && (outcome == .becameSeeder || (outcome == .inserted && isSeeder)) {
+                swarm.downloaded += 1
+            }
+            result.peers = swarm.sample(for: key, seeder: isSeeder, count: wantCount, using: &rng)
+            result.complete = swarm.seeders.count
+            result.incomplete = swarm.leechers.count
+        }
+        switch outcome {
+        case .refused:
+            throw .invalidRequest("tracker is full (\(configuration.maxPeers) peers)")
+        case .inserted:
+            peerCount += 1
+        default:
+            break
+        }
+        return result
+    }
+
+    /// Drops peers not heard from within `peerTimeout`, and swarms left empty. O(peers).
+    @discardableResult
+    public mutating func expire(now: Int64) -> Int {
+        let cutoff = now - configuration.peerTimeout
+        var removed = 0
+        var emptied: [InfoHash] = []
+        for hash in Array(swarms.keys) {
+            swarms[hash]!.withUpdate { swarm in
+                removed += swarm.seeders.removeAll(lastSeenBefore: cutoff)
+                removed += swarm.leechers.removeAll(lastSeenBefore: cutoff)
+                if swarm.seeders.count + swarm.leechers.count == 0 { emptied.append(hash) }
+            }
+        }
+        for hash in emptied { swarms[hash] = nil }
+        peerCount -= removed
+        return removed
+    }
+
+    // MARK: Persistence
+
+    /// Everything needed to rebuild the registry after a restart.
+    public func snapshot() -> TrackerSnapshot {
+        TrackerSnapshot(swarms: swarms.map { hash, swarm in
+            TrackerSnapshot.Swarm(
+                infoHash: hash, downloaded: swarm.downloaded,
+                peers: swarm.seeders.entries.map { TrackerSnapshot.Peer(peer: $0.peer, isSeeder: true, lastSeen: $0.lastSeen) }
+                    + swarm.leechers.entries.map { TrackerSnapshot.Peer(peer: $0.peer, isSeeder: false, lastSeen: $0.lastSeen) })
+        })
+    }
+
+    /// Replaces the registry's contents with `snapshot`.
+    ///
+    /// Restored peers count as seen at `now` at the latest: they could not announce while the
+    /// tracker was down, so each gets one full timeout to come back before it expires.
+    /// Peers without a 20-byte id or an IP address are skipped.
+    public mutating func restore(_ snapshot: TrackerSnapshot, now: Int64) {
+        swarms = [:]
+        peerCount = 0
+        for s in snapshot.swarms {
+            var swarm = Swarm()
+            swarm.downloaded = s.downloaded
+            for p in s.peers {
+                guard let id = p.peer.peerID, id.count == 20, p.peer.ip != nil else { continue }
+                guard peerCount < configuration.maxPeers else { break }
+                let e = Entry(key: PeerKey(id), peer: p.peer, lastSeen: max(p.lastSeen, now))
+                if swarm.upsert(e, seeder: p.isSeeder, allowNew: true) == .inserted { peerCount += 1 }
+            }
+            if swarm.seeders.count + swarm.leechers.count > 0 || swarm.downloaded > 0 {
+                swarms[s.infoHash] = swarm
+            }
+        }
+    }
+}
+
+/// A registry's persistent form (see `TrackerRegistry.snapshot()`).
+public struct TrackerSnapshot: Sendable, Equatable {
+    public struct Peer: Sendable, Equatable {
+        /// Address, port and the 20-byte peer id.
+        public var peer: TrackerPeer
+        public var isSeeder: Bool
+        /// Unix seconds of the last announce.
+        public var lastSeen: Int64
+        public init(peer: TrackerPeer, isSeeder: Bool, lastSeen: Int64) {
+            self.peer = peer
+            self.isSeeder = isSeeder
+            self.lastSeen = lastSeen
+        }
+    }
+
+    public struct Swarm: Sendable, Equatable {
+        public var infoHash: InfoHash
+        public var downloaded: Int
+        public var peers: [Peer]
+        public init(infoHash: InfoHash, downloaded: Int, peers: [Peer]) {
+            self.infoHash = infoHash
+            self.downloaded = downloaded
+            self.peers = peers
+        }
+    }
+
+    public var swarms: [Swarm]
+    public init(swarms: [Swarm]) { self.swarms = swarms }
+
+    public var peerCount: Int { swarms.reduce(0) { $0 + $1.peers.count } }
+}
+
+/// A peer id packed into integers: hashing it is cheap and allocation-free.
+struct PeerKey: Hashable, Sendable {
+    var a: UInt64, b: UInt64, c: UInt32
+
+    init(_ id: [UInt8]) {
+        var a: UInt64 = 0, b: UInt64 = 0, c: UInt32 = 0
+        for (i, byte) in id.prefix(20).enumerated() {
+            switch i {
+            case 0..<8: a = a << 8 | UInt64(byte)
+            case 8..<16: b = b << 8 | UInt64(byte)
+            default: c = c << 8 | UInt32(byte)
+            }
+        }
+        self.a = a
+        self.b = b
+        self.c = c
+    }
+}
+
+struct Entry: Sendable {
+    var key: PeerKey
+    var peer: TrackerPeer
+    var lastSeen: Int64
+}
+
+/// Peers in an array for O(1) random access, with an index map for O(1) lookup and swap-remove.
+struct PeerSet: Sendable {
+    var entries: [Entry] = []
+    var index: [PeerKey: Int] = [:]
+
+    var count: Int { entries.count }
+
+    func contains(_ key: PeerKey) -> Bool { index[key] != nil }
+
+    mutating func insert(_ e: Entry) {
+        index[e.key] = entries.count
+        entries.append(e)
+    }
+
+    /// Updates in place when present; returns false when absent.
+    mutating func update(_ e: Entry) -> Bool {
+        guard let i = index[e.key] else { return false }
+        entries[i] = e
+        return true
+    }
+
+    @discardableResult
+    mutating func remove(_ key: PeerKey) -> Bool {
+        guard let i = index.removeValue(forKey: key) else { return false }
+        removeAt(i)
+        return true
+    }
+
+    /// Swap-remove of the entry at `i` whose index-map entry is already gone.
+    private mutating func removeAt(_ i: Int) {
+        let last = entries.count - 1
+        if i != last {
+            entries[i] = entries[last]
+            index[entries[i].key] = i
+        }
+        entries.removeLast()
+    }
+
+    mutating func removeAll(lastSeenBefore cutoff: Int64) -> Int {
+        var removed = 0
+        var i = entries.count - 1
+        // Backwards, so the entry swapped into `i` has already been looked at.
+        while i >= 0 {
+            if entries[i].lastSeen < cutoff {
+                index[entries[i].key] = nil
+                removeAt(i)
+                removed += 1
+            }
+            i -= 1
+        }
+        return removed
+    }
+}
+
+struct Swarm: Sendable {
+    var seeders = PeerSet()
+    var leechers = PeerSet()
+    var downloaded = 0
+
+    var stats: ScrapeStats { ScrapeStats(complete: seeders.count, incomplete: leechers.count, downloaded: downloaded) }
+
+    mutating func withUpdate(_ body: (inout Swarm) -> Void) { body(&self) }
+
+    enum UpdateOutcome: Equatable {
+        case inserted, unchangedSeeder, unchangedLeecher, becameSeeder, becameLeecher, refused
+    }
+
+    mutating func remove(_ key: PeerKey) -> Bool {
+        seeders.remove(key) || leechers.remove(key)
+    }
+
+    mutating func upsert(_ e: Entry, seeder: Bool, allowNew: Bool) -> UpdateOutcome {
+        if seeder {
+            if seeders.update(e) { return .unchangedSeeder }
+            if leechers.remove(e.key) { seeders.insert(e); return .becameSeeder }
+            guard allowNew else { return .refused }
+            seeders.insert(e)
+            return .inserted
+        } else {
+            if leechers.update(e) { return .unchangedLeecher }
+            if seeders.remove(e.key) { leechers.insert(e); return .becameLeecher }
+            guard allowNew else { return .refused }
+            leechers.insert(e)
+            return .inserted
+        }
+    }
+
+    /// Up to `count` distinct peers, uniformly at random, never `me`. A seeder draws from
+    /// leechers only; a leecher from seeders followed by leechers (one virtual array).
+    func sample(for me: PeerKey, seeder: Bool, count: Int, using rng: inout some RandomNumberGenerator) -> [TrackerPeer] {
+        let s = seeder ? 0 : seeders.count
+        let total = s + leechers.count
+        // Where `me` sits in the virtual array, to skip it.
+        var excluded: Int? = nil
+        if seeder {
+            excluded = leechers.index[me]
+        } else if let i = leechers.index[me] {
+            excluded = s + i
+        } else if let i = seeders.index[me] {
+            excluded = i
+        }
+        let available = total - (excluded == nil ? 0 : 1)
+        let k = min(count, available)
+        guard k > 0 else { return [] }
+
+        func peer(at virtualIndex: Int) -> TrackerPeer {
+            var v = virtualIndex
+            if let ex = excluded, v >= ex { v += 1 }
+            return v < s ? seeders.entries[v].peer : leechers.entries[v - s].peer
+        }
+        var out: [TrackerPeer] = []
+        out.reserveCapacity(k)
+        if k == available {
+            for v in 0..<available { out.append(peer(at: v)) }
+            return out
+        }
+        // Floyd's algorithm: k distinct indices in 0..<available with k random draws.
+        var chosen = Set<Int>(minimumCapacity: k)
+        for j in (available - k)..<available {
+            let t = Int.random(in: 0...j, using: &rng)
+            let pick = chosen.contains(t) ? j : t
+            chosen.insert(pick)
+            out.append(peer(at: pick))
+        }
+        return out
+    }
+}

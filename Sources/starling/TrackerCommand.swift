@@ -1,0 +1,161 @@
+import ArgumentParser
+import BitTorrent
+import Dispatch
+import Logging
+import StarlingNode
+import Storage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct TrackerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tracker",
+        abstract: "Run an HTTP BitTorrent tracker (announce, scrape, metrics).",
+        discussion: """
+        Serves /announce (BEP 3, compact peer lists per BEP 23, IPv6 peers per BEP 7),
+        /scrape (BEP 48), /metrics (Prometheus text) and /healthz. A peer's address is the
+        connection's source address; an ip= parameter counts only from a --trusted-cidr network.
+        Leechers get a random mix of seeders and leechers, seeders get leechers only. Peers that
+        stop announcing are forgotten after about three intervals.
+
+        With --state the swarms are saved atomically every --save-interval seconds and at
+        shutdown, and reloaded at start, so a restarted tracker still knows its peers. With
+        --allow-dir only the info-hashes of the .torrent files in that folder are served
+        (the folder is re-read when it changes); others get a 'failure reason'.
+        Runs until SIGINT or SIGTERM, then saves state and exits 0.
+
+        Example:
+          starling tracker --listen 10.0.0.1:6969 --state /var/lib/starling/tracker.state
+          starling tracker --listen 0.0.0.0:6969 --allow-dir /srv/torrents --trusted-cidr 10.0.0.0/8
+        """
+    )
+
+    @Option(name: .long, help: "Address and port to listen on: IP:PORT, [IPv6]:PORT or :PORT for all addresses.")
+    var listen: String
+
+    @Option(name: .long, help: "File to save swarms to and reload them from.")
+    var state: String?
+
+    @Option(name: .long, help: "Announce interval handed to clients, in seconds (plus up to 20% jitter).")
+    var interval: Int = 15
+
+    @Option(name: .long, help: "'min interval' handed to clients, in seconds (default: half the interval).")
+    var minInterval: Int?
+
+    @Option(name: .long, help: "Forget a peer after this many seconds without an announce (default: about 3 intervals, at least 60).")
+    var peerTimeout: Int?
+
+    @Option(name: .long, help: "Serve only torrents whose .torrent file is in this folder (re-read when it changes).")
+    var allowDir: String?
+
+    @Option(name: .long, help: "A network whose clients may set their address with ip= (e.g. a NAT gateway); repeatable.")
+    var trustedCidr: [String] = []
+
+    @Option(name: .long, help: "Seconds between state saves.")
+    var saveInterval: Int = 30
+
+    @Option(name: .long, help: "Most peers handed out per announce.")
+    var maxNumwant: Int = 200
+
+    @Option(name: .long, help: "Most connections open at once.")
+    var maxConnections: Int = 10_000
+
+    @Option(name: .long, help: "Event-loop threads (default: one per core).")
+    var threads: Int?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard parseListen(listen) != nil else {
+            throw ValidationError("--listen \(listen): expected IP:PORT, e.g. 10.0.0.1:6969, [::]:6969 or :6969")
+        }
+        guard interval >= 1, interval <= 86_400 else { throw ValidationError("--interval must be 1 to 86400 seconds") }
+        if let m = minInterval, m < 0 || m > interval { throw ValidationError("--min-interval must be 0 to --interval") }
+        if let t = peerTimeout, t < interval { throw ValidationError("--peer-timeout must be at least --interval") }
+        for c in trustedCidr where IPNetwork(c) == nil {
+            throw ValidationError("--trusted-cidr \(c): expected a network like 10.0.0.0/8 or fd00::/8")
+        }
+        guard saveInterval >= 1 else { throw ValidationError("--save-interval must be at least 1 second") }
+        guard maxNumwant >= 1 else { throw ValidationError("--max-numwant must be at least 1") }
+        guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
+        if let t = threads, t < 1 || t > 256 { throw ValidationError("--threads must be 1 to 256") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \(logLevel): unknown level") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "starling.tracker")
+        guard let (host, port) = parseListen(listen) else { throw CLIError("--listen \(listen): expected IP:PORT") }
+        if let dir = allowDir, !FilePaths.isDirectory(dir) { throw CLIError("--allow-dir \(dir): not a folder") }
+        if let s = state, !FilePaths.isDirectory(FilePaths.parent(s)) {
+            throw CLIError("--state \(s): folder \(FilePaths.parent(s)) does not exist")
+        }
+        let config = TrackerConfiguration(
+            host: host, port: port, interval: interval, minInterval: minInterval, peerTimeout: peerTimeout,
+            maxNumWant: maxNumwant, allowDir: allowDir, stateFile: state, saveInterval: saveInterval,
+            trustedNetworks: trustedCidr.compactMap(IPNetwork.init), maxConnections: maxConnections, threads: threads)
+        BuildInfo.register(version: starlingVersion)
+        let server = TrackerServer(configuration: config, logger: logger)
+        do {
+            try await server.start()
+        } catch {
+            try? await server.shutdown()
+            throw CLIError("cannot start tracker on \(listen): \(error)")
+        }
+        let signal = await waitForTerminationSignal()
+        logger.info("received \(signal), shutting down")
+        do {
+            try await server.shutdown()
+        } catch {
+            throw CLIError("tracker stopped, but state was not saved: \(error)")
+        }
+        logger.info("tracker stopped")
+    }
+
+    /// `IP:PORT`, `[IPv6]:PORT` or `:PORT` (all IPv4 addresses).
+    func parseListen(_ s: String) -> (String, Int)? {
+        guard let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]), (0...65535).contains(port) else {
+            return nil
+        }
+        var host = String(s[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host.isEmpty { host = "0.0.0.0" }
+        guard IPAddress(host) != nil else { return nil }
+        return (host, port)
+    }
+}
+
+/// Suspends until SIGINT or SIGTERM arrives; returns its name.
+func waitForTerminationSignal() async -> String {
+    await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
+        let queue = DispatchQueue(label: "starling.signals")
+        let fired = SignalOnce(continuation)
+        for (sig, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
+            signal(sig, SIG_IGN) // let the dispatch source see it instead of the default handler
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+            source.setEventHandler { fired.resume(name) }
+            source.resume()
+            fired.keep(source)
+        }
+    }
+}
+
+/// Resumes a continuation once, and keeps the signal sources alive meanwhile.
+private final class SignalOnce: @unchecked Sendable {
+    // Only touched on the one serial signal queue (and during setup, before any signal).
+    private var continuation: CheckedContinuation<String, Never>?
+    private var sources: [any DispatchSourceSignal] = []
+    init(_ c: CheckedContinuation<String, Never>) { continuation = c }
+    func keep(_ s: any DispatchSourceSignal) { sources.append(s) }
+    func resume(_ name: String) {
+        continuation?.resume(returning: name)
+        continuation = nil
+    }
+}

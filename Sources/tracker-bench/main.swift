@@ -1,0 +1,298 @@
+// tracker-bench: announces per second against an HTTP tracker.
+//
+//   tracker-bench --url http://127.0.0.1:6969/announce [--peers 10000] [--torrents 100]
+//                 [--duration 10] [--concurrency 64] [--keepalive] [--fill-only] [--print-hashes]
+//
+// Every peer has a distinct peer id and, within its torrent, a distinct port (trackers such as
+// opentracker key peers by address and port, and every request here comes from 127.0.0.1).
+// First every peer announces once (event=started) so the swarms are full, then the timed phase
+// sends regular announces round-robin over the peers from --concurrency connections.
+// Output is one line of JSON.
+import BitTorrent
+import NIOCore
+import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Options {
+    var host = "127.0.0.1"
+    var port = 6969
+    var path = "/announce"
+    var peers = 10_000
+    var torrents = 100
+    var duration = 10.0
+    var concurrency = 64
+    var keepAlive = false
+    var fillOnly = false
+    var printHashes = false
+    var threads = 1
+}
+
+func usage(_ why: String) -> Never {
+    print("tracker-bench: \(why)")
+    exit(2)
+}
+
+func int(_ s: String, _ name: String) -> Int {
+    guard let n = Int(s) else { usage("\(name): not a whole number") }
+    return n
+}
+
+func fixed2(_ x: Double) -> String {
+    let cents = Int((x * 100).rounded())
+    let frac = cents % 100
+    return "\(cents / 100).\(frac < 10 ? "0" : "")\(frac)"
+}
+
+func parseOptions() -> Options {
+    var o = Options()
+    var args = CommandLine.arguments.dropFirst()
+    func value(_ name: String) -> String {
+        guard let v = args.popFirst() else { usage("\(name) needs a value") }
+        return v
+    }
+    while let a = args.popFirst() {
+        switch a {
+        case "--url":
+            let u = value(a)
+            guard u.hasPrefix("http://") else { usage("--url must be http://HOST:PORT/PATH") }
+            let rest = u.dropFirst(7)
+            let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+            let auth = rest[..<slash]
+            o.path = slash == rest.endIndex ? "/announce" : String(rest[slash...])
+            guard let colon = auth.lastIndex(of: ":"), let p = Int(auth[auth.index(after: colon)...]) else {
+                usage("--url needs an explicit port")
+            }
+            o.host = String(auth[..<colon])
+            o.port = p
+        case "--peers": o.peers = int(value(a), a)
+        case "--torrents": o.torrents = int(value(a), a)
+        case "--duration": o.duration = Double(int(value(a), a))
+        case "--concurrency": o.concurrency = int(value(a), a)
+        case "--threads": o.threads = int(value(a), a)
+        case "--keepalive": o.keepAlive = true
+        case "--fill-only": o.fillOnly = true
+        case "--print-hashes": o.printHashes = true
+        default: usage("unknown option \(a)")
+        }
+    }
+    guard o.peers >= 1, o.torrents >= 1, o.concurrency >= 1 else { usage("counts must be positive") }
+    return o
+}
+
+/// Deterministic info-hash of torrent `t`, so a whitelist can be written beforehand.
+func infoHash(_ t: Int) -> [UInt8] {
+    SHA1Hasher.hash(Array("starling-bench-torrent-\(t)".utf8)).bytes
+}
+
+func requestBytes(_ o: Options, peer i: Int, started: Bool) -> [UInt8] {
+    let torrent = i % o.torrents
+    var id = Array("-SB0001-".utf8)
+    id += Array(String(i).utf8)
+    while id.count < 20 { id.append(UInt8(ascii: "x")) }
+    let port = 1024 + i / o.torrents
+    let left = i % 4 == 0 ? 0 : 1_000_000  // a quarter seeders
+    var q = "info_hash=\(PercentEncoding.encode(infoHash(torrent)))&peer_id=\(PercentEncoding.encode(id))"
+    q += "&port=\(port)&uploaded=0&downloaded=0&left=\(left)&compact=1&numwant=50"
+    if started { q += "&event=started" }
+    let conn = o.keepAlive ? "" : "Connection: close\r\n"
+    return Array("GET \(o.path)?\(q) HTTP/1.1\r\nHost: \(o.host):\(o.port)\r\nUser-Agent: tracker-bench\r\n\(conn)\r\n".utf8)
+}
+
+/// Shared between the event loop threads through a lock.
+final class Stats: @unchecked Sendable {
+    private var lock = pthread_mutex_t()
+    var ok = 0, failures = 0, errors = 0, next = 0
+    let total: Int
+    var firstFailure: String?
+    init(total: Int) {
+        self.total = total
+        pthread_mutex_init(&lock, nil)
+    }
+    func locked<R>(_ body: (Stats) -> R) -> R {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return body(self)
+    }
+}
+
+/// Drives one connection slot: send, read one response, then the next request (same connection
+/// when keep-alive holds, a new one otherwise) until `stop` says so.
+final class Worker: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let requests: [[UInt8]]
+    let stats: Stats
+    let keepAlive: Bool
+    let shouldStop: @Sendable () -> Bool
+    let reconnect: @Sendable () -> Void
+    var buffer: [UInt8] = []
+    var expected: Int?
+    var serverCloses = false
+    var inFlight = false
+
+    init(requests: [[UInt8]], stats: Stats, keepAlive: Bool, shouldStop: @escaping @Sendable () -> Bool,
+         reconnect: @escaping @Sendable () -> Void) {
+        self.requests = requests
+        self.stats = stats
+        self.keepAlive = keepAlive
+        self.shouldStop = shouldStop
+        self.reconnect = reconnect
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        sendNext(context: context)
+    }
+
+    func sendNext(context: ChannelHandlerContext) {
+        guard !shouldStop() else { context.close(promise: nil); return }
+        let i = stats.locked { s -> Int in
+            defer { s.next += 1 }
+            return s.next % requests.count
+        }
+        buffer.removeAll(keepingCapacity: true)
+        expected = nil
+        serverCloses = false
+        inFlight = true
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: requests[i])), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var b = unwrapInboundIn(data)
+        buffer += b.readBytes(length: b.readableBytes) ?? []
+        if expected == nil, let end = headEnd() {
+            let head = String(decoding: buffer[..<end], as: UTF8.self).lowercased()
+            serverCloses = head.contains("connection: close") || head.hasPrefix("http/1.0")
+            for line in head.split(separator: "\r\n") where line.hasPrefix("content-length:") {
+                let digits = line.dropFirst("content-length:".count).drop(while: { $0 == " " }).prefix(while: { $0.isNumber })
+                expected = end + (Int(digits) ?? 0)
+            }
+        }
+        if let e = expected, buffer.count >= e { complete(context: context) }
+    }
+
+    func headEnd() -> Int? {
+        guard buffer.count >= 4 else { return nil }
+        for i in 0...(buffer.count - 4) where buffer[i] == 13 && buffer[i + 1] == 10 && buffer[i + 2] == 13 && buffer[i + 3] == 10 {
+            return i + 4
+        }
+        return nil
+    }
+
+    func complete(context: ChannelHandlerContext) {
+        guard inFlight else { return }
+        inFlight = false
+        let text = String(decoding: buffer.prefix(400), as: UTF8.self)
+        let good = text.hasPrefix("HTTP/1.") && text.contains(" 200 ") && !text.contains("failure reason")
+        stats.locked { s in
+            if good { s.ok += 1 } else {
+                s.failures += 1
+                if s.firstFailure == nil { s.firstFailure = String(text.prefix(300)) }
+            }
+        }
+        if keepAlive && !serverCloses {
+            sendNext(context: context)
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if inFlight {
+            // No Content-Length: the body ends at EOF.
+            if expected == nil, headEnd() != nil { complete(context: context) } else {
+                inFlight = false
+                stats.locked { $0.errors += 1 }
+            }
+        }
+        if !shouldStop() { reconnect() }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// Runs `concurrency` connection slots over `requests` until `limit` requests completed or `seconds` passed.
+func run(_ o: Options, group: any EventLoopGroup, requests: [[UInt8]], limit: Int?, seconds: Double) -> (Stats, Double) {
+    let stats = Stats(total: requests.count)
+    let deadline = now() + seconds
+    let stopFlag = Stats(total: 0) // reused for its lock; `next` = 1 means stop
+    let shouldStop: @Sendable () -> Bool = {
+        if stopFlag.locked({ $0.next }) == 1 { return true }
+        if let limit, stats.locked({ $0.next }) >= limit { return true }
+        return now() >= deadline
+    }
+    @Sendable func connect() {
+        let bootstrap = ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(
+                        Worker(requests: requests, stats: stats, keepAlive: o.keepAlive, shouldStop: shouldStop,
+                               reconnect: { connect() }))
+                }
+            }
+        bootstrap.connect(host: o.host, port: o.port).whenComplete { result in
+            switch result {
+            case .success(let ch):
+                ch.closeFuture.whenComplete { _ in }
+            case .failure:
+                stats.locked { $0.errors += 1 }
+                if !shouldStop() { connect() }
+            }
+        }
+    }
+    let start = now()
+    for _ in 0..<o.concurrency { connect() }
+    // Poll until the phase ends and in-flight requests have drained.
+    while true {
+        usleep(20_000)
+        let s = stats.locked { ($0.next, $0.ok + $0.failures + $0.errors) }
+        if let limit, s.1 >= limit { break }
+        if limit == nil, now() >= deadline { break }
+        if stats.locked({ $0.errors }) > 1000 && s.1 == stats.locked({ $0.errors }) { break } // tracker down
+    }
+    let elapsed = now() - start
+    stopFlag.locked { $0.next = 1 }
+    usleep(300_000)
+    return (stats, elapsed)
+}
+
+let o = parseOptions()
+if o.printHashes {
+    for t in 0..<o.torrents { print(Hex.encode(infoHash(t))) }
+    exit(0)
+}
+let group = MultiThreadedEventLoopGroup(numberOfThreads: o.threads)
+var fillOptions = o
+fillOptions.concurrency = min(o.concurrency, 32)
+let fillRequests = (0..<o.peers).map { requestBytes(o, peer: $0, started: true) }
+let (fill, fillTime) = run(fillOptions, group: group, requests: fillRequests, limit: o.peers, seconds: 600)
+var line = "{\"url\":\"http://\(o.host):\(o.port)\(o.path)\",\"peers\":\(o.peers),\"torrents\":\(o.torrents),"
+line += "\"keepalive\":\(o.keepAlive),\"fill_ok\":\(fill.ok),\"fill_seconds\":\(fixed2(fillTime))"
+if !o.fillOnly {
+    let timed = (0..<o.peers).map { requestBytes(o, peer: $0, started: false) }
+    let (s, elapsed) = run(o, group: group, requests: timed, limit: nil, seconds: o.duration)
+    let rate = Double(s.ok) / elapsed
+    line += ",\"concurrency\":\(o.concurrency),\"seconds\":\(fixed2(elapsed)),\"ok\":\(s.ok),"
+    line += "\"failures\":\(s.failures),\"errors\":\(s.errors),\"announces_per_second\":\(Int(rate))"
+    if let f = s.firstFailure ?? fill.firstFailure {
+        line += ",\"first_failure\":\"\(f.replacingOccurrences("\"", "'").replacingOccurrences("\r\n", " | "))\""
+    }
+} else if let f = fill.firstFailure {
+    line += ",\"first_failure\":\"\(f.replacingOccurrences("\"", "'").replacingOccurrences("\r\n", " | "))\""
+}
+print(line + "}")
+try? group.syncShutdownGracefully()
+
+extension String {
+    func replacingOccurrences(_ a: String, _ b: String) -> String { split(separator: a, omittingEmptySubsequences: false).joined(separator: b) }
+}
