@@ -50,27 +50,48 @@ func listing(_ dir: String) -> [String] {
 struct CLITests {
     // MARK: help and version
 
-    @Test("--help, --version and subcommand help succeed and show an example", arguments: [
-        ["--help"], ["make-torrent", "--help"], ["inspect", "--help"], ["help", "make-torrent"],
-    ])
-    func help(_ args: [String]) throws {
+    @Test("starling --help lists make-torrent and inspect")
+    func subcommandsListed() throws {
+        let names = try Self.subcommands()
+        #expect(names.contains("make-torrent") && names.contains("inspect"), "\(names)")
+    }
+
+    /// The subcommands `starling --help` lists, so every future command is checked too.
+    static func subcommands() throws -> [String] {
+        let out = try StarlingBinary.run(["--help"]).stdout
+        let lines = out.split(separator: "\n", omittingEmptySubsequences: false)
+        guard let start = lines.firstIndex(of: "SUBCOMMANDS:") else { return [] }
+        return lines[(start + 1)...].prefix(while: { !$0.isEmpty })
+            .filter { $0.hasPrefix("  ") && !$0.hasPrefix("   ") }
+            .compactMap { $0.split(separator: " ").first.map(String.init) }
+            .filter { $0 != "help" }
+    }
+
+    @Test("--help, and --help on every subcommand, succeed and show an example that is not broken")
+    func helpEverywhere() throws {
+        try checkHelp(["--help"])
+        try checkHelp(["help", "make-torrent"])
+        for name in try Self.subcommands() { try checkHelp([name, "--help"]) }
+    }
+
+    func checkHelp(_ args: [String]) throws {
         let r = try StarlingBinary.run(args)
         #expect(r.status == 0 && !r.signaled, "\(r.stderr)")
         #expect(r.stdout.contains("OVERVIEW:"))
-        #expect(r.stdout.contains("Example:"))
+        #expect(r.stdout.contains("Example:"), "\(args): no example")
         #expect(r.stdout.contains("USAGE:"))
         // Every example line is a whole command (or an indented continuation), never a line
         // the help printer broke in the middle.
         let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         let start = try #require(lines.firstIndex(of: "Example:"))
         for line in lines[(start + 1)...].prefix(while: { !$0.isEmpty }) {
-            #expect(line.hasPrefix("  starling ") || line.hasPrefix("      "), "broken example line: '\(line)'")
-            #expect(line.count <= 80, "example line wider than 80 columns: '\(line)'")
+            #expect(line.hasPrefix("  starling ") || line.hasPrefix("      "), "\(args): broken example line: '\(line)'")
+            #expect(line.count <= 80, "\(args): example line wider than 80 columns: '\(line)'")
         }
         // Prose paragraphs wrap evenly: a line followed by more of the same paragraph is not short.
         let prose = lines[..<start].dropFirst() // after OVERVIEW
         for (i, line) in zip(prose.indices, prose) where i + 1 < start && !line.isEmpty && !lines[i + 1].isEmpty {
-            #expect(line.count >= 50, "ragged line break in help text: '\(line)'")
+            #expect(line.count >= 50, "\(args): ragged line break in help text: '\(line)'")
         }
     }
 
