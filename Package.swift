@@ -57,6 +57,11 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
+        .testTarget(name: "BencodeTests", dependencies: ["Bencode"]),
+        .testTarget(name: "BitTorrentTests", dependencies: ["BitTorrent", "Bencode"]),
+        // Also holds the compatibility tests (mktorrent, libtorrent) and the CLI tests, which
+        // run the built `starling` binary.
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "BitTorrent", "Bencode"]),
     ],
     swiftLanguageModes: [.v6]
 )

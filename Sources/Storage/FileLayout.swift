@@ -5,6 +5,12 @@ public struct FileSegment: Sendable, Hashable {
     public var fileIndex: Int
     public var fileOffset: Int64
     public var length: Int
+
+    public init(fileIndex: Int, fileOffset: Int64, length: Int) {
+        self.fileIndex = fileIndex
+        self.fileOffset = fileOffset
+        self.length = length
+    }
 }
 
 /// The files of a torrent laid end to end, as BEP 3 defines pieces over them.

@@ -90,7 +90,8 @@ struct SeedCommand: AsyncParsableCommand {
         to the torrent's trackers and uploads to every peer that asks, within --up-rate.
 
         Example:
-          starling seed app.torrent /srv/app.rpm --ip 10.0.0.1 --port-range 6881-6889 --up-rate 40mbit
+          starling seed app.torrent /srv/app.rpm --ip 10.0.0.1 \\
+              --port-range 6881-6889 --up-rate 40mbit
         """
     )
 
@@ -117,7 +118,8 @@ struct PeerCommand: AsyncParsableCommand {
         serving others for --seed-after seconds), non-zero with one clear line otherwise.
 
         Example:
-          starling peer app.torrent /srv/app.rpm --ip 10.0.0.7 --seed-after 60 --down-rate 100mbit
+          starling peer app.torrent /srv/app.rpm --ip 10.0.0.7 \\
+              --seed-after 60 --down-rate 100mbit
         """
     )
 
