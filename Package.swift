@@ -48,7 +48,9 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "BitTorrent"]),
+        // Also holds the compatibility tests (mktorrent, libtorrent) and the CLI tests, which
+        // run the built `starling` binary.
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "BitTorrent", "Bencode"]),
         .testTarget(name: "SwarmTests", dependencies: ["Swarm", "BitTorrent"]),
         .testTarget(name: "StarlingNodeTests", dependencies: [
             "StarlingNode", "BitTorrent", "Storage", "Swarm", "Bencode",
@@ -58,10 +60,6 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .testTarget(name: "BencodeTests", dependencies: ["Bencode"]),
-        .testTarget(name: "BitTorrentTests", dependencies: ["BitTorrent", "Bencode"]),
-        // Also holds the compatibility tests (mktorrent, libtorrent) and the CLI tests, which
-        // run the built `starling` binary.
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "BitTorrent", "Bencode"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -105,7 +105,7 @@ fileprivate let edgy = Fixture(files: [
     (["z-empty-last"], []),
 ], pieceLength: 8)
 
-fileprivate func readFile(_ path: String) -> [UInt8]? {
+fileprivate func contentsOf(_ path: String) -> [UInt8]? {
     FileManager.default.contents(atPath: path).map { [UInt8]($0) }
 }
 
@@ -171,7 +171,7 @@ struct PieceStoreTests {
             #expect(!FileManager.default.fileExists(atPath: out + ".part"))
             #expect(isDir(out))
             for (path, bytes) in edgy.files {
-                #expect(readFile(out + "/" + path.joined(separator: "/")) == bytes, "\(path)")
+                #expect(contentsOf(out + "/" + path.joined(separator: "/")) == bytes, "\(path)")
             }
             try store.finalize()   // idempotent
         }
@@ -187,7 +187,7 @@ struct PieceStoreTests {
             #expect(FileManager.default.fileExists(atPath: out + ".part") && !isDir(out + ".part"))
             try write(store, f, pieces: 0..<m.pieceCount)
             try store.finalize()
-            #expect(readFile(out) == f.data)
+            #expect(contentsOf(out) == f.data)
             #expect(!FileManager.default.fileExists(atPath: out + ".part"))
         }
     }
@@ -207,7 +207,7 @@ struct PieceStoreTests {
             try write(again, edgy, pieces: [1, 2])
             #expect(try again.verifyExisting().isComplete)
             try again.finalize()
-            #expect(readFile(out + "/sub/deeper/d") == edgy.files[5].1)
+            #expect(contentsOf(out + "/sub/deeper/d") == edgy.files[5].1)
         }
     }
 
@@ -243,7 +243,7 @@ struct PieceStoreTests {
             #expect(throws: StorageError.self) {
                 try piece.withUnsafeBytes { try store.write(piece: 0, data: $0) }
             }
-            #expect(readFile(out + "/c") == f.files[4].1, "the existing file was modified")
+            #expect(contentsOf(out + "/c") == f.files[4].1, "the existing file was modified")
         }
     }
 
@@ -281,12 +281,12 @@ struct PieceStoreTests {
             let error = #expect(throws: StorageError.self) { try store.finalize() }
             #expect(error?.description.contains(out) == true)
             #expect(!store.isFinal)
-            #expect(readFile(out + "/someone-elses") == [1, 2, 3])
-            #expect(readFile(out + ".part/c") == edgy.files[4].1)
+            #expect(contentsOf(out + "/someone-elses") == [1, 2, 3])
+            #expect(contentsOf(out + ".part/c") == edgy.files[4].1)
             // once the intruder is gone, finalize succeeds
             try FileManager.default.removeItem(atPath: out)
             try store.finalize()
-            #expect(readFile(out + "/c") == edgy.files[4].1)
+            #expect(contentsOf(out + "/c") == edgy.files[4].1)
         }
     }
 }
