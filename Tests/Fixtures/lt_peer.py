@@ -25,7 +25,7 @@ def add(s, torrent, folder, seeding):
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(torrent)
     params.save_path = folder
-    params.flags &= ~lt.torrent_flags.auto_managed
+    params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
     params.flags |= lt.torrent_flags.disable_pex if hasattr(lt.torrent_flags, "disable_pex") else 0
     if seeding:
         params.flags |= lt.torrent_flags.seed_mode
