@@ -21,6 +21,8 @@ public struct SwarmOptions: Sendable {
     public var timeout: Int = 0
     /// Progress line interval when not on a terminal.
     public var progressInterval: Int = 5
+    /// HTTP listeners for /metrics, /status and (admin ones) rate changes.
+    public var http: [NodeHTTPServer.Listener] = []
 
     public init(engine: EngineConfig) { self.engine = engine }
 }
@@ -68,6 +70,16 @@ public final class SwarmRunner: Sendable {
         if role == .seed {
             logger.info("seeding", metadata: ["torrent": "\(metainfo.name)", "info-hash": "\(metainfo.infoHash.hex)",
                                               "port": "\(engine.listenPort)"])
+        }
+        BuildInfo.register(version: EngineConfig.version)
+        let httpServer = NodeHTTPServer(engine: engine, logger: logger)
+        do {
+            for l in options.http { try await httpServer.listen(l) }
+        } catch {
+            await httpServer.shutdown()
+            await engine.shutdown()
+            try? await group.shutdownGracefully()
+            throw error
         }
         let (events, continuation) = AsyncStream<Event>.makeStream()
         let signals = Signals.on([SIGINT, SIGTERM]) { continuation.yield(.signal($0)) }
@@ -120,6 +132,7 @@ public final class SwarmRunner: Sendable {
             }
         }
         progress.stop()
+        await httpServer.shutdown()
         await announcer.stop()
         await engine.shutdown()
         try? await group.shutdownGracefully()

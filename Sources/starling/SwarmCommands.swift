@@ -32,6 +32,12 @@ struct SwarmCLIOptions: ParsableArguments {
     @Option(name: .long, help: "Interested peers uploaded to at once.")
     var uploadSlots: Int = 16
 
+    @Option(name: .long, help: "Serve /metrics, /healthz and /status on IP:PORT.")
+    var metricsListen: String?
+
+    @Option(name: .long, help: "Serve the admin endpoint (POST /rate, used by `starling ctl rate`) and the metrics on IP:PORT; keep it on loopback or a management network.")
+    var adminListen: String?
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -47,6 +53,11 @@ struct SwarmCLIOptions: ParsableArguments {
         engine.uploadSlots = uploadSlots
         var options = SwarmOptions(engine: engine)
         options.noTracker = noTracker
+        for (flag, value, admin) in [("--metrics-listen", metricsListen, false), ("--admin-listen", adminListen, true)] {
+            guard let value else { continue }
+            guard let a = PeerAddress(value) else { throw ValidationError("\(flag) \(value): expected IP:PORT") }
+            options.http.append(NodeHTTPServer.Listener(host: a.host, port: a.port, admin: admin))
+        }
         options.staticPeers = try peer.map { text in
             guard let a = PeerAddress(text) else { throw ValidationError("--peer \(text): expected IP:PORT") }
             return a

@@ -141,6 +141,15 @@ public final class PeerEngine: @unchecked Sendable {
         }
     }
 
+    /// `/status` as JSON: caps, then each torrent's progress, rates and peers. On the loop.
+    func statusJSON() -> String {
+        loop.preconditionInEventLoop()
+        let torrents = sessions.values.sorted { $0.metainfo.name < $1.metainfo.name }.map { $0.statusJSON() }
+        return "{\"version\":\"\(EngineConfig.version)\",\"ip\":\"\(config.ip)\",\"port\":\(listenPort),"
+            + "\"rateCaps\":{\"up\":\(limiter.rate(.up)),\"down\":\(limiter.rate(.down))},"
+            + "\"torrents\":[\(torrents.joined(separator: ","))]}"
+    }
+
     // MARK: connections
 
     private func configure(_ channel: Channel, dialledFor: InfoHash?) throws {

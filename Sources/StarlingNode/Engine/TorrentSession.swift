@@ -415,6 +415,7 @@ public final class TorrentSession: @unchecked Sendable {
 
     /// Once a second: frees requests stuck at snubbed peers and refills pipelines.
     func tick() {
+        updateRates()
         let now = NIODeadline.now()
         for link in peers.values where !link.outstanding.isEmpty {
             if now - link.lastBlockAt > config.snubTimeout, !link.snubbed {
@@ -425,6 +426,29 @@ public final class TorrentSession: @unchecked Sendable {
             }
         }
         requestFromAll()
+    }
+
+    /// Smoothed transfer rates of the whole torrent, updated each tick.
+    private(set) var downRate = RateMeter()
+    private(set) var upRate = RateMeter()
+    private var lastCounted: (down: Int64, up: Int64) = (0, 0)
+
+    private func updateRates() {
+        downRate.add(Int(downloadedBytes - lastCounted.down))
+        upRate.add(Int(uploadedBytes - lastCounted.up))
+        lastCounted = (downloadedBytes, uploadedBytes)
+    }
+
+    /// One torrent's entry in `/status`.
+    func statusJSON() -> String {
+        let state = failure != nil ? "failed" : isComplete ? "seeding" : "downloading"
+        let seeds = peers.values.filter(\.isSeed).count
+        return "{\"name\":\(JSONText.quote(metainfo.name)),\"infoHash\":\"\(infoHash.hex)\",\"state\":\"\(state)\","
+            + "\"progress\":\(progress),\"size\":\(metainfo.totalLength),\"left\":\(left),"
+            + "\"downloaded\":\(downloadedBytes),\"uploaded\":\(uploadedBytes),"
+            + "\"downRate\":\(Int(downRate.rate)),\"upRate\":\(Int(upRate.rate)),"
+            + "\"peers\":\(peers.count),\"seeds\":\(seeds),\"path\":\(JSONText.quote(store.target))"
+            + (failure.map { ",\"error\":\(JSONText.quote($0))" } ?? "") + "}"
     }
 
     /// Closes every connection (shutdown).

@@ -9,6 +9,8 @@ public struct TrackerHTTPRequest: Sendable, Equatable {
     /// Path and query, e.g. `/announce?info_hash=...`.
     public var target: String
     public var keepAlive: Bool
+    /// The `Authorization` header as sent (admin endpoints check a bearer token).
+    public var authorization: String? = nil
 
     public var path: Substring { target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "" }
     public var query: Substring {
@@ -89,6 +91,7 @@ public struct TrackerRequestDecoder: NIOSingleStepByteToMessageDecoder {
         }
         guard target.hasPrefix("/") else { throw TrackerHTTPError(status: 400, reason: "request target must be a path") }
         var keepAlive = http11
+        var authorization: String?
         for line in lines.dropFirst() {
             guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else {
                 throw TrackerHTTPError(status: 400, reason: "malformed header line")
@@ -103,11 +106,13 @@ public struct TrackerRequestDecoder: NIOSingleStepByteToMessageDecoder {
                 guard value == "0" else { throw TrackerHTTPError(status: 400, reason: "request bodies are not accepted") }
             case "transfer-encoding":
                 throw TrackerHTTPError(status: 400, reason: "request bodies are not accepted")
+            case "authorization":
+                authorization = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingASCII(" \t")
             default:
                 continue
             }
         }
-        return TrackerHTTPRequest(method: method, target: target, keepAlive: keepAlive)
+        return TrackerHTTPRequest(method: method, target: target, keepAlive: keepAlive, authorization: authorization)
     }
 }
 
