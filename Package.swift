@@ -43,9 +43,14 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
-        .testTarget(name: "BencodeTests", dependencies: ["Bencode"]),
-        .testTarget(name: "BitTorrentTests", dependencies: ["BitTorrent", "Bencode"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "BitTorrent"]),
+        .testTarget(name: "BitTorrentTests", dependencies: [
+            "BitTorrent", "Bencode",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
+        // Also holds the compatibility tests (mktorrent, libtorrent) and the CLI tests, which
+        // run the built `starling` binary.
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "BitTorrent", "Bencode"]),
         .testTarget(name: "SwarmTests", dependencies: ["Swarm", "BitTorrent"]),
         .testTarget(name: "StarlingNodeTests", dependencies: [
             "StarlingNode", "BitTorrent", "Storage", "Swarm", "Bencode",
@@ -54,6 +59,7 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
+        .testTarget(name: "BencodeTests", dependencies: ["Bencode"]),
     ],
     swiftLanguageModes: [.v6]
 )

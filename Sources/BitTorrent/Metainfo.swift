@@ -51,6 +51,9 @@ public struct Metainfo: Sendable {
     /// Largest .torrent accepted (a 16 TiB torrent of 256 KiB pieces is about 1.3 MB).
     public static let maxFileSize = 32 << 20
 
+    /// Largest total data length accepted (1 PiB).
+    public static let maxTotalLength = Int64(1) << 50
+
     public init(bytes: [UInt8]) throws(MetainfoError) {
         guard bytes.count <= Self.maxFileSize else {
             throw MetainfoError("torrent file is \(bytes.count) bytes, more than the \(Self.maxFileSize) byte limit")
@@ -127,8 +130,14 @@ public struct Metainfo: Sendable {
         } else {
             throw MetainfoError("info has neither 'length' nor 'files'")
         }
-        let total = files.reduce(Int64(0)) { $0 &+ $1.length }
-        guard total >= 0, total < Int64(1) << 50 else { throw MetainfoError("total length is out of range") }
+        // Sum with an overflow check: lengths near Int64.max could otherwise wrap to a small
+        // total that matches a short `pieces` string.
+        var total: Int64 = 0
+        for f in files {
+            let (sum, overflow) = total.addingReportingOverflow(f.length)
+            guard !overflow, sum < Self.maxTotalLength else { throw MetainfoError("total length is out of range") }
+            total = sum
+        }
         let expected = total == 0 ? 0 : Int((total + Int64(pieceLength) - 1) / Int64(pieceLength))
         guard expected == pieceCount else {
             throw MetainfoError("info.pieces holds \(pieceCount) hashes but the files need \(expected)")

@@ -30,9 +30,10 @@ public struct PieceLayout: Sendable, Hashable {
         min(Self.blockSize, length(ofPiece: index) - block * Self.blockSize)
     }
 
-    /// True when a request is for a whole, aligned block inside the torrent (or a tail block).
+    /// True when a request lies inside one piece and is at most one block long. Alignment to
+    /// 16 KiB is not required (BEP 3 does not demand it). Never traps, whatever the values.
     public func isValidRequest(piece: Int, begin: Int, length: Int) -> Bool {
         guard piece >= 0, piece < pieceCount, begin >= 0, length > 0, length <= Self.blockSize else { return false }
-        return begin + length <= self.length(ofPiece: piece)
+        return begin <= self.length(ofPiece: piece) - length
     }
 }

@@ -39,6 +39,8 @@ public enum Units {
         guard value < 9.0e18 else { return nil }
         // A fraction of a byte is meaningless for sizes; a size must be whole.
         if !allowBits, value != value.rounded() { return nil }
+        // A tiny positive rate (`1bit`) must not round to 0, which means unlimited.
+        if value > 0, value < 1 { return 1 }
         return Int64(value.rounded())
     }
 
@@ -62,7 +64,8 @@ public enum Units {
         return format1(bits) + " bit/s"
     }
 
-    static func format1(_ v: Double) -> String {
+    /// One decimal place, without Foundation.
+    public static func format1(_ v: Double) -> String {
         let tenths = Int64((v * 10).rounded())
         return "\(tenths / 10).\(tenths % 10)"
     }

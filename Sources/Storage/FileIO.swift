@@ -76,9 +76,22 @@ public enum FilePaths {
         return String(p[p.index(after: slash)...])
     }
 
+    /// The absolute path with symlinks resolved, or nil when it does not exist.
+    public static func realPath(_ path: String) -> String? {
+        guard let p = Glibc.realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
     public static func exists(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0
+    }
+
+    /// True for a regular file (after following symlinks).
+    public static func isRegularFile(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
     }
 
     public static func isDirectory(_ path: String) -> Bool {

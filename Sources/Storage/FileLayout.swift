@@ -5,6 +5,12 @@ public struct FileSegment: Sendable, Hashable {
     public var fileIndex: Int
     public var fileOffset: Int64
     public var length: Int
+
+    public init(fileIndex: Int, fileOffset: Int64, length: Int) {
+        self.fileIndex = fileIndex
+        self.fileOffset = fileOffset
+        self.length = length
+    }
 }
 
 /// The files of a torrent laid end to end, as BEP 3 defines pieces over them.
@@ -51,5 +57,27 @@ public struct FileLayout: Sendable {
             i += 1
         }
         return out
+    }
+}
+
+extension FileLayout {
+    /// Reads the span at `offset` from the files' descriptors (`handles[i]` for file i;
+    /// nil only for zero-length files).
+    func read(offset: Int64, into buffer: UnsafeMutableRawBufferPointer, handles: [FileDescriptor?]) throws {
+        var at = 0
+        for seg in segments(offset: offset, length: buffer.count) {
+            let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[at..<(at + seg.length)])
+            try handles[seg.fileIndex]!.read(into: slice, at: seg.fileOffset)
+            at += seg.length
+        }
+    }
+
+    /// Writes `buffer` at torrent offset `offset` across the files.
+    func write(offset: Int64, from buffer: UnsafeRawBufferPointer, handles: [FileDescriptor?]) throws {
+        var at = 0
+        for seg in segments(offset: offset, length: buffer.count) {
+            try handles[seg.fileIndex]!.write(UnsafeRawBufferPointer(rebasing: buffer[at..<(at + seg.length)]), at: seg.fileOffset)
+            at += seg.length
+        }
     }
 }

@@ -18,10 +18,12 @@ public struct TorrentBuilder: Sendable {
 
     public init() {}
 
-    /// Smallest power of two from 256 KiB to 16 MiB that gives at most about 2000 pieces.
+    /// Smallest power of two from 256 KiB to 16 MiB that gives at most 2000 pieces
+    /// (16 MiB for anything larger than 2000 x 16 MiB).
     public static func automaticPieceLength(totalLength: Int64) -> Int {
         var p = 256 * 1024
-        while p < 16 * 1024 * 1024, totalLength / Int64(p) > 2000 { p *= 2 }
+        // Count pieces rounding up: the short last piece is a piece too.
+        while p < 16 * 1024 * 1024, (totalLength + Int64(p) - 1) / Int64(p) > 2000 { p *= 2 }
         return p
     }
 
@@ -46,11 +48,15 @@ public struct TorrentBuilder: Sendable {
             files = walked.map { TorrentFile(path: $0.relative, length: $0.size) }
             paths = walked.map(\.fullPath)
         } else {
+            // Only regular files: opening a FIFO would block forever, a device has no length.
+            guard FilePaths.isRegularFile(path) else { throw StorageError("\(path): not a regular file or a folder") }
             let fd = try FileDescriptor(path: path, flags: O_RDONLY)
             files = [TorrentFile(path: [torrentName], length: try fd.size())]
             paths = [path]
         }
         let total = files.reduce(0) { $0 + $1.length }
+        // libtorrent refuses a torrent of no bytes ("invalid length of torrent"); so would every peer.
+        guard total > 0 else { throw StorageError("\(path): nothing to share, it holds no data (0 bytes)") }
         let pl = pieceLength ?? Self.automaticPieceLength(totalLength: total)
         guard Self.isValidPieceLength(Int64(pl)) else {
             throw StorageError("piece size \(pl) is not a power of two between 16 KiB and 1 GiB")

@@ -1,7 +1,9 @@
 /// A token bucket over an injected clock: the arithmetic behind host-wide rate caps.
 ///
-/// Tokens are bytes. The bucket refills at `rate` bytes per second up to `burst`
-/// (about one second of tokens, as in Kraken's limiter). A rate of 0 means unlimited.
+/// Tokens are bytes. The bucket refills at `rate` bytes per second up to `burst`. Kraken's
+/// limiter allows a second of burst; here the burst is 40 ms of tokens, because a network
+/// monitor with 1-second resolution must never see more than the cap (rate + burst in any
+/// second stays within 5 % of the cap). A rate of 0 means unlimited.
 /// Time is in nanoseconds from any fixed origin; the caller passes `now`.
 public struct TokenBucket: Sendable {
     public private(set) var rate: Int64
@@ -19,10 +21,10 @@ public struct TokenBucket: Sendable {
 
     public var isUnlimited: Bool { rate == 0 }
 
-    /// At least one second of tokens, and never less than 16 KiB (one block plus headers)
-    /// so a single message can always pass.
+    /// 40 ms of tokens unless asked otherwise, and never less than 32 KiB (a block with
+    /// headers), so a single message can always pass.
     static func defaultBurst(rate: Int64, requested: Int64?) -> Int64 {
-        max(requested ?? rate, 32 * 1024)
+        max(requested ?? rate / 25, 32 * 1024)
     }
 
     /// Adds the tokens earned since the last call.
@@ -36,18 +38,20 @@ public struct TokenBucket: Sendable {
         }
         // rate * elapsed / 1e9 in 128-bit arithmetic, so neither huge rates nor long gaps overflow.
         let product = UInt64(rate).multipliedFullWidth(by: elapsed)
-        let room = burst - tokens
+        // burst - tokens in 0..<2^64 (tokens <= burst always): exact as UInt64 even for a debt near Int64.min.
+        let room = UInt64(bitPattern: burst &- tokens)
         guard product.high < 1_000_000_000 else {
             tokens = burst
             last = now
             return
         }
         let earned = UInt64(1_000_000_000).dividingFullWidth(product).quotient
-        if earned >= UInt64(max(room, 0)) {
+        if earned >= room {
             tokens = burst
             last = now
         } else {
-            tokens += Int64(earned)
+            // tokens + earned < burst, so the wrapping add is exact.
+            tokens = tokens &+ Int64(bitPattern: earned)
             // Advance the clock only by the time those whole tokens took, so slow rates keep fractions.
             let used = UInt64(rate).dividingFullWidth(UInt64(1_000_000_000).multipliedFullWidth(by: earned)).quotient
             last += min(used, elapsed)
@@ -74,11 +78,22 @@ public struct TokenBucket: Sendable {
         return true
     }
 
-    /// Nanoseconds until the balance is positive again (0 if it already is).
+    /// Nanoseconds from `now` until the balance is positive again (0 if it already is).
+    /// Time already elapsed since the last refill counts; UInt64.max when it is beyond reach.
     public func delayUntilAvailable(now: UInt64) -> UInt64 {
-        if rate == 0 || tokens > 0 { return 0 }
-        let needed = Double(1 - tokens)
-        return UInt64((needed / Double(rate) * 1e9).rounded(.up))
+        var b = self
+        b.refill(now: now)
+        if b.rate == 0 || b.tokens > 0 { return 0 }
+        // Positive once rate * (t - last) / 1e9 >= 1 - tokens, i.e. t - last >= ceil((1 - tokens) * 1e9 / rate).
+        let needed = UInt64(1 - b.tokens)
+        let product = needed.multipliedFullWidth(by: 1_000_000_000)
+        let rate = UInt64(b.rate)
+        guard product.high < rate else { return .max }
+        let (q, r) = rate.dividingFullWidth(product)
+        let (total, overflow) = q.addingReportingOverflow(r == 0 ? 0 : 1)
+        if overflow { return .max }
+        let waited = now > b.last ? now - b.last : 0
+        return total > waited ? total - waited : 0
     }
 
     /// Changes the rate in place; the balance is clamped to the new burst so a lowered cap

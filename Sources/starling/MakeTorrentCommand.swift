@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 import BitTorrent
 import Storage
 
@@ -7,14 +10,17 @@ struct MakeTorrentCommand: ParsableCommand {
         commandName: "make-torrent",
         abstract: "Make a .torrent of a file or a folder.",
         discussion: """
-        A file gives a single-file torrent, a folder a multi-file torrent (files in byte-wise
-        sorted order, as mktorrent does, so both give the same info-hash). With --tgz the folder
-        is first packed into NAME.tgz beside the output, and the torrent describes that archive.
-        Without --piece-size, the size is chosen for about 1000-2000 pieces (256 KiB to 16 MiB).
+        A file gives a single-file torrent, a folder a multi-file torrent with its files in byte-wise sorted order, as mktorrent does, so both give the same info-hash for the same name and piece size.
+
+        With --tgz the folder is first packed into NAME.tgz beside the output (a gzip tarball, as murder ships), and the torrent describes that one archive.
+
+        Without --piece-size, the size is chosen for at most 2000 pieces (a power of two from 256 KiB to 16 MiB).
 
         Example:
-          starling make-torrent logstash.rpm --tracker http://10.0.0.1:6969/announce --output logstash.torrent
-          starling make-torrent release/ --tgz --tracker http://10.0.0.1:6969/announce --output release.torrent
+          starling make-torrent logstash.rpm --output logstash.torrent \\
+              --tracker http://10.0.0.1:6969/announce
+          starling make-torrent release/ --tgz --output release.torrent \\
+              --tracker http://10.0.0.1:6969/announce --piece-size 1MiB
         """
     )
 
@@ -59,15 +65,36 @@ struct MakeTorrentCommand: ParsableCommand {
         }
         let outputDir = FilePaths.parent(output)
         guard FilePaths.isDirectory(outputDir) else { throw CLIError("cannot write \(output): folder \(outputDir) does not exist") }
+        // Fail before hashing gigabytes, not after.
+        guard access(outputDir, W_OK) == 0 else {
+            throw CLIError("cannot write \(output): folder \(outputDir) is not writable (\(String(cString: strerror(errno))))")
+        }
+        guard !FilePaths.isDirectory(output) else { throw CLIError("cannot write \(output): it is a folder") }
 
         var source = path
         var tarball: String?
         if tgz {
             guard FilePaths.isDirectory(path) else { throw CLIError("--tgz packs a folder, but \(path) is not a folder") }
             let base = name ?? FilePaths.lastComponent(path)
+            guard !base.isEmpty, base != ".", base != "..", base != ".tgz", !base.contains("/") else {
+                throw CLIError("'\(base)' is not a usable archive name: pass --name")
+            }
             let archiveName = base.hasSuffix(".tgz") ? base : base + ".tgz"
             let archive = FilePaths.join(outputDir, [archiveName])
             let partial = archive + ".part"
+            // An archive written inside the folder it packs would be packed by the next run.
+            if let folder = FilePaths.realPath(path), let dir = FilePaths.realPath(outputDir),
+               dir == folder || dir.hasPrefix(folder == "/" ? "/" : folder + "/") {
+                throw CLIError("--tgz would write \(archive) inside the folder it packs: choose an --output outside \(path)")
+            }
+            guard FilePaths.lastComponent(output) != archiveName else {
+                throw CLIError("--output \(output) is the archive itself: choose another name for the .torrent")
+            }
+            do {
+                _ = try FileDescriptor(path: partial, flags: O_WRONLY | O_CREAT | O_TRUNC)
+            } catch let e as StorageError {
+                throw CLIError("cannot write \(archive): \(e.errno.map { String(cString: strerror($0)) } ?? e.message)")
+            }
             do {
                 try TarGz.pack(folder: path, into: partial, rootName: base.hasSuffix(".tgz") ? String(base.dropLast(4)) : base)
                 try FilePaths.rename(partial, to: archive)
@@ -92,8 +119,9 @@ struct MakeTorrentCommand: ParsableCommand {
         let elapsed = started.duration(to: .now)
         do {
             try FilePaths.writeAtomically(built.bytes, to: output)
-        } catch {
-            throw CLIError("\(error)")
+        } catch let e as StorageError {
+            let reason = e.errno.map { String(cString: strerror($0)) } ?? e.message
+            throw CLIError("cannot write \(output): \(reason)")
         }
         let m = built.metainfo
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18

@@ -1,7 +1,8 @@
 import ArgumentParser
+import StarlingNode
 
 /// Version reported by `starling --version` and the build-info metric.
-let starlingVersion = "0.1.0"
+let starlingVersion = EngineConfig.version
 
 @main
 struct Starling: AsyncParsableCommand {
@@ -9,15 +10,15 @@ struct Starling: AsyncParsableCommand {
         commandName: "starling",
         abstract: "Push large artifacts to fleets of servers through a BitTorrent-compatible swarm.",
         discussion: """
-        Make a torrent of the artifact, run a tracker, seed it from one host and fetch it on
-        every other host: each receiver also serves, so the source is never the bottleneck.
+        Make a torrent of the artifact, run a tracker, seed it from one host and fetch it on every other host: each receiver also serves, so the source is never the bottleneck.
 
         Example:
-          starling make-torrent app.rpm --tracker http://10.0.0.1:6969/announce --output app.torrent
+          starling make-torrent app.rpm --output app.torrent \\
+              --tracker http://10.0.0.1:6969/announce
           starling inspect app.torrent
         """,
         version: starlingVersion,
-        subcommands: [MakeTorrentCommand.self, InspectCommand.self, TrackerCommand.self]
+        subcommands: [MakeTorrentCommand.self, InspectCommand.self, TrackerCommand.self, SeedCommand.self, PeerCommand.self, CtlCommand.self]
     )
 }
 

@@ -13,21 +13,23 @@ struct TrackerCommand: AsyncParsableCommand {
         commandName: "tracker",
         abstract: "Run an HTTP BitTorrent tracker (announce, scrape, metrics).",
         discussion: """
-        Serves /announce (BEP 3, compact peer lists per BEP 23, IPv6 peers per BEP 7),
-        /scrape (BEP 48), /metrics (Prometheus text) and /healthz. A peer's address is the
-        connection's source address; an ip= parameter counts only from a --trusted-cidr network.
-        Leechers get a random mix of seeders and leechers, seeders get leechers only. Peers that
+        Serves /announce (BEP 3, compact peer lists per BEP 23, IPv6 peers per BEP 7), \
+        /scrape (BEP 48), /metrics (Prometheus text) and /healthz. A peer's address is the \
+        connection's source address; an ip= parameter counts only from a --trusted-cidr network. \
+        Leechers get a random mix of seeders and leechers, seeders get leechers only. Peers that \
         stop announcing are forgotten after about three intervals.
 
-        With --state the swarms are saved atomically every --save-interval seconds and at
-        shutdown, and reloaded at start, so a restarted tracker still knows its peers. With
-        --allow-dir only the info-hashes of the .torrent files in that folder are served
-        (the folder is re-read when it changes); others get a 'failure reason'.
+        With --state the swarms are saved atomically every --save-interval seconds and at \
+        shutdown, and reloaded at start, so a restarted tracker still knows its peers. With \
+        --allow-dir only the info-hashes of the .torrent files in that folder are served \
+        (the folder is re-read when it changes); others get a 'failure reason'. \
         Runs until SIGINT or SIGTERM, then saves state and exits 0.
 
         Example:
-          starling tracker --listen 10.0.0.1:6969 --state /var/lib/starling/tracker.state
-          starling tracker --listen 0.0.0.0:6969 --allow-dir /srv/torrents --trusted-cidr 10.0.0.0/8
+          starling tracker --listen 10.0.0.1:6969 \\
+              --state /var/lib/starling/tracker.state
+          starling tracker --listen 0.0.0.0:6969 --allow-dir /srv/torrents \\
+              --trusted-cidr 10.0.0.0/8
         """
     )
 

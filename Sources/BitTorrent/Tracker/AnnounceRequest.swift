@@ -137,8 +137,8 @@ public struct AnnounceRequest: Sendable, Hashable {
                 numWant = Int(min(n, Int64(maxNumWant)))
             case "key":
                 guard v.count <= 64 else { throw .invalidRequest("key is longer than 64 bytes") }
-                // Opaque and often binary (aria2 sends random bytes): keep it, lossily, as text.
-                key = String(decoding: v, as: UTF8.self)
+                // aria2 sends random binary keys: keep them, as hex when not UTF-8 text.
+                key = String(validating: v, as: UTF8.self) ?? Hex.encode(v)
             case "compact":
                 switch v {
                 case [UInt8(ascii: "0")]: compact = false

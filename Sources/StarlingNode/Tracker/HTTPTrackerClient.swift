@@ -84,10 +84,15 @@ public final class HTTPTrackerClient: Sendable {
     public let timeout: TimeAmount
     public let maxResponseSize: Int
     public let userAgent: String
+    /// Source address of requests: a peer announces from the address it serves on, so the
+    /// tracker (which takes the connection's source address) hands out the right one.
+    public let localAddress: SocketAddress?
 
     public init(group: any EventLoopGroup, timeout: TimeAmount = .seconds(10),
-                maxResponseSize: Int = AnnounceResponse.maxResponseSize, userAgent: String = "starling") {
+                maxResponseSize: Int = AnnounceResponse.maxResponseSize, userAgent: String = "starling",
+                localAddress: SocketAddress? = nil) {
         self.group = group
+        self.localAddress = localAddress
         self.timeout = timeout
         self.maxResponseSize = maxResponseSize
         self.userAgent = userAgent
@@ -109,9 +114,21 @@ public final class HTTPTrackerClient: Sendable {
     /// GETs `target` and returns the body. A non-200 answer whose body is a bencoded
     /// `failure reason` throws that reason; other non-200 answers throw the status.
     func get(_ url: TrackerURL, target: String) async throws -> [UInt8] {
+        let (status, body) = try await fetch(url, target: target)
+        if status != 200 {
+            if let reason = AnnounceResponse.failureReason(in: body) { throw TrackerError.failure(reason) }
+            throw TrackerClientError("\(url.host):\(url.port) answered HTTP \(status)")
+        }
+        return body
+    }
+
+    /// One plain HTTP/1.1 request (also used by `starling ctl` and `starling status`):
+    /// returns the status code and the body, bounded by `maxResponseSize`.
+    public func fetch(_ url: TrackerURL, target: String, method: String = "GET",
+                      headers: [(String, String)] = []) async throws -> (status: Int, body: [UInt8]) {
         let promise = group.next().makePromise(of: (HTTPResponseStatus, [UInt8]).self)
         let maxSize = maxResponseSize
-        let bootstrap = ClientBootstrap(group: group)
+        var bootstrap = ClientBootstrap(group: group)
             .connectTimeout(timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -119,23 +136,26 @@ public final class HTTPTrackerClient: Sendable {
                     try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise, maxSize: maxSize))
                 }
             }
+        if let local = localAddress { bootstrap = bootstrap.bind(to: local) }
         let channel: any Channel
         do {
             channel = try await bootstrap.connect(host: url.host, port: url.port).get()
         } catch {
             promise.fail(error)
-            throw TrackerClientError("cannot connect to tracker \(url.host):\(url.port): \(error)")
+            throw TrackerClientError("cannot connect to \(url.host):\(url.port): \(error)")
         }
         let timeout = channel.eventLoop.scheduleTask(in: self.timeout) {
-            promise.fail(TrackerClientError("tracker \(url.host):\(url.port) did not answer within \(self.timeout.nanoseconds / 1_000_000_000) s"))
+            promise.fail(TrackerClientError("\(url.host):\(url.port) did not answer within \(self.timeout.nanoseconds / 1_000_000_000) s"))
             channel.close(promise: nil)
         }
-        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: target)
+        var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method), uri: target)
         let hostHeader = url.host.contains(":") ? "[\(url.host)]" : url.host
         head.headers.add(name: "Host", value: url.port == 80 ? hostHeader : "\(hostHeader):\(url.port)")
         head.headers.add(name: "User-Agent", value: userAgent)
         head.headers.add(name: "Accept-Encoding", value: "identity")
         head.headers.add(name: "Connection", value: "close")
+        if method != "GET" { head.headers.add(name: "Content-Length", value: "0") }
+        for (name, value) in headers { head.headers.add(name: name, value: value) }
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
         defer {
@@ -143,11 +163,7 @@ public final class HTTPTrackerClient: Sendable {
             channel.close(promise: nil)
         }
         let (status, body) = try await promise.futureResult.get()
-        if status != .ok {
-            if let reason = AnnounceResponse.failureReason(in: body) { throw TrackerError.failure(reason) }
-            throw TrackerClientError("tracker \(url.host):\(url.port) answered HTTP \(status.code) \(status.reasonPhrase)")
-        }
-        return body
+        return (Int(status.code), body)
     }
 }
 

@@ -9,6 +9,8 @@ public struct TrackerHTTPRequest: Sendable, Equatable {
     /// Path and query, e.g. `/announce?info_hash=...`.
     public var target: String
     public var keepAlive: Bool
+    /// The `Authorization` header as sent (admin endpoints check a bearer token).
+    public var authorization: String? = nil
 
     public var path: Substring { target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "" }
     public var query: Substring {
@@ -97,6 +99,7 @@ public struct TrackerRequestDecoder: NIOSingleStepByteToMessageDecoder {
             throw TrackerHTTPError(status: 400, reason: "request target must be a path")
         }
         var keepAlive = http11
+        var authorization: String?
         for range in lines.dropFirst() {
             let line = head[range]
             guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else {
@@ -114,9 +117,11 @@ public struct TrackerRequestDecoder: NIOSingleStepByteToMessageDecoder {
                 }
             } else if equalsIgnoringCase(name, "transfer-encoding") {
                 throw TrackerHTTPError(status: 400, reason: "request bodies are not accepted")
+            } else if equalsIgnoringCase(name, "authorization") {
+                authorization = String(decoding: value, as: UTF8.self)
             }
         }
-        return TrackerHTTPRequest(method: method, target: target, keepAlive: keepAlive)
+        return TrackerHTTPRequest(method: method, target: target, keepAlive: keepAlive, authorization: authorization)
     }
 
     @inline(__always)

@@ -54,7 +54,9 @@ public final class TrackerServer: Sendable {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(readTimeout: .seconds(Int64(config.idleTimeout))))
                     try sync.addHandler(ByteToMessageHandler(TrackerRequestDecoder(maxHeadSize: config.maxHeadSize)))
-                    try sync.addHandler(TrackerHTTPHandler(service: service, requestTimeout: .seconds(Int64(config.idleTimeout))))
+                    try sync.addHandler(HTTPRequestHandler(requestTimeout: .seconds(Int64(config.idleTimeout))) { request, remote in
+                        service.handle(request, remote: remote)
+                    })
                 }
             }
         let channel = try await bootstrap.bind(host: config.host, port: config.port).get()
@@ -121,13 +123,15 @@ public final class TrackerServer: Sendable {
     }
 }
 
-/// Frames `TrackerService` answers as HTTP/1.1 on one connection; keep-alive and pipelining
-/// work because requests are answered synchronously, in order.
-final class TrackerHTTPHandler: ChannelInboundHandler {
+/// Frames the answers of a synchronous `respond` function (the tracker, the node's
+/// metrics, status and admin endpoints) as HTTP/1.1 on one connection; keep-alive and
+/// pipelining work because requests are answered in order.
+final class HTTPRequestHandler: ChannelInboundHandler {
     typealias InboundIn = TrackerHTTPRequest
     typealias OutboundOut = ByteBuffer
+    typealias Respond = (TrackerHTTPRequest, IPAddress?) -> TrackerHTTPResponse
 
-    private let service: TrackerService
+    private let respond: Respond
     private let requestTimeout: TimeAmount
     private var remote: IPAddress?
     private var deadline: Scheduled<Void>?
@@ -135,8 +139,8 @@ final class TrackerHTTPHandler: ChannelInboundHandler {
     private var windowStart = NIODeadline.now()
     private var closing = false
 
-    init(service: TrackerService, requestTimeout: TimeAmount) {
-        self.service = service
+    init(requestTimeout: TimeAmount, respond: @escaping Respond) {
+        self.respond = respond
         self.requestTimeout = requestTimeout
     }
 
@@ -170,7 +174,7 @@ final class TrackerHTTPHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
         let request = unwrapInboundIn(data)
-        let response = service.handle(request, remote: remote)
+        let response = respond(request, remote)
         var buffer = context.channel.allocator.buffer(capacity: response.body.count + 128)
         response.write(into: &buffer, keepAlive: request.keepAlive, includeBody: request.method != "HEAD")
         if request.keepAlive {

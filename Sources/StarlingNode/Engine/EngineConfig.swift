@@ -1,0 +1,44 @@
+import NIOCore
+
+/// Settings of the peer engine; defaults suit a fleet rollout on a LAN.
+public struct EngineConfig: Sendable {
+    /// Starling's version, for the CLI, the user agent and the build-info metric.
+    public static let version = "0.1.0"
+
+    /// Address to listen on and to dial from (so peers see this address).
+    public var ip: String
+    /// Listen ports are taken from this range, first free one (firewalls open just this range).
+    public var portRange: ClosedRange<Int> = 6881...6889
+    public var randomPort = false
+    /// Host-wide caps in bytes per second; 0 = unlimited.
+    public var upRate: Int64 = 0
+    public var downRate: Int64 = 0
+    /// Most connections per torrent.
+    public var maxPeers = 50
+    /// Interested peers served at once; generous, since a fleet is a trusted swarm.
+    public var uploadSlots = 16
+    /// Request pipeline depth bounds, in 16 KiB blocks.
+    public var minPipeline = 16
+    public var maxPipeline = 256
+    public var maxQueuedRequestsPerPeer = 512
+    public var uploadsInFlightPerPeer = 4
+    /// A seed that started complete uploads each block once before it uploads any block twice.
+    public var distinctFirstSeeding = true
+    /// How long a piece refused by a seed is looked for at other peers first.
+    public var refusalMemory: TimeAmount = .seconds(3)
+    public var snubTimeout: TimeAmount = .seconds(30)
+    public var handshakeTimeout: TimeAmount = .seconds(10)
+    public var peerID: [UInt8]
+
+    public init(ip: String, peerID: [UInt8] = EngineConfig.makePeerID()) {
+        self.ip = ip
+        self.peerID = peerID
+    }
+
+    /// Azureus-style `-SL0100-` plus 12 random characters.
+    public static func makePeerID() -> [UInt8] {
+        let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
+        var rng = SystemRandomNumberGenerator()
+        return Array("-SL0100-".utf8) + (0..<12).map { _ in alphabet.randomElement(using: &rng)! }
+    }
+}

@@ -1,0 +1,236 @@
+import BitTorrent
+import Logging
+import NIOCore
+import NIOPosix
+import Storage
+
+/// The peer-wire runtime of one process: a listener on a port from the configured range,
+/// a dialler, the host-wide rate limiter and the torrent sessions, all on one event loop.
+public final class PeerEngine: @unchecked Sendable {
+    // All mutable state is touched only on `loop`.
+    public let config: EngineConfig
+    let logger: Logger
+    let loop: EventLoop
+    public let limiter: HostRateLimiter
+    private var server: Channel?
+    public private(set) var listenPort: Int = 0
+    private var sessions: [InfoHash: TorrentSession] = [:]
+    private var candidates: [InfoHash: [PeerAddress: Candidate]] = [:]
+    private var dialling: Set<DialKey> = []
+    private var nextLinkID = 0
+    private var timers: [RepeatedTask] = []
+    /// Outbound connections leave from the configured IP, so peers see the address we announce.
+    private let bindAddress: SocketAddress
+
+    struct Candidate {
+        var failures = 0
+        var nextAttempt = NIODeadline.uptimeNanoseconds(0)
+    }
+
+    struct DialKey: Hashable {
+        var infoHash: InfoHash
+        var address: PeerAddress
+    }
+
+    public init(config: EngineConfig, loop: EventLoop, logger: Logger) throws {
+        do {
+            bindAddress = try SocketAddress(ipAddress: config.ip, port: 0)
+        } catch {
+            throw CLIVisibleError("--ip \(config.ip) is not an IP address")
+        }
+        self.config = config
+        self.loop = loop
+        self.logger = logger
+        limiter = HostRateLimiter(loop: loop, upRate: config.upRate, downRate: config.downRate)
+    }
+
+    // MARK: life
+
+    /// Binds the first free port of the range (or a random one of it) and starts the timers.
+    public func start() async throws {
+        var ports = Array(config.portRange)
+        if config.randomPort { ports.shuffle() }
+        var lastError: Error?
+        for port in ports {
+            do {
+                let ch = try await ServerBootstrap(group: loop)
+                    .serverChannelOption(.backlog, value: 256)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelInitializer { [self] ch in
+                        ch.eventLoop.makeCompletedFuture { try self.configure(ch, dialledFor: nil) }
+                    }
+                    .bind(host: config.ip, port: port).get()
+                server = ch
+                listenPort = port
+                break
+            } catch {
+                lastError = error
+            }
+        }
+        guard server != nil else {
+            throw CLIVisibleError("no free port in \(config.portRange.lowerBound)-\(config.portRange.upperBound) on \(config.ip)"
+                + (lastError.map { " (last error: \($0))" } ?? "") + "; choose another range with --port-range")
+        }
+        logger.info("listening", metadata: ["address": "\(PeerAddress(host: config.ip, port: listenPort))"])
+        try await loop.submit {
+            self.timers.append(self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+                for s in self.sessions.values { s.tick() }
+                self.dialCandidates()
+            })
+            self.timers.append(self.loop.scheduleRepeatedTask(initialDelay: .seconds(10), delay: .seconds(10)) { _ in
+                for s in self.sessions.values { s.rechoke() }
+            })
+        }.get()
+    }
+
+    /// Closes the listener and every connection.
+    public func shutdown() async {
+        try? await loop.submit {
+            for t in self.timers { t.cancel() }
+            for s in self.sessions.values { s.closeAll() }
+        }.get()
+        try? await server?.close()
+    }
+
+    // MARK: torrents
+
+    /// Opens a torrent's data (verifying what is on disk) and starts serving or fetching it.
+    public func add(metainfo: Metainfo, path: String, mode: PieceStore.Mode) async throws -> TorrentSession {
+        let store = try PieceStore(metainfo: metainfo, target: path, mode: mode)
+        // A download that starts from nothing has nothing to verify (1 GiB of zeros costs ~0.5 s).
+        let have = store.isFresh ? Bitfield(count: metainfo.pieceCount) : try store.verifyExisting()
+        if mode == .seed && !have.isComplete {
+            throw CLIVisibleError("\(path) does not match the torrent: \(metainfo.pieceCount - have.setCount) of \(metainfo.pieceCount) pieces fail their hash")
+        }
+        if mode == .download && store.isFinal && !have.isComplete {
+            // OUT exists (no .part beside it) but is not this torrent's data, e.g. an older version.
+            throw CLIVisibleError("\(path) already exists and does not match the torrent (\(metainfo.pieceCount - have.setCount) of \(metainfo.pieceCount) pieces fail their hash): remove it or choose another output path")
+        }
+        if mode == .download && have.setCount > 0 {
+            logger.info("resuming", metadata: ["verified pieces": "\(have.setCount)/\(metainfo.pieceCount)"])
+        }
+        if mode == .download && have.isComplete && !store.isFinal {
+            try store.finalize()
+        }
+        let session = TorrentSession(metainfo: metainfo, store: store, have: have, loop: loop, config: config, logger: logger)
+        try await loop.submit { self.sessions[metainfo.infoHash] = session }.get()
+        return session
+    }
+
+    public func remove(_ infoHash: InfoHash) async {
+        try? await loop.submit {
+            self.sessions.removeValue(forKey: infoHash)?.closeAll()
+            self.candidates[infoHash] = nil
+        }.get()
+    }
+
+    public func session(_ infoHash: InfoHash) async -> TorrentSession? {
+        try? await loop.submit { self.sessions[infoHash] }.get()
+    }
+
+    /// Peers learned from a tracker, gossip or the command line; dialled on the next tick.
+    public func addCandidates(_ addresses: [PeerAddress], for infoHash: InfoHash) {
+        loop.execute {
+            var known = self.candidates[infoHash, default: [:]]
+            for a in addresses where !(a.host == self.config.ip && a.port == self.listenPort) {
+                if known[a] == nil { known[a] = Candidate() }
+            }
+            self.candidates[infoHash] = known
+            self.dialCandidates()
+        }
+    }
+
+    /// `/status` as JSON: caps, then each torrent's progress, rates and peers. On the loop.
+    func statusJSON() -> String {
+        loop.preconditionInEventLoop()
+        let torrents = sessions.values.sorted { $0.metainfo.name < $1.metainfo.name }.map { $0.statusJSON() }
+        return "{\"version\":\"\(EngineConfig.version)\",\"ip\":\"\(config.ip)\",\"port\":\(listenPort),"
+            + "\"rateCaps\":{\"up\":\(limiter.rate(.up)),\"down\":\(limiter.rate(.down))},"
+            + "\"torrents\":[\(torrents.joined(separator: ","))]}"
+    }
+
+    // MARK: connections
+
+    private func configure(_ channel: Channel, dialledFor: InfoHash?) throws {
+        let pieceCount = dialledFor.flatMap { sessions[$0]?.metainfo.pieceCount }
+        try channel.pipeline.syncOperations.addHandlers([
+            ThrottleHandler(limiter: limiter),
+            IdleStateHandler(readTimeout: .minutes(3), writeTimeout: .seconds(90)),
+            ByteToMessageHandler(PeerWireDecoder(pieceCount: pieceCount)),
+            PeerWireHandler(engine: self, dialledFor: dialledFor),
+        ])
+    }
+
+    private func dialCandidates() {
+        let now = NIODeadline.now()
+        for (hash, session) in sessions where session.failure == nil {
+            guard var known = candidates[hash] else { continue }
+            let connected = Set(session.peers.values.compactMap(\.listenAddress))
+            var budget = config.maxPeers - session.connectedPeers - dialling.filter { $0.infoHash == hash }.count
+            for (addr, c) in known where budget > 0 {
+                let key = DialKey(infoHash: hash, address: addr)
+                guard c.nextAttempt <= now, !connected.contains(addr), !dialling.contains(key),
+                      !session.isBanned(addr.host) else { continue }
+                budget -= 1
+                dialling.insert(key)
+                known[addr]!.nextAttempt = now + .seconds(Int64(min(60, 2 << min(c.failures, 5))))
+                dial(addr, for: hash)
+            }
+            candidates[hash] = known
+        }
+    }
+
+    private func dial(_ address: PeerAddress, for infoHash: InfoHash) {
+        let key = DialKey(infoHash: infoHash, address: address)
+        ClientBootstrap(group: loop)
+            .connectTimeout(.seconds(5))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { [self] ch in
+                ch.eventLoop.makeCompletedFuture { try self.configure(ch, dialledFor: infoHash) }
+            }
+            .bind(to: bindAddress)
+            .connect(host: address.host, port: address.port)
+            .whenComplete { result in
+                self.dialling.remove(key)
+                if case .failure(let error) = result {
+                    self.candidates[infoHash]?[address]?.failures += 1
+                    self.logger.debug("cannot connect", metadata: ["peer": "\(address)", "error": "\(error)"])
+                }
+            }
+    }
+
+    /// Validates a handshake and creates the session's link, or nil to close the connection.
+    func accept(handshake: Handshake, channel: Channel, outbound: Bool, remote: PeerAddress) -> (TorrentSession, PeerLink)? {
+        guard let session = sessions[handshake.infoHash] else {
+            logger.debug("closing connection: unknown torrent", metadata: ["peer": "\(remote)"])
+            return nil
+        }
+        guard handshake.peerID != config.peerID else {
+            logger.debug("closing connection to self", metadata: ["peer": "\(remote)"])
+            return nil
+        }
+        guard !session.isBanned(remote.host) else { return nil }
+        guard session.connectedPeers < config.maxPeers + 10 else { return nil }
+        if let existing = session.peers.values.first(where: { $0.peerID == handshake.peerID }) {
+            // Both ends dialled each other: keep the connection opened by the smaller peer id,
+            // a rule both sides apply the same way.
+            let ours = config.peerID, theirs = handshake.peerID
+            let initiator = { (l: Bool) in l ? ours : theirs }
+            let keepNew = initiator(outbound).lexicographicallyPrecedes(initiator(existing.outbound))
+            guard keepNew else { return nil }
+            existing.channel.close(promise: nil)
+        }
+        nextLinkID += 1
+        let link = PeerLink(id: nextLinkID, channel: channel, outbound: outbound, remote: remote,
+                            pieceCount: session.metainfo.pieceCount)
+        link.peerID = handshake.peerID
+        link.fast = handshake.supportsFast
+        return (session, link)
+    }
+
+    func linkClosed(_ link: PeerLink, session: TorrentSession) {
+        if let addr = link.listenAddress { candidates[session.infoHash]?[addr]?.failures = 0 }
+        dialCandidates()
+    }
+}

@@ -1,0 +1,124 @@
+import BitTorrent
+import NIOCore
+
+/// What a torrent session knows about one connected peer. Lives on the engine's loop.
+final class PeerLink: @unchecked Sendable {  // confined to the engine loop
+    let id: Int
+    let channel: Channel
+    let outbound: Bool
+    let remote: PeerAddress
+    var peerID: [UInt8] = []
+    var fast = false
+
+    var amChoking = true
+    var amInterested = false
+    var peerChoking = true
+    var peerInterested = false
+    var bitfield: Bitfield
+    var bitfieldReceived = false
+
+    /// Our requests in flight to this peer.
+    var outstanding: Set<BlockRequest> = []
+    /// Their requests waiting to be served, and how many piece messages are written but not yet sent.
+    var incoming: [BlockRequest] = []
+    var uploadsInFlight = 0
+    var allowedFast: Set<Int> = []
+    /// Pieces this seed refused lately (it wants us to fetch them from another peer).
+    var refused: [Int: NIODeadline] = [:]
+
+    var downloaded = RateMeter()
+    var uploaded = RateMeter()
+    var lastBlockAt: NIODeadline
+    var connectedAt: NIODeadline
+    var snubbed = false
+    /// Address a peer listens on, once known (the remote address for outbound links).
+    var listenAddress: PeerAddress?
+
+    init(id: Int, channel: Channel, outbound: Bool, remote: PeerAddress, pieceCount: Int) {
+        self.id = id
+        self.channel = channel
+        self.outbound = outbound
+        self.remote = remote
+        bitfield = Bitfield(count: pieceCount)
+        lastBlockAt = .now()
+        connectedAt = .now()
+        if outbound { listenAddress = remote }
+    }
+
+    var isSeed: Bool { bitfield.isComplete }
+
+    func send(_ message: PeerMessage, flush: Bool = true) {
+        var buffer = channel.allocator.buffer(capacity: message.wireLength)
+        message.write(into: &buffer)
+        if flush {
+            channel.writeAndFlush(buffer, promise: nil)
+        } else {
+            channel.write(buffer, promise: nil)
+        }
+    }
+}
+
+/// A peer's IP and port, comparable and printable.
+public struct PeerAddress: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `IP:PORT`, `[IPv6]:PORT`.
+    public init?(_ text: String, defaultPort: Int? = nil) {
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            host = String(text[text.index(after: text.startIndex)..<close])
+            let rest = text[text.index(after: close)...]
+            if rest.isEmpty, let d = defaultPort { port = d; return }
+            guard rest.hasPrefix(":"), let p = Int(rest.dropFirst()), (1...65535).contains(p) else { return nil }
+            port = p
+            return
+        }
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        if parts.count == 1, let d = defaultPort, !text.isEmpty {
+            host = text
+            port = d
+            return
+        }
+        guard parts.count == 2, !parts[0].isEmpty, let p = Int(parts[1]), (1...65535).contains(p) else { return nil }
+        host = String(parts[0])
+        port = p
+    }
+
+    public init?(_ address: SocketAddress) {
+        guard let ip = address.ipAddress, let port = address.port else { return nil }
+        host = ip
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// Bytes over time with a smoothed rate, for choking and pipeline sizing.
+struct RateMeter {
+    private(set) var total: Int64 = 0
+    private var windowBytes: Int64 = 0
+    private var windowStart = NIODeadline.now()
+    private(set) var rate: Double = 0
+
+    mutating func add(_ n: Int) {
+        total += Int64(n)
+        windowBytes += Int64(n)
+        roll()
+    }
+
+    /// Folds the current window into the smoothed rate once a second has passed.
+    mutating func roll() {
+        let now = NIODeadline.now()
+        let elapsed = Double((now - windowStart).nanoseconds) / 1e9
+        guard elapsed >= 1 else { return }
+        let instant = Double(windowBytes) / elapsed
+        rate = rate == 0 ? instant : rate * 0.5 + instant * 0.5
+        windowBytes = 0
+        windowStart = now
+    }
+}

@@ -1,0 +1,104 @@
+import BitTorrent
+import NIOCore
+
+/// The thin channel handler of a peer connection: exchanges handshakes, then hands every
+/// decoded message to the torrent session. Protocol violations close the connection with
+/// a logged, counted reason.
+final class PeerWireHandler: ChannelInboundHandler {
+    typealias InboundIn = PeerWireFrame
+
+    private let engine: PeerEngine
+    /// For outbound connections, the torrent we dialled for.
+    private let dialledFor: InfoHash?
+    private var session: TorrentSession?
+    private var link: PeerLink?
+    private var handshakeTimeout: Scheduled<Void>?
+
+    init(engine: PeerEngine, dialledFor: InfoHash?) {
+        self.engine = engine
+        self.dialledFor = dialledFor
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if let hash = dialledFor { sendHandshake(context: context, infoHash: hash) }
+        let channel = context.channel
+        handshakeTimeout = context.eventLoop.scheduleTask(in: engine.config.handshakeTimeout) {
+            channel.close(promise: nil)
+        }
+        context.fireChannelActive()
+    }
+
+    private func sendHandshake(context: ChannelHandlerContext, infoHash: InfoHash) {
+        let hs = Handshake(infoHash: infoHash, peerID: engine.config.peerID, fast: true)
+        var buffer = context.channel.allocator.buffer(capacity: Handshake.length)
+        hs.write(into: &buffer)
+        context.writeAndFlush(NIOAny(buffer), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .handshake(let hs):
+            handshakeTimeout?.cancel()
+            handshakeTimeout = nil
+            if let expected = dialledFor, hs.infoHash != expected {
+                engine.logger.info("closing connection: peer answered for another torrent")
+                context.close(promise: nil)
+                return
+            }
+            let remote = context.channel.remoteAddress.flatMap(PeerAddress.init) ?? PeerAddress(host: "?", port: 0)
+            guard let (session, link) = engine.accept(handshake: hs, channel: context.channel,
+                                                       outbound: dialledFor != nil, remote: remote) else {
+                context.close(promise: nil)
+                return
+            }
+            if dialledFor == nil { sendHandshake(context: context, infoHash: hs.infoHash) }
+            self.session = session
+            self.link = link
+            session.attach(link)
+        case .message(let m):
+            guard let session, let link else {
+                context.close(promise: nil)
+                return
+            }
+            session.handle(m, from: link)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if let session, let link, context.channel.isWritable { session.serve(link) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        handshakeTimeout?.cancel()
+        if let session, let link {
+            session.detach(link)
+            engine.linkClosed(link, session: session)
+        }
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent {
+            switch idle {
+            case .write:
+                var b = context.channel.allocator.buffer(capacity: 4)
+                PeerMessage.keepAlive.write(into: &b)
+                context.writeAndFlush(NIOAny(b), promise: nil)
+            case .read, .all:
+                context.close(promise: nil)
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let session, let link {
+            session.drop(link, reason: "\(error)")
+        } else {
+            engine.logger.debug("closing connection before handshake", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
+        }
+    }
+}

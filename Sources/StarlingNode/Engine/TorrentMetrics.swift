@@ -1,0 +1,53 @@
+import Prometheus
+
+/// Per-torrent metric series; the label is the info-hash prefix, so series stay bounded.
+struct TorrentMetrics {
+    let downloaded: Prometheus.Counter
+    let uploaded: Prometheus.Counter
+    let wasted: Prometheus.Counter
+    let verified: Prometheus.Counter
+    let hashFailures: Prometheus.Counter
+    let protocolErrors: Prometheus.Counter
+    let banned: Prometheus.Counter
+    let progressRatio: Prometheus.Gauge
+    let completionSeconds: Prometheus.ValueHistogram
+    private let peerGauges: [String: Prometheus.Gauge]
+
+    static let peerStates = ["connected", "seeds", "uploading_to", "downloading_from", "interested"]
+
+    init(label: String, name: String) {
+        let t = [("torrent", label)]
+        downloaded = StarlingMetrics.counter("torrent_bytes_total", "Piece payload bytes by torrent and direction.", t + [("direction", "down")])
+        uploaded = StarlingMetrics.counter("torrent_bytes_total", "Piece payload bytes by torrent and direction.", t + [("direction", "up")])
+        wasted = StarlingMetrics.counter("wasted_bytes_total", "Bytes received but discarded (duplicates, failed hashes).", t)
+        verified = StarlingMetrics.counter("pieces_verified_total", "Pieces that passed their SHA-1 check.", t)
+        hashFailures = StarlingMetrics.counter("pieces_failed_total", "Pieces that failed their SHA-1 check.", t)
+        protocolErrors = StarlingMetrics.counter("peer_protocol_errors_total", "Connections closed for a protocol violation.", t)
+        banned = StarlingMetrics.counter("peers_banned_total", "Peers banned for sending corrupt data.", t)
+        progressRatio = StarlingMetrics.gauge("download_progress_ratio", "Fraction of the torrent verified on disk (0 to 1).", t)
+        completionSeconds = StarlingMetrics.histogram("time_to_complete_seconds", "Seconds from start to a complete, verified download.",
+                                                      buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600], t)
+        var gauges: [String: Prometheus.Gauge] = [:]
+        for s in Self.peerStates {
+            gauges[s] = StarlingMetrics.gauge("peers", "Connected peers by state.", t + [("state", s)])
+        }
+        peerGauges = gauges
+        StarlingMetrics.gauge("torrent_info", "Torrent name by label; always 1.", t + [("name", name)]).set(to: 1)
+    }
+
+    func update(progress: Double, verified: Int) {
+        progressRatio.set(to: progress)
+    }
+
+    func peersChanged(_ links: Dictionary<Int, PeerLink>.Values) {
+        var counts: [String: Int] = [:]
+        for l in links {
+            counts["connected", default: 0] += 1
+            if l.isSeed { counts["seeds", default: 0] += 1 }
+            if !l.amChoking { counts["uploading_to", default: 0] += 1 }
+            if !l.peerChoking && l.amInterested { counts["downloading_from", default: 0] += 1 }
+            if l.peerInterested { counts["interested", default: 0] += 1 }
+        }
+        for s in Self.peerStates { peerGauges[s]!.set(to: Double(counts[s] ?? 0)) }
+    }
+}

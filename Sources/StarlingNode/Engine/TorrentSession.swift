@@ -1,0 +1,464 @@
+import BitTorrent
+import Logging
+import NIOCore
+import Storage
+import Swarm
+
+/// One torrent being fetched or served: the piece picker, the choker and the piece store
+/// driven by what peers say. Everything runs on the engine's single event loop, so the
+/// state needs no locks; protocol decisions live in the pure `Swarm` types.
+public final class TorrentSession: @unchecked Sendable {
+    public let metainfo: Metainfo
+    public var infoHash: InfoHash { metainfo.infoHash }
+    let store: PieceStore
+    let loop: EventLoop
+    let logger: Logger
+    let config: EngineConfig
+    let metrics: TorrentMetrics
+
+    private(set) var picker: PiecePicker
+    private var choker: Choker
+    private var rng = SystemRandomNumberGenerator()
+    private(set) var peers: [Int: PeerLink] = [:]
+    private var pieceBuffers: [Int: [UInt8]] = [:]
+    private var strikes: [String: Int] = [:]
+    private(set) var banned: Set<String> = []
+    let startedAt = NIODeadline.now()
+    private(set) var completedAt: NIODeadline?
+    private let completion: EventLoopPromise<Void>
+    /// Fulfilled when every piece is verified and the file is in place; failed on a fatal storage error.
+    public var completed: EventLoopFuture<Void> { completion.futureResult }
+    private(set) var downloadedBytes: Int64 = 0
+    private(set) var uploadedBytes: Int64 = 0
+    private(set) var wastedBytes: Int64 = 0
+    private(set) var failure: String?
+    /// Set while this session seeds with the distinct-first rule.
+    private var distinctFirst: DistinctFirstServing?
+
+    init(metainfo: Metainfo, store: PieceStore, have: Bitfield, loop: EventLoop, config: EngineConfig, logger: Logger) {
+        self.metainfo = metainfo
+        self.store = store
+        self.loop = loop
+        self.config = config
+        var log = logger
+        log[metadataKey: "torrent"] = "\(metainfo.infoHash.shortHex)"
+        self.logger = log
+        picker = PiecePicker(layout: metainfo.layout, have: have, random: &rng)
+        choker = Choker(uploadSlots: config.uploadSlots)
+        completion = loop.makePromise()
+        metrics = TorrentMetrics(label: metainfo.infoHash.shortHex, name: metainfo.name)
+        metrics.update(progress: progress, verified: have.setCount)
+        if have.isComplete {
+            completedAt = .now()
+            completion.succeed(())
+            if config.distinctFirstSeeding { distinctFirst = DistinctFirstServing(layout: metainfo.layout) }
+        }
+    }
+
+    public var isComplete: Bool { picker.isComplete && store.isFinal }
+    public var have: Bitfield { picker.have }
+    public var progress: Double {
+        let total = metainfo.totalLength
+        guard total > 0 else { return 1 }
+        var done: Int64 = 0
+        for i in picker.have.indices { done += Int64(metainfo.layout.length(ofPiece: i)) }
+        return Double(done) / Double(total)
+    }
+    public var left: Int64 {
+        var done: Int64 = 0
+        for i in picker.have.indices { done += Int64(metainfo.layout.length(ofPiece: i)) }
+        return metainfo.totalLength - done
+    }
+    var connectedPeers: Int { peers.count }
+
+    func isBanned(_ host: String) -> Bool { banned.contains(host) }
+
+    // MARK: connection life
+
+    func attach(_ link: PeerLink) {
+        loop.preconditionInEventLoop()
+        peers[link.id] = link
+        metrics.peersChanged(peers.values)
+        // Announce what we have: the fast extension's short forms when both sides support it.
+        if link.fast && picker.have.isComplete {
+            link.send(.haveAll)
+        } else if link.fast && picker.have.isEmpty {
+            link.send(.haveNone)
+        } else if !picker.have.isEmpty {
+            link.send(.bitfield(picker.have.bytes))
+        }
+        logger.debug("peer connected", metadata: ["peer": "\(link.remote)", "outbound": "\(link.outbound)"])
+    }
+
+    func detach(_ link: PeerLink) {
+        loop.preconditionInEventLoop()
+        guard peers.removeValue(forKey: link.id) != nil else { return }
+        for req in link.outstanding { picker.requestDropped(req, by: link.id) }
+        link.outstanding.removeAll()
+        picker.peerGone(had: link.bitfield)
+        metrics.peersChanged(peers.values)
+        logger.debug("peer disconnected", metadata: ["peer": "\(link.remote)"])
+        if !link.amChoking { rechoke() }
+        requestFromAll()
+    }
+
+    /// Closes a link for a protocol violation, with the reason in the log and the metrics.
+    func drop(_ link: PeerLink, reason: String) {
+        logger.info("closing connection", metadata: ["peer": "\(link.remote)", "reason": "\(reason)"])
+        metrics.protocolErrors.increment()
+        link.channel.close(promise: nil)
+    }
+
+    // MARK: messages
+
+    func handle(_ message: PeerMessage, from link: PeerLink) {
+        loop.preconditionInEventLoop()
+        guard peers[link.id] != nil else { return }
+        switch message {
+        case .keepAlive, .port, .suggest, .extended, .unknown:
+            break
+        case .choke:
+            link.peerChoking = true
+            // Without the fast extension a choke discards our requests; with it, rejects follow,
+            // but the blocks are free to ask elsewhere either way.
+            for req in link.outstanding where !link.allowedFast.contains(req.piece) {
+                picker.requestDropped(req, by: link.id)
+                link.outstanding.remove(req)
+            }
+            requestFromAll()
+        case .unchoke:
+            link.peerChoking = false
+            request(from: link)
+        case .interested:
+            link.peerInterested = true
+            rechoke()
+        case .notInterested:
+            link.peerInterested = false
+            rechoke()
+        case .have(let piece):
+            guard piece >= 0, piece < metainfo.pieceCount else { return drop(link, reason: "have for piece \(piece) out of range") }
+            if !link.bitfield[piece] {
+                link.bitfield.set(piece)
+                picker.peerHas(piece: piece)
+            }
+            peerHoldingsChanged(link)
+        case .bitfield(let bytes):
+            guard !link.bitfieldReceived, let bits = Bitfield(bytes: bytes, count: metainfo.pieceCount) else {
+                return drop(link, reason: "invalid or repeated bitfield")
+            }
+            setBitfield(link, bits)
+        case .haveAll:
+            guard link.fast, !link.bitfieldReceived else { return drop(link, reason: "unexpected have-all") }
+            setBitfield(link, Bitfield(count: metainfo.pieceCount, allSet: true))
+        case .haveNone:
+            guard link.fast, !link.bitfieldReceived else { return drop(link, reason: "unexpected have-none") }
+            setBitfield(link, Bitfield(count: metainfo.pieceCount))
+        case .request(let req):
+            guard metainfo.layout.isValidRequest(piece: req.piece, begin: req.begin, length: req.length) else {
+                return drop(link, reason: "invalid request \(req)")
+            }
+            guard picker.have[req.piece], !link.amChoking || link.allowedFast.contains(req.piece) else {
+                if link.fast { link.send(.reject(req)) }
+                return
+            }
+            guard link.incoming.count < config.maxQueuedRequestsPerPeer else {
+                if link.fast { link.send(.reject(req)) }
+                return
+            }
+            // Only a peer that understands rejects can be pointed elsewhere.
+            if link.fast, distinctFirst != nil, !distinctFirst!.admit(req) {
+                link.send(.reject(req))
+                return
+            }
+            link.incoming.append(req)
+            serve(link)
+        case .cancel(let req):
+            if let i = link.incoming.firstIndex(of: req) {
+                link.incoming.remove(at: i)
+                if link.fast { link.send(.reject(req)) }
+            }
+        case .reject(let req):
+            guard link.fast else { return drop(link, reason: "reject without the fast extension") }
+            if link.outstanding.remove(req) != nil {
+                picker.requestDropped(req, by: link.id)
+                // A seed refusing a block means another peer has it: look there for a while.
+                if link.isSeed { link.refused[req.piece] = .now() }
+                request(from: link)
+            }
+        case .allowedFast(let piece):
+            guard piece >= 0, piece < metainfo.pieceCount else { return }
+            link.allowedFast.insert(piece)
+        case .piece(let index, let begin, let data):
+            received(BlockRequest(piece: index, begin: begin, length: data.readableBytes), data: data, from: link)
+        }
+    }
+
+    private func setBitfield(_ link: PeerLink, _ bits: Bitfield) {
+        link.bitfieldReceived = true
+        picker.peerGone(had: link.bitfield)
+        link.bitfield = bits
+        picker.peerHas(bits)
+        peerHoldingsChanged(link)
+    }
+
+    private func peerHoldingsChanged(_ link: PeerLink) {
+        // Two seeds have nothing to trade: free the connection slot.
+        if link.isSeed && picker.isComplete {
+            link.channel.close(promise: nil)
+            return
+        }
+        updateInterest(link)
+        request(from: link)
+    }
+
+    private func updateInterest(_ link: PeerLink) {
+        let want = picker.wantsAny(of: link.bitfield)
+        if want != link.amInterested {
+            link.amInterested = want
+            link.send(want ? .interested : .notInterested)
+        }
+    }
+
+    // MARK: downloading
+
+    /// Fills the peer's request pipeline. Its depth follows the measured rate from the peer:
+    /// about two seconds of data, so a fast link never idles waiting for the next request.
+    func request(from link: PeerLink) {
+        guard link.amInterested, !picker.isComplete, failure == nil else { return }
+        let canAskAll = !link.peerChoking
+        guard canAskAll || !link.allowedFast.isEmpty else { return }
+        link.downloaded.roll()
+        let depth = min(config.maxPipeline, max(config.minPipeline, Int(link.downloaded.rate * 2 / Double(PieceLayout.blockSize))))
+        let room = depth - link.outstanding.count
+        guard room > 0 else { return }
+        var has = link.bitfield
+        if !canAskAll {
+            has = Bitfield(count: metainfo.pieceCount)
+            for p in link.allowedFast where link.bitfield[p] { has.set(p) }
+        }
+        if !link.refused.isEmpty {
+            let now = NIODeadline.now()
+            for (p, at) in link.refused {
+                if now - at > config.refusalMemory { link.refused[p] = nil } else { has.clear(p) }
+            }
+        }
+        let reqs = picker.pick(for: link.id, peerHas: has, count: room, outstanding: link.outstanding)
+        guard !reqs.isEmpty else { return }
+        for r in reqs {
+            link.outstanding.insert(r)
+            link.send(.request(r), flush: false)
+        }
+        link.channel.flush()
+    }
+
+    func requestFromAll() {
+        for link in peers.values { request(from: link) }
+    }
+
+    private func received(_ req: BlockRequest, data: ByteBuffer, from link: PeerLink) {
+        link.outstanding.remove(req)
+        link.lastBlockAt = .now()
+        link.snubbed = false
+        link.downloaded.add(req.length)
+        downloadedBytes += Int64(req.length)
+        metrics.downloaded.increment(by: Int64(req.length))
+        let outcome = picker.blockReceived(req, from: link.id)
+        guard outcome.accepted else {
+            wastedBytes += Int64(req.length)
+            metrics.wasted.increment(by: Int64(req.length))
+            request(from: link)
+            return
+        }
+        for other in outcome.cancelFrom {
+            if let o = peers[other], o.outstanding.remove(req) != nil { o.send(.cancel(req)) }
+        }
+        let pieceLength = metainfo.layout.length(ofPiece: req.piece)
+        if pieceBuffers[req.piece] == nil { pieceBuffers[req.piece] = [UInt8](repeating: 0, count: pieceLength) }
+        pieceBuffers[req.piece]!.withUnsafeMutableBytes { dst in
+            data.withUnsafeReadableBytes { src in
+                UnsafeMutableRawBufferPointer(rebasing: dst[req.begin..<(req.begin + req.length)]).copyMemory(from: src)
+            }
+        }
+        if outcome.pieceComplete { pieceArrived(req.piece) }
+        request(from: link)
+    }
+
+    private func pieceArrived(_ index: Int) {
+        guard let data = pieceBuffers.removeValue(forKey: index) else { return }
+        let ok = data.withUnsafeBytes { store.matches(piece: index, data: $0) }
+        guard ok else {
+            let senders = picker.pieceFailed(index)
+            metrics.hashFailures.increment()
+            wastedBytes += Int64(data.count)
+            metrics.wasted.increment(by: Int64(data.count))
+            logger.warning("piece failed its hash check", metadata: ["piece": "\(index)"])
+            for s in senders { strike(peers[s], weight: senders.count == 1 ? 2 : 1) }
+            requestFromAll()
+            return
+        }
+        do {
+            try data.withUnsafeBytes { try store.write(piece: index, data: $0) }
+        } catch {
+            fail("cannot store piece \(index): \(error)")
+            return
+        }
+        picker.pieceVerified(index)
+        metrics.update(progress: progress, verified: picker.have.setCount)
+        metrics.verified.increment()
+        for link in peers.values {
+            link.send(.have(piece: index))
+            if link.amInterested { updateInterest(link) }
+        }
+        if picker.isComplete { finish() }
+    }
+
+    /// Counts a bad piece against a peer; two strikes ban its address for the rest of the run.
+    private func strike(_ link: PeerLink?, weight: Int) {
+        guard let link else { return }
+        let host = link.remote.host
+        strikes[host, default: 0] += weight
+        if strikes[host]! >= 2, banned.insert(host).inserted {
+            logger.warning("banning peer that sent corrupt data", metadata: ["peer": "\(link.remote)"])
+            metrics.banned.increment()
+            for p in peers.values where p.remote.host == host { p.channel.close(promise: nil) }
+        }
+    }
+
+    private func finish() {
+        do {
+            try store.finalize()
+        } catch {
+            fail("\(error)")
+            return
+        }
+        completedAt = .now()
+        let seconds = Double((completedAt! - startedAt).nanoseconds) / 1e9
+        metrics.completionSeconds.record(seconds)
+        logger.info("download complete", metadata: ["seconds": "\(Int(seconds * 10) / 10)", "path": "\(store.target)"])
+        for link in peers.values {
+            if link.isSeed { link.channel.close(promise: nil) } else if link.amInterested { updateInterest(link) }
+        }
+        completion.succeed(())
+    }
+
+    private func fail(_ message: String) {
+        guard failure == nil else { return }
+        failure = message
+        logger.error("download stopped", metadata: ["reason": "\(message)"])
+        completion.fail(CLIVisibleError(message))
+        for link in peers.values { link.channel.close(promise: nil) }
+    }
+
+    // MARK: uploading
+
+    /// Serves queued requests a few at a time: a block is read from disk only when the
+    /// connection is ready to send it, so memory stays small even under a tight upload cap.
+    func serve(_ link: PeerLink) {
+        while link.uploadsInFlight < config.uploadsInFlightPerPeer, !link.incoming.isEmpty, link.channel.isWritable {
+            let req = link.incoming.removeFirst()
+            var buffer = link.channel.allocator.buffer(capacity: 13 + req.length)
+            buffer.writeInteger(UInt32(9 + req.length))
+            buffer.writeInteger(PeerMessage.ID.piece.rawValue)
+            buffer.writeInteger(UInt32(req.piece))
+            buffer.writeInteger(UInt32(req.begin))
+            do {
+                try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: req.length) { ptr in
+                    try store.read(piece: req.piece, begin: req.begin, length: req.length,
+                                   into: UnsafeMutableRawBufferPointer(rebasing: ptr[0..<req.length]))
+                    return req.length
+                }
+            } catch {
+                logger.error("cannot read block to upload", metadata: ["request": "\(req)", "error": "\(error)"])
+                link.channel.close(promise: nil)
+                return
+            }
+            link.uploadsInFlight += 1
+            let promise = loop.makePromise(of: Void.self)
+            promise.futureResult.whenComplete { [weak self, weak link] result in
+                guard let self, let link else { return }
+                link.uploadsInFlight -= 1
+                if case .success = result {
+                    link.uploaded.add(req.length)
+                    self.uploadedBytes += Int64(req.length)
+                    self.metrics.uploaded.increment(by: Int64(req.length))
+                    self.serve(link)
+                }
+            }
+            link.channel.writeAndFlush(buffer, promise: promise)
+        }
+    }
+
+    // MARK: periodic work
+
+    /// Chooses whom to upload to. Called on the rechoke timer and when interest changes.
+    func rechoke() {
+        let seeding = picker.isComplete
+        let candidates = peers.values.map { link -> Choker.Candidate in
+            link.downloaded.roll()
+            link.uploaded.roll()
+            return Choker.Candidate(id: link.id, interested: link.peerInterested,
+                                    rate: seeding ? link.uploaded.rate : link.downloaded.rate)
+        }
+        let unchoke = choker.unchoked(candidates, now: UInt64(NIODeadline.now().uptimeNanoseconds), random: &rng)
+        for link in peers.values {
+            let shouldChoke = !unchoke.contains(link.id)
+            guard shouldChoke != link.amChoking else { continue }
+            link.amChoking = shouldChoke
+            link.send(shouldChoke ? .choke : .unchoke)
+            if shouldChoke {
+                if link.fast { for r in link.incoming { link.send(.reject(r), flush: false) } }
+                link.incoming.removeAll()
+            }
+        }
+        metrics.peersChanged(peers.values)
+    }
+
+    /// Once a second: frees requests stuck at snubbed peers and refills pipelines.
+    func tick() {
+        updateRates()
+        let now = NIODeadline.now()
+        for link in peers.values where !link.outstanding.isEmpty {
+            if now - link.lastBlockAt > config.snubTimeout, !link.snubbed {
+                link.snubbed = true
+                logger.debug("peer snubbed us; re-requesting its blocks elsewhere", metadata: ["peer": "\(link.remote)"])
+                for r in link.outstanding { picker.requestDropped(r, by: link.id) }
+                link.outstanding.removeAll()
+            }
+        }
+        requestFromAll()
+    }
+
+    /// Smoothed transfer rates of the whole torrent, updated each tick.
+    private(set) var downRate = RateMeter()
+    private(set) var upRate = RateMeter()
+    private var lastCounted: (down: Int64, up: Int64) = (0, 0)
+
+    private func updateRates() {
+        downRate.add(Int(downloadedBytes - lastCounted.down))
+        upRate.add(Int(uploadedBytes - lastCounted.up))
+        lastCounted = (downloadedBytes, uploadedBytes)
+    }
+
+    /// One torrent's entry in `/status`.
+    func statusJSON() -> String {
+        let state = failure != nil ? "failed" : isComplete ? "seeding" : "downloading"
+        let seeds = peers.values.filter(\.isSeed).count
+        return "{\"name\":\(JSONText.quote(metainfo.name)),\"infoHash\":\"\(infoHash.hex)\",\"state\":\"\(state)\","
+            + "\"progress\":\(progress),\"size\":\(metainfo.totalLength),\"left\":\(left),"
+            + "\"downloaded\":\(downloadedBytes),\"uploaded\":\(uploadedBytes),"
+            + "\"downRate\":\(Int(downRate.rate)),\"upRate\":\(Int(upRate.rate)),"
+            + "\"peers\":\(peers.count),\"seeds\":\(seeds),\"path\":\(JSONText.quote(store.target))"
+            + (failure.map { ",\"error\":\(JSONText.quote($0))" } ?? "") + "}"
+    }
+
+    /// Closes every connection (shutdown).
+    func closeAll() {
+        for link in peers.values { link.channel.close(promise: nil) }
+    }
+}
+
+/// An error whose text is meant for the operator as is.
+public struct CLIVisibleError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}

@@ -1,0 +1,109 @@
+import BitTorrent
+import Logging
+import NIOCore
+import NIOPosix
+import Storage
+
+/// The HTTP face of a node (or a `seed`/`peer` process): `/metrics`, `/healthz` and
+/// `/status` on every listener; admin actions only on a listener made with `admin: true`,
+/// and only with the bearer token when one is configured.
+///
+/// It runs on the engine's event loop, so answers read engine state directly.
+public final class NodeHTTPServer: Sendable {
+    public struct Listener: Sendable {
+        public var host: String
+        public var port: Int
+        public var admin: Bool
+        public var token: String?
+        public init(host: String, port: Int, admin: Bool, token: String? = nil) {
+            self.host = host
+            self.port = port
+            self.admin = admin
+            self.token = token
+        }
+    }
+
+    let engine: PeerEngine
+    let logger: Logger
+    private let channels = LockedBox<[Channel]>([])
+
+    public init(engine: PeerEngine, logger: Logger) {
+        self.engine = engine
+        self.logger = logger
+    }
+
+    /// Binds one listener; returns the bound address.
+    @discardableResult
+    public func listen(_ listener: Listener) async throws -> SocketAddress {
+        let engine = self.engine
+        let logger = self.logger
+        let channel: Channel
+        do {
+            channel = try await ServerBootstrap(group: engine.loop)
+                .serverChannelOption(.backlog, value: 64)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { ch in
+                    ch.eventLoop.makeCompletedFuture {
+                        let sync = ch.pipeline.syncOperations
+                        try sync.addHandler(IdleStateHandler(readTimeout: .seconds(30)))
+                        try sync.addHandler(ByteToMessageHandler(TrackerRequestDecoder(maxHeadSize: 8192)))
+                        try sync.addHandler(HTTPRequestHandler(requestTimeout: .seconds(30)) { request, _ in
+                            NodeRoutes.respond(request, engine: engine, listener: listener, logger: logger)
+                        })
+                    }
+                }
+                .bind(host: listener.host, port: listener.port).get()
+        } catch {
+            throw CLIVisibleError("cannot listen for HTTP on \(PeerAddress(host: listener.host, port: listener.port)): \(error)")
+        }
+        channels.withLock { $0.append(channel) }
+        logger.info(listener.admin ? "admin and metrics listening" : "metrics listening",
+                    metadata: ["address": "\(PeerAddress(host: listener.host, port: channel.localAddress?.port ?? listener.port))"])
+        return channel.localAddress!
+    }
+
+    public func shutdown() async {
+        for c in channels.withLock({ $0 }) { try? await c.close() }
+    }
+}
+
+/// The routes, as a pure function of the request and the engine's state.
+enum NodeRoutes {
+    static func respond(_ request: TrackerHTTPRequest, engine: PeerEngine, listener: NodeHTTPServer.Listener,
+                        logger: Logger) -> TrackerHTTPResponse {
+        let query = try? QueryParameters(parsing: request.query)
+        switch (request.method, String(request.path)) {
+        case ("GET", "/metrics"):
+            return TrackerHTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                                       body: StarlingMetrics.exposition())
+        case ("GET", "/healthz"):
+            return TrackerHTTPResponse(status: 200, body: Array("ok\n".utf8))
+        case ("GET", "/status"):
+            return json(200, engine.statusJSON())
+        case ("POST", "/rate"), ("PUT", "/rate"):
+            guard listener.admin else { return json(404, #"{"error":"admin actions are on the admin listener"}"#) }
+            if let token = listener.token, request.authorization != "Bearer \(token)" {
+                return json(401, #"{"error":"missing or wrong bearer token"}"#)
+            }
+            func rate(_ key: String, current: Int64) -> Int64?? {
+                guard let raw = query?.values(key).first else { return .some(current) }
+                return .some(Units.parseRate(String(decoding: raw, as: UTF8.self)))
+            }
+            guard let up = rate("up", current: engine.limiter.rate(.up)) ?? nil,
+                  let down = rate("down", current: engine.limiter.rate(.down)) ?? nil else {
+                return json(400, #"{"error":"up and down must be rates such as 40mbit, 5MB or 0"}"#)
+            }
+            engine.limiter.setRates(up: up, down: down)
+            logger.info("rate caps changed", metadata: ["up": "\(Units.formatRate(Double(up)))", "down": "\(Units.formatRate(Double(down)))"])
+            return json(200, #"{"up":\#(up),"down":\#(down)}"#)
+        case (_, "/metrics"), (_, "/healthz"), (_, "/status"), (_, "/rate"):
+            return json(405, #"{"error":"method not allowed"}"#)
+        default:
+            return json(404, #"{"error":"not found"}"#)
+        }
+    }
+
+    static func json(_ status: Int, _ text: String) -> TrackerHTTPResponse {
+        TrackerHTTPResponse(status: status, contentType: "application/json", body: Array(text.utf8))
+    }
+}

@@ -1,0 +1,95 @@
+import NIOCore
+
+/// Paces one connection against the host-wide buckets, at the wire level so protocol
+/// overhead counts: reads are held back (so TCP back-pressure slows the sender) and writes
+/// are queued while the bucket of their direction is empty.
+final class ThrottleHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let limiter: HostRateLimiter
+    private var readAllowed = true
+    private var readPending = false
+    /// Buffers received whose tokens the limiter has not granted yet.
+    private var unpaidReads = 0
+    private var queued: [(ByteBuffer, EventLoopPromise<Void>?)] = []
+    private var flushPending = false
+    private var writeBlocked = false
+    /// Set once the handler leaves the pipeline: callbacks still queued in the limiter must
+    /// not touch the context any more.
+    private var removed = false
+
+    init(limiter: HostRateLimiter) { self.limiter = limiter }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        readAllowed = false
+        unpaidReads += 1
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        limiter.acquire(.down, payload: buffer.readableBytes) { [weak self] in
+            guard let self, !self.removed else { return }
+            // One socket read event delivers several buffers: read again only once all are paid.
+            self.unpaidReads -= 1
+            guard self.unpaidReads == 0 else { return }
+            self.readAllowed = true
+            if self.readPending {
+                self.readPending = false
+                loopBound.value.read()
+            }
+        }
+        context.fireChannelRead(data)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if readAllowed { context.read() } else { readPending = true }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        queued.append((unwrapOutboundIn(data), promise))
+        if !writeBlocked { drain(context: context) }
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        // Flush what has already passed; what still waits is flushed when it is released.
+        if writeBlocked || !queued.isEmpty { flushPending = true }
+        context.flush()
+    }
+
+    private func drain(context: ChannelHandlerContext) {
+        while !queued.isEmpty, !writeBlocked {
+            let (buffer, promise) = queued.removeFirst()
+            writeBlocked = true
+            var granted = false
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            limiter.acquire(.up, payload: buffer.readableBytes) { [weak self] in
+                // The connection may have closed while this write waited for tokens.
+                guard let self, !self.removed else {
+                    promise?.fail(ChannelError.ioOnClosedChannel)
+                    return
+                }
+                let ctx = loopBound.value
+                ctx.write(self.wrapOutboundOut(buffer), promise: promise)
+                self.writeBlocked = false
+                if granted {
+                    // Released later by the limiter: continue here.
+                    self.drain(context: ctx)
+                }
+            }
+            granted = true
+        }
+        if flushPending {
+            // Flush each released write at once: holding it until the whole queue drains
+            // would delay bytes already paid for.
+            if queued.isEmpty && !writeBlocked { flushPending = false }
+            context.flush()
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        removed = true
+        for (_, p) in queued { p?.fail(ChannelError.ioOnClosedChannel) }
+        queued.removeAll()
+    }
+}

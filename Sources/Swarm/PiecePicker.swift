@@ -1,0 +1,191 @@
+import BitTorrent
+
+/// Which blocks to request from which peer: rarest first, random among equals and for the
+/// first few pieces, partial pieces finished first, and endgame duplicates at the very end.
+///
+/// Pure state: the engine tells it what peers have and what arrived; it answers with
+/// requests to send and cancels to issue. Peers are identified by an opaque integer.
+public struct PiecePicker: Sendable {
+    public let layout: PieceLayout
+    public private(set) var have: Bitfield
+    /// How many connected peers have each piece.
+    public private(set) var availability: [Int]
+    /// Pieces downloaded at random before rarest-first takes over (spreads the seeder's first pieces).
+    public var randomFirstPieces = 4
+    /// In endgame, most peers that may be asked for the same block.
+    public var endgameDuplicates = 2
+
+    /// Random tie-break order, fixed at start so that each peer spreads differently.
+    private let order: [Int]
+    private var partial: [Int: PartialPiece] = [:]
+    /// Pieces (not had) with at least one block not yet requested, to find work quickly.
+    private var unrequested: Set<Int>
+
+    struct PartialPiece: Sendable {
+        var requesters: [[Int]]   // per block: peers it is requested from
+        var received: [Bool]
+        var receivedCount = 0
+        var unrequestedCount: Int
+
+        init(blocks: Int) {
+            requesters = Array(repeating: [], count: blocks)
+            received = Array(repeating: false, count: blocks)
+            unrequestedCount = blocks
+        }
+    }
+
+    public init(layout: PieceLayout, have: Bitfield, random: inout some RandomNumberGenerator) {
+        self.layout = layout
+        self.have = have
+        availability = Array(repeating: 0, count: layout.pieceCount)
+        order = Array(0..<layout.pieceCount).shuffled(using: &random)
+        unrequested = Set((0..<layout.pieceCount).filter { !have[$0] })
+    }
+
+    public var isComplete: Bool { have.isComplete }
+    public var inEndgame: Bool { unrequested.isEmpty && !have.isComplete }
+
+    // MARK: availability
+
+    public mutating func peerHas(piece: Int) { availability[piece] += 1 }
+    public mutating func peerHas(_ bits: Bitfield) { for i in bits.indices { availability[i] += 1 } }
+    public mutating func peerGone(had bits: Bitfield) { for i in bits.indices { availability[i] -= 1 } }
+
+    // MARK: picking
+
+    /// Up to `count` block requests for `peer`, which has the pieces in `peerHas`.
+    /// `outstanding` are the peer's requests in flight (never duplicated to the same peer).
+    public mutating func pick(for peer: Int, peerHas: Bitfield, count: Int,
+                              outstanding: Set<BlockRequest>) -> [BlockRequest] {
+        guard count > 0 else { return [] }
+        var out: [BlockRequest] = []
+        // 1. Finish pieces already started, most complete first, so they can be verified and shared.
+        let started = partial.filter { $0.value.unrequestedCount > 0 && peerHas[$0.key] }
+            .sorted { ($0.value.receivedCount, -$0.key) > ($1.value.receivedCount, -$1.key) }
+        for (index, _) in started where out.count < count {
+            takeBlocks(piece: index, peer: peer, max: count - out.count, into: &out)
+        }
+        // 2. New pieces: random for the first few, then rarest first with a random tie-break.
+        while out.count < count, let index = nextNewPiece(peerHas: peerHas) {
+            takeBlocks(piece: index, peer: peer, max: count - out.count, into: &out)
+        }
+        // 3. Endgame: ask for blocks already requested elsewhere, a bounded number of times.
+        if out.count < count, unrequested.isEmpty {
+            for (index, p) in partial.sorted(by: { $0.key < $1.key }) where peerHas[index] {
+                for b in 0..<p.received.count where !p.received[b] {
+                    guard out.count < count else { break }
+                    let req = blockRequest(piece: index, block: b)
+                    if p.requesters[b].contains(peer) || outstanding.contains(req) { continue }
+                    if p.requesters[b].count >= endgameDuplicates { continue }
+                    partial[index]!.requesters[b].append(peer)
+                    out.append(req)
+                }
+            }
+        }
+        return out
+    }
+
+    private func nextNewPiece(peerHas: Bitfield) -> Int? {
+        let random = have.setCount < randomFirstPieces
+        var best: Int?
+        var bestAvail = Int.max
+        for i in order where unrequested.contains(i) && partial[i] == nil && peerHas[i] {
+            if random { return i }
+            if availability[i] < bestAvail {
+                best = i
+                bestAvail = availability[i]
+                if bestAvail <= 1 { break }
+            }
+        }
+        return best
+    }
+
+    private mutating func takeBlocks(piece index: Int, peer: Int, max: Int, into out: inout [BlockRequest]) {
+        if partial[index] == nil { partial[index] = PartialPiece(blocks: layout.blockCount(ofPiece: index)) }
+        var p = partial[index]!
+        var taken = 0
+        for b in 0..<p.requesters.count where taken < max && p.requesters[b].isEmpty && !p.received[b] {
+            p.requesters[b] = [peer]
+            p.unrequestedCount -= 1
+            out.append(blockRequest(piece: index, block: b))
+            taken += 1
+        }
+        partial[index] = p
+        if p.unrequestedCount == 0 { unrequested.remove(index) }
+    }
+
+    private func blockRequest(piece: Int, block: Int) -> BlockRequest {
+        BlockRequest(piece: piece, begin: block * PieceLayout.blockSize,
+                     length: layout.length(ofBlock: block, inPiece: piece))
+    }
+
+    // MARK: outcomes
+
+    /// What receiving a block means for the engine.
+    public struct Received: Sendable, Equatable {
+        /// False when the block was not wanted (already received, or never requested).
+        public var accepted: Bool
+        /// True when every block of the piece has now arrived: hash and store it.
+        public var pieceComplete: Bool
+        /// Other peers that were asked for the same block (endgame): send them a cancel.
+        public var cancelFrom: [Int]
+    }
+
+    public mutating func blockReceived(_ req: BlockRequest, from peer: Int) -> Received {
+        let b = req.begin / PieceLayout.blockSize
+        // The index comes from the wire: check it before `have` (a Bitfield subscript traps out of range).
+        guard req.piece >= 0, req.piece < layout.pieceCount, req.begin >= 0,
+              !have[req.piece], var p = partial[req.piece], b < p.received.count,
+              req.begin % PieceLayout.blockSize == 0, req.length == layout.length(ofBlock: b, inPiece: req.piece),
+              !p.received[b] else {
+            return Received(accepted: false, pieceComplete: false, cancelFrom: [])
+        }
+        if p.requesters[b].isEmpty {
+            // Unrequested but valid (e.g. after a cancel crossed the data): keep it.
+            p.unrequestedCount -= 1
+        }
+        let others = p.requesters[b].filter { $0 != peer }
+        p.received[b] = true
+        p.receivedCount += 1
+        p.requesters[b] = [peer]
+        partial[req.piece] = p
+        if p.unrequestedCount == 0 { unrequested.remove(req.piece) }
+        return Received(accepted: true, pieceComplete: p.receivedCount == p.received.count, cancelFrom: others)
+    }
+
+    /// The peer will not deliver `req` (choked, rejected, gone, snubbed): the block is free again.
+    public mutating func requestDropped(_ req: BlockRequest, by peer: Int) {
+        let b = req.begin / PieceLayout.blockSize
+        guard var p = partial[req.piece], b < p.received.count, !p.received[b] else { return }
+        guard let k = p.requesters[b].firstIndex(of: peer) else { return }
+        p.requesters[b].remove(at: k)
+        if p.requesters[b].isEmpty {
+            p.unrequestedCount += 1
+            unrequested.insert(req.piece)
+        }
+        partial[req.piece] = p
+    }
+
+    /// The piece hashed correctly and is stored.
+    public mutating func pieceVerified(_ index: Int) {
+        partial[index] = nil
+        unrequested.remove(index)
+        have.set(index)
+    }
+
+    /// The piece failed its hash: every block must be fetched again. Returns the peers that
+    /// sent its blocks, for the engine's ban accounting.
+    public mutating func pieceFailed(_ index: Int) -> Set<Int> {
+        let senders = Set(partial[index]?.requesters.flatMap { $0 } ?? [])
+        partial[index] = nil
+        unrequested.insert(index)
+        return senders
+    }
+
+    /// True when we lack a piece the peer has (so we are interested in it).
+    public func wantsAny(of peerHas: Bitfield) -> Bool {
+        if peerHas.isComplete { return !have.isComplete }
+        for i in peerHas.indices where !have[i] { return true }
+        return false
+    }
+}

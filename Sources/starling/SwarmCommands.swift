@@ -1,0 +1,170 @@
+import ArgumentParser
+import BitTorrent
+import Logging
+import StarlingNode
+
+/// Options shared by `seed` and `peer`.
+struct SwarmCLIOptions: ParsableArguments {
+    @Option(name: .long, help: "IP address to listen on and connect from; announced to the tracker.")
+    var ip: String
+
+    @Option(name: .long, help: "Listen port range LO-HI; the first free port is used (open just this range in firewalls).")
+    var portRange: String = "6881-6889"
+
+    @Flag(name: .long, help: "Take a random free port of the range instead of the first.")
+    var randomPort = false
+
+    @Option(name: .long, help: "Host-wide upload cap, e.g. 40mbit, 5MB, 512KiB (per second); 0 = unlimited.")
+    var upRate: String = "0"
+
+    @Option(name: .long, help: "Host-wide download cap, same units; 0 = unlimited.")
+    var downRate: String = "0"
+
+    @Option(name: .long, help: "A peer to connect to directly, IP:PORT (repeatable).")
+    var peer: [String] = []
+
+    @Flag(name: .long, help: "Ignore the torrent's trackers.")
+    var noTracker = false
+
+    @Option(name: .long, help: "Most connections per torrent.")
+    var maxPeers: Int = 50
+
+    @Option(name: .long, help: "Interested peers uploaded to at once.")
+    var uploadSlots: Int = 16
+
+    @Option(name: .long, help: "Serve /metrics, /healthz and /status on IP:PORT.")
+    var metricsListen: String?
+
+    @Option(name: .long, help: "Serve the admin endpoint (POST /rate, used by `starling ctl rate`) and the metrics on IP:PORT; keep it on loopback or a management network.")
+    var adminListen: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    func swarmOptions() throws -> SwarmOptions {
+        var engine = EngineConfig(ip: ip)
+        engine.portRange = try parsePortRange(portRange)
+        engine.randomPort = randomPort
+        engine.upRate = try parseRate(upRate, option: "--up-rate")
+        engine.downRate = try parseRate(downRate, option: "--down-rate")
+        guard maxPeers > 0 else { throw ValidationError("--max-peers must be at least 1") }
+        guard uploadSlots > 0 else { throw ValidationError("--upload-slots must be at least 1") }
+        engine.maxPeers = maxPeers
+        engine.uploadSlots = uploadSlots
+        var options = SwarmOptions(engine: engine)
+        options.noTracker = noTracker
+        for (flag, value, admin) in [("--metrics-listen", metricsListen, false), ("--admin-listen", adminListen, true)] {
+            guard let value else { continue }
+            guard let a = PeerAddress(value) else { throw ValidationError("\(flag) \(value): expected IP:PORT") }
+            options.http.append(NodeHTTPServer.Listener(host: a.host, port: a.port, admin: admin))
+        }
+        options.staticPeers = try peer.map { text in
+            guard let a = PeerAddress(text) else { throw ValidationError("--peer \(text): expected IP:PORT") }
+            return a
+        }
+        return options
+    }
+
+    func makeLogger(_ label: String) throws -> Logger {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level \(logLevel): expected trace, debug, info, notice, warning or error")
+        }
+        var logger = Logger(label: label)
+        logger.logLevel = level
+        return logger
+    }
+}
+
+func parsePortRange(_ text: String) throws -> ClosedRange<Int> {
+    let parts = text.split(separator: "-")
+    let bounds = parts.compactMap { Int($0) }
+    guard (1...2).contains(parts.count), bounds.count == parts.count,
+          let lo = bounds.first, let hi = bounds.last, lo >= 1, hi <= 65535, lo <= hi else {
+        throw ValidationError("--port-range \(text): expected LO-HI within 1-65535, e.g. 6881-6889")
+    }
+    return lo...hi
+}
+
+func parseRate(_ text: String, option: String) throws -> Int64 {
+    guard let r = Units.parseRate(text) else {
+        throw ValidationError("\(option) \(text): expected a rate such as 40mbit, 5MB, 512KiB or 0 for unlimited")
+    }
+    return r
+}
+
+struct SeedCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "seed",
+        abstract: "Serve a complete file (or folder) to the swarm until stopped.",
+        discussion: """
+        The data is checked against the torrent's piece hashes first; the seeder then announces \
+        to the torrent's trackers and uploads to every peer that asks, within --up-rate.
+
+        Example:
+          starling seed app.torrent /srv/app.rpm --ip 10.0.0.1 \\
+              --port-range 6881-6889 --up-rate 40mbit
+        """
+    )
+
+    @Argument(help: "The .torrent file.") var torrent: String
+    @Argument(help: "The complete file (or folder, for a multi-file torrent).") var path: String
+    @OptionGroup var swarm: SwarmCLIOptions
+
+    func run() async throws {
+        let metainfo = try loadTorrent(torrent)
+        let logger = try swarm.makeLogger("starling.seed")
+        let runner = SwarmRunner(metainfo: metainfo, path: path, role: .seed, options: try swarm.swarmOptions(), logger: logger)
+        let status = try await runCatching { try await runner.run() }
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+struct PeerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "peer",
+        abstract: "Fetch a torrent into OUT, verifying every piece, while serving other peers.",
+        discussion: """
+        Data lands in OUT.part and is renamed to OUT once every piece has been verified; an \
+        interrupted run resumes from the verified pieces. Exits 0 when OUT is complete (after \
+        serving others for --seed-after seconds), non-zero with one clear line otherwise.
+
+        Example:
+          starling peer app.torrent /srv/app.rpm --ip 10.0.0.7 \\
+              --seed-after 60 --down-rate 100mbit
+        """
+    )
+
+    @Argument(help: "The .torrent file.") var torrent: String
+    @Argument(help: "Where the file (or folder) goes.") var out: String
+    @Option(name: .long, help: "Seconds to keep serving others after completing, before exiting.")
+    var seedAfter: Int = 0
+    @Option(name: .long, help: "Give up after this many seconds without completing; 0 = never.")
+    var timeout: Int = 0
+    @OptionGroup var swarm: SwarmCLIOptions
+
+    func run() async throws {
+        guard seedAfter >= 0 else { throw ValidationError("--seed-after must be 0 or more") }
+        guard timeout >= 0 else { throw ValidationError("--timeout must be 0 or more") }
+        let metainfo = try loadTorrent(torrent)
+        let logger = try swarm.makeLogger("starling.peer")
+        var options = try swarm.swarmOptions()
+        options.seedAfter = seedAfter
+        options.timeout = timeout
+        let runner = SwarmRunner(metainfo: metainfo, path: out, role: .peer, options: options, logger: logger)
+        let status = try await runCatching { try await runner.run() }
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+/// Turns engine and storage errors into one-line CLI errors.
+func runCatching(_ body: () async throws -> Int32) async throws -> Int32 {
+    do {
+        return try await body()
+    } catch let e as CLIVisibleError {
+        throw CLIError(e.description)
+    } catch let e as ExitCode {
+        throw e
+    } catch {
+        throw CLIError("\(error)")
+    }
+}

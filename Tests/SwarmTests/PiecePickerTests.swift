@@ -1,0 +1,293 @@
+import BitTorrent
+import Swarm
+import Testing
+
+/// A tiny seeded generator so every run picks the same way (fileprivate: other files of
+/// this target may define their own).
+fileprivate struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+fileprivate let block = PieceLayout.blockSize
+
+/// `pieces` pieces of `blocksPerPiece` blocks, the last piece short by `tail` bytes.
+fileprivate func layout(pieces: Int, blocksPerPiece: Int = 4, tail: Int = 0) -> PieceLayout {
+    PieceLayout(totalLength: Int64(pieces * blocksPerPiece * block - tail), pieceLength: blocksPerPiece * block)
+}
+
+fileprivate func picker(_ layout: PieceLayout, seed: UInt64 = 1, have: [Int] = [], randomFirst: Int = 0) -> PiecePicker {
+    var rng = SplitMix64(seed: seed)
+    var bits = Bitfield(count: layout.pieceCount)
+    for i in have { bits.set(i) }
+    var p = PiecePicker(layout: layout, have: bits, random: &rng)
+    p.randomFirstPieces = randomFirst
+    return p
+}
+
+fileprivate func bits(_ count: Int, _ set: [Int]) -> Bitfield {
+    var b = Bitfield(count: count)
+    for i in set { b.set(i) }
+    return b
+}
+
+fileprivate func all(_ count: Int) -> Bitfield { Bitfield(count: count, allSet: true) }
+
+extension PiecePicker {
+    /// Delivers every block of `reqs` from `peer` and verifies the pieces that completed.
+    fileprivate mutating func deliver(_ reqs: [BlockRequest], from peer: Int) {
+        for r in reqs where blockReceived(r, from: peer).pieceComplete { pieceVerified(r.piece) }
+    }
+}
+
+@Suite("Piece picker")
+struct PiecePickerTests {
+    @Test("rarest first: the piece fewest peers have is picked first, then the next rarest")
+    func rarestFirst() {
+        let l = layout(pieces: 6)
+        var p = picker(l)
+        // availability: 0→3, 1→3, 2→1, 3→2, 4→3, 5→3
+        p.peerHas(all(6))
+        p.peerHas(bits(6, [0, 1, 3, 4, 5]))
+        p.peerHas(bits(6, [0, 1, 4, 5]))
+        p.peerHas(piece: 3)   // a later `have`
+        p.peerHas(bits(6, [0, 1, 4, 5]))
+        p.peerGone(had: bits(6, [3]))
+        #expect(p.availability == [4, 4, 1, 2, 4, 4])
+        let first = p.pick(for: 1, peerHas: all(6), count: 4, outstanding: [])
+        #expect(first.map(\.piece) == [2, 2, 2, 2])
+        #expect(first.map(\.begin) == [0, block, 2 * block, 3 * block])
+        let second = p.pick(for: 1, peerHas: all(6), count: 4, outstanding: Set(first))
+        #expect(second.map(\.piece) == [3, 3, 3, 3])
+    }
+
+    @Test("rarest first only among the pieces the peer has")
+    func rarestAmongPeerPieces() {
+        var p = picker(layout(pieces: 4))
+        p.peerHas(bits(4, [0]))
+        p.peerHas(bits(4, [0, 1, 2, 3]))
+        p.peerHas(bits(4, [1, 2, 3]))
+        p.peerHas(bits(4, [1, 3]))
+        // rarest overall is 0 (2 peers), but the peer lacks it; among 2 (2), 3 (3): 2
+        let reqs = p.pick(for: 7, peerHas: bits(4, [2, 3]), count: 1, outstanding: [])
+        #expect(reqs == [BlockRequest(piece: 2, begin: 0, length: block)])
+    }
+
+    @Test("the first pieces are random, not rarest, and depend on the generator")
+    func randomFirstPieces() {
+        let l = layout(pieces: 64, blocksPerPiece: 1)
+        var firsts = Set<Int>()
+        for seed in UInt64(1)...8 {
+            var p = picker(l, seed: seed, randomFirst: 4)
+            // piece 63 is the unique rarest; a rarest-first pick would always take it.
+            p.peerHas(bits(64, Array(0..<63)))
+            p.peerHas(all(64))
+            let reqs = p.pick(for: 1, peerHas: all(64), count: 4, outstanding: [])
+            #expect(reqs.count == 4)
+            #expect(Set(reqs.map(\.piece)).count == 4)
+            firsts.insert(reqs[0].piece)
+        }
+        #expect(firsts.count > 1, "every seed picked the same first piece")
+        #expect(!firsts.isSubset(of: [63]))
+    }
+
+    @Test("after randomFirstPieces verified pieces, rarest first takes over")
+    func randomThenRarest() throws {
+        let l = layout(pieces: 64, blocksPerPiece: 1)
+        var p = picker(l, seed: 99, randomFirst: 2)
+        p.peerHas(bits(64, Array(0..<63)))
+        p.peerHas(all(64))
+        let r = p.pick(for: 1, peerHas: all(64), count: 2, outstanding: [])
+        try #require(!r.contains { $0.piece == 63 }, "seed picked the rare piece at random; choose another seed")
+        p.deliver(r, from: 1)
+        #expect(p.have.setCount == 2)
+        #expect(p.pick(for: 1, peerHas: all(64), count: 1, outstanding: []).map(\.piece) == [63])
+    }
+
+    @Test("partial pieces are finished before new ones, most complete first")
+    func partialFirst() {
+        let l = layout(pieces: 4)
+        var p = picker(l)
+        p.peerHas(all(4))
+        // peer 1 takes two blocks of each of two pieces, then drops some
+        let a = p.pick(for: 1, peerHas: all(4), count: 8, outstanding: [])
+        #expect(Set(a.map(\.piece)).count == 2)
+        let pieceA = a[0].piece, pieceB = a[4].piece
+        // piece A: 3 blocks received; piece B: 1 block received; the rest dropped.
+        for r in a.filter({ $0.piece == pieceA }).prefix(3) { #expect(p.blockReceived(r, from: 1).accepted) }
+        for r in a.filter({ $0.piece == pieceB }).prefix(1) { #expect(p.blockReceived(r, from: 1).accepted) }
+        p.requestDropped(BlockRequest(piece: pieceA, begin: 3 * block, length: block), by: 1)
+        for b in 1..<4 { p.requestDropped(BlockRequest(piece: pieceB, begin: b * block, length: block), by: 1) }
+        // a new peer must finish A's last block, then B's three, before any new piece
+        let next = p.pick(for: 2, peerHas: all(4), count: 5, outstanding: [])
+        #expect(next.map(\.piece) == [pieceA, pieceB, pieceB, pieceB] + [next[4].piece])
+        #expect(next[0] == BlockRequest(piece: pieceA, begin: 3 * block, length: block))
+        #expect(next[4].piece != pieceA && next[4].piece != pieceB)
+    }
+
+    @Test("never the same block twice to one peer, nor a requested block to another outside endgame")
+    func noDuplicates() {
+        let l = layout(pieces: 8, tail: 100)
+        var p = picker(l, seed: 3, randomFirst: 2)
+        p.peerHas(all(8))
+        p.peerHas(all(8))
+        var outstanding: [Int: Set<BlockRequest>] = [1: [], 2: []]
+        var everyRequest: [BlockRequest] = []
+        for round in 0..<8 {
+            let peer = 1 + round % 2
+            let reqs = p.pick(for: peer, peerHas: all(8), count: 3, outstanding: outstanding[peer]!)
+            #expect(Set(reqs).count == reqs.count)
+            #expect(outstanding[peer]!.isDisjoint(with: reqs))
+            outstanding[peer]!.formUnion(reqs)
+            everyRequest += reqs
+        }
+        #expect(everyRequest.count == 24)
+        #expect(Set(everyRequest).count == 24, "a block was requested twice before endgame")
+        #expect(!p.inEndgame)
+        // the short tail block has the short length
+        let tailReqs = everyRequest.filter { $0.piece == 7 && $0.begin == 3 * block }
+        #expect(tailReqs.allSatisfy { $0.length == block - 100 })
+    }
+
+    @Test("requestDropped frees exactly that block for another peer")
+    func requestDroppedFrees() {
+        let l = layout(pieces: 1)
+        var p = picker(l)
+        p.peerHas(all(1))
+        let reqs = p.pick(for: 1, peerHas: all(1), count: 4, outstanding: [])
+        #expect(reqs.count == 4)
+        #expect(p.inEndgame)
+        // with endgame duplicates disallowed, nothing is free until a block is dropped
+        var q = p
+        q.endgameDuplicates = 1
+        #expect(q.pick(for: 2, peerHas: all(1), count: 4, outstanding: []).isEmpty)
+        q.requestDropped(reqs[2], by: 1)
+        #expect(!q.inEndgame)
+        #expect(q.pick(for: 2, peerHas: all(1), count: 4, outstanding: []) == [reqs[2]])
+        // dropping by a peer that was never asked changes nothing
+        q.requestDropped(reqs[1], by: 5)
+        #expect(q.pick(for: 3, peerHas: all(1), count: 4, outstanding: []).isEmpty)
+    }
+
+    @Test("a failed piece is requested again, every block, and names who sent it")
+    func pieceFailedReRequests() {
+        let l = layout(pieces: 2)
+        var p = picker(l)
+        p.peerHas(all(2))
+        p.peerHas(all(2))
+        let a = p.pick(for: 1, peerHas: bits(2, [0]), count: 2, outstanding: [])
+        let b = p.pick(for: 2, peerHas: bits(2, [0]), count: 2, outstanding: [])
+        #expect(Set(a + b).count == 4)
+        var complete = false
+        for r in a { complete = p.blockReceived(r, from: 1).pieceComplete }
+        #expect(!complete)
+        for r in b { complete = p.blockReceived(r, from: 2).pieceComplete }
+        #expect(complete)
+        #expect(p.pieceFailed(0) == [1, 2])
+        #expect(!p.have[0])
+        let again = p.pick(for: 3, peerHas: bits(2, [0]), count: 10, outstanding: [])
+        #expect(Set(again) == Set(a + b))
+        for r in again { _ = p.blockReceived(r, from: 3) }
+        p.pieceVerified(0)
+        #expect(p.have[0])
+        #expect(p.pick(for: 3, peerHas: bits(2, [0]), count: 10, outstanding: []).isEmpty)
+    }
+
+    @Test("endgame: duplicates bounded by endgameDuplicates; the first arrival cancels the others")
+    func endgame() {
+        let l = layout(pieces: 2, blocksPerPiece: 2)
+        var p = picker(l)
+        p.endgameDuplicates = 3
+        for _ in 0..<4 { p.peerHas(all(2)) }
+        let r1 = p.pick(for: 1, peerHas: all(2), count: 4, outstanding: [])
+        #expect(r1.count == 4)
+        #expect(p.inEndgame)
+        // peer 1 asks again: no block twice to the same peer
+        #expect(p.pick(for: 1, peerHas: all(2), count: 4, outstanding: Set(r1)).isEmpty)
+        let r2 = p.pick(for: 2, peerHas: all(2), count: 4, outstanding: [])
+        let r3 = p.pick(for: 3, peerHas: all(2), count: 4, outstanding: [])
+        #expect(Set(r2) == Set(r1))
+        #expect(Set(r3) == Set(r1))
+        // the third duplicate is the limit: a fourth peer gets nothing
+        #expect(p.pick(for: 4, peerHas: all(2), count: 4, outstanding: []).isEmpty)
+        // peer 2 delivers a block: peers 1 and 3 must cancel it
+        let got = p.blockReceived(r1[0], from: 2)
+        #expect(got.accepted)
+        #expect(Set(got.cancelFrom) == [1, 3])
+        // the late copy from peer 1 is not wanted
+        #expect(p.blockReceived(r1[0], from: 1) .accepted == false)
+    }
+
+    @Test("endgame with the default bound of 2 peers per block")
+    func endgameDefaultBound() {
+        let l = layout(pieces: 1, blocksPerPiece: 3)
+        var p = picker(l)
+        #expect(p.endgameDuplicates == 2)
+        let r1 = p.pick(for: 1, peerHas: all(1), count: 3, outstanding: [])
+        let r2 = p.pick(for: 2, peerHas: all(1), count: 3, outstanding: [])
+        #expect(Set(r2) == Set(r1))
+        #expect(p.pick(for: 3, peerHas: all(1), count: 3, outstanding: []).isEmpty)
+        // a dropped duplicate makes room for another peer
+        p.requestDropped(r1[1], by: 1)
+        #expect(p.pick(for: 3, peerHas: all(1), count: 3, outstanding: []) == [r1[1]])
+    }
+
+    @Test("blocks that do not fit are refused, never trapping", arguments: [
+        BlockRequest(piece: 0, begin: 1, length: block),
+        BlockRequest(piece: 0, begin: 0, length: block - 1),
+        BlockRequest(piece: 0, begin: 8 * block, length: block),
+        BlockRequest(piece: 1, begin: 0, length: block),          // not requested, no partial state
+        BlockRequest(piece: 2, begin: 0, length: block),          // beyond the torrent
+        BlockRequest(piece: 0xFFFF_FFFF, begin: 0, length: block),
+        BlockRequest(piece: 0, begin: 0xFFFF_FFFF, length: 0),
+    ])
+    func refusedBlocks(_ r: BlockRequest) {
+        var p = picker(layout(pieces: 2))
+        _ = p.pick(for: 1, peerHas: bits(2, [0]), count: 4, outstanding: [])
+        #expect(p.blockReceived(r, from: 1) .accepted == false)
+        // the state is intact: the real blocks are still wanted
+        #expect(p.blockReceived(BlockRequest(piece: 0, begin: 0, length: block), from: 1).accepted)
+    }
+
+    @Test("wantsAny: interested only when the peer has something we lack")
+    func wantsAny() {
+        let p = picker(layout(pieces: 10), have: [0, 1, 2])
+        #expect(!p.wantsAny(of: Bitfield(count: 10)))
+        #expect(!p.wantsAny(of: bits(10, [0, 2])))
+        #expect(p.wantsAny(of: bits(10, [0, 9])))
+        #expect(p.wantsAny(of: all(10)))
+        let seed = picker(layout(pieces: 10), have: Array(0..<10))
+        #expect(seed.isComplete)
+        #expect(!seed.wantsAny(of: all(10)))
+        #expect(!seed.wantsAny(of: bits(10, [4])))
+    }
+
+    @Test("a whole download through two peers completes with every block requested once")
+    func wholeDownload() {
+        let l = layout(pieces: 12, tail: 5000)
+        var p = picker(l, seed: 42, randomFirst: 4)
+        p.peerHas(all(12))
+        p.peerHas(bits(12, Array(0..<6)))
+        var asked = 0
+        var rounds = 0
+        while !p.isComplete && rounds < 100 {
+            rounds += 1
+            for peer in [1, 2] {
+                let has = peer == 1 ? all(12) : bits(12, Array(0..<6))
+                let reqs = p.pick(for: peer, peerHas: has, count: 5, outstanding: [])
+                #expect(reqs.allSatisfy { has[$0.piece] })
+                asked += reqs.count
+                p.deliver(reqs, from: peer)
+            }
+        }
+        #expect(p.isComplete)
+        #expect(asked == 12 * 4)
+    }
+}
