@@ -72,9 +72,13 @@ field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.arg
 
 declare -A rate
 for tracker in starling opentracker; do
-  for mode in close keepalive; do
+  # close: one connection per announce (generator on 1 thread); close2: the same with the
+  # generator on 2 threads (on 2 cores it then competes with the tracker, but is no longer
+  # the bottleneck for opentracker); keepalive: connections reused.
+  for mode in close close2 keepalive; do
     "start_$tracker"
-    flag=(); [[ $mode == keepalive ]] && flag=(--keepalive)
+    flag=(--threads 1); [[ $mode == keepalive ]] && flag=(--keepalive --threads 1)
+    [[ $mode == close2 ]] && flag=(--threads 2)
     out=$("$BIN/tracker-bench" --url "http://127.0.0.1:$TRACKER_PORT/announce" --peers "$PEERS" --torrents "$TORRENTS" \
           --duration "$DURATION" --concurrency "$CONCURRENCY" "${flag[@]}")
     echo "$tracker $mode: $out" >&2
@@ -103,6 +107,8 @@ echo "Loopback, $(nproc) cores, $PEERS peers over $TORRENTS torrents, ${DURATION
 printf '%-28s %12s %12s %8s\n' "announces/s" starling opentracker ratio
 printf '%-28s %12s %12s %8s\n' "connection per announce" "${rate[starling-close]}" "${rate[opentracker-close]}" \
   "$(ratio "${rate[starling-close]}" "${rate[opentracker-close]}")"
+printf '%-28s %12s %12s %8s\n' "  same, 2 generator threads" "${rate[starling-close2]}" "${rate[opentracker-close2]}" \
+  "$(ratio "${rate[starling-close2]}" "${rate[opentracker-close2]}")"
 printf '%-28s %12s %12s %8s\n' "keep-alive" "${rate[starling-keepalive]}" "${rate[opentracker-keepalive]}" \
   "$(ratio "${rate[starling-keepalive]%% *}" "${rate[opentracker-keepalive]%% *}")"
 echo "(closes) = the tracker closed kept-alive connections, so the figure is really per-connection."
