@@ -151,6 +151,7 @@ struct TrackerMessagesTests {
         #expect(IPAddress("::ffff:10.1.2.3") == .v4(0x0A01_0203))
         #expect(IPAddress("2001:db8::1")?.description == "2001:db8::1")
         #expect(IPAddress("10.1.2") == nil && IPAddress("host.example") == nil && IPAddress("") == nil)
+        #expect(IPAddress("10.1.2.3\u{0}junk") == nil)
         let net = IPNetwork("10.0.0.0/8")
         #expect(net?.contains(IPAddress("10.200.0.1")!) == true)
         #expect(net?.contains(IPAddress("11.0.0.1")!) == false)

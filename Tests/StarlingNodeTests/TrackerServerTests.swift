@@ -318,6 +318,28 @@ struct TrackerServerTests {
         #expect(throws: TrackerClientError.self) { try TrackerURL("http://h:99999/announce") }
     }
 
+    /// The routes without a socket: `TrackerService` is what the NIO handler calls.
+    @Test func fullScrapeIsBoundedAndServiceWorksWithoutSockets() throws {
+        let service = TrackerService(configuration: TrackerConfiguration(host: "127.0.0.1", port: 0))
+        let me = IPAddress("10.0.0.1")
+        for t in 0...TrackerService.maxFullScrape {
+            var bytes = [UInt8](repeating: 0, count: 20)
+            bytes[0] = UInt8(t & 0xff)
+            bytes[1] = UInt8(t >> 8)
+            let q = S.request(InfoHash(bytes: bytes)!, 1, left: 0).queryString()
+            let r = service.handle(TrackerHTTPRequest(method: "GET", target: "/announce?" + q, keepAlive: true), remote: me)
+            #expect(r.status == 200)
+        }
+        #expect(service.counts == (TrackerService.maxFullScrape + 1, TrackerService.maxFullScrape + 1))
+        let all = service.handle(TrackerHTTPRequest(method: "GET", target: "/scrape", keepAlive: true), remote: me)
+        #expect(try ScrapeResponse.decode(all.body).files.count == TrackerService.maxFullScrape)
+        // No source address (e.g. a unix socket) and no trusted ip=: refused, not guessed.
+        let anon = service.handle(TrackerHTTPRequest(method: "GET", target: "/announce?" + S.request(Self.hash, 1, left: 0).queryString(),
+                                                     keepAlive: true), remote: nil)
+        #expect(anon.status == 400)
+        #expect(service.handle(TrackerHTTPRequest(method: "DELETE", target: "/announce", keepAlive: true), remote: me).status == 405)
+    }
+
     @Test func requestHeadParser() throws {
         let r = try TrackerRequestDecoder.parseHead(Array("GET /a?b=c HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n".utf8))
         #expect(r == TrackerHTTPRequest(method: "GET", target: "/a?b=c", keepAlive: true))

@@ -17,7 +17,8 @@ public enum IPAddress: Sendable, Hashable, CustomStringConvertible {
     public init?(_ text: some StringProtocol) {
         var bytes = [UInt8](repeating: 0, count: 16)
         let s = String(text)
-        if s.utf8.count > 45 { return nil }
+        // inet_pton reads a C string: an embedded NUL would silently cut the text short.
+        if s.utf8.count > 45 || s.utf8.contains(0) { return nil }
         let ok4 = s.withCString { p in bytes.withUnsafeMutableBytes { inet_pton(AF_INET, p, $0.baseAddress) } }
         if ok4 == 1 {
             self.init(bytes: bytes[0..<4])

@@ -153,8 +153,15 @@ public final class TrackerService: Sendable {
         var files: [InfoHash: ScrapeStats] = [:]
         state.withLock { s in
             if request.infoHashes.isEmpty {
-                // A full scrape (BEP 48): every swarm, or every allowed one.
-                files = s.registry.allStats().filter { allowed?.contains($0.key) ?? true }
+                // A full scrape (BEP 48): every swarm (or every allowed one), the largest first
+                // and at most `maxFullScrape`, so an open tracker's answer stays bounded.
+                let all = s.registry.allStats().filter { allowed?.contains($0.key) ?? true }
+                if all.count <= Self.maxFullScrape {
+                    files = all
+                } else {
+                    let top = all.sorted { $0.value.complete + $0.value.incomplete > $1.value.complete + $1.value.incomplete }
+                    files = Dictionary(uniqueKeysWithValues: top.prefix(Self.maxFullScrape).map { ($0.key, $0.value) })
+                }
             } else {
                 for h in request.infoHashes where allowed?.contains(h) ?? true {
                     files[h] = s.registry.stats(h) ?? ScrapeStats(complete: 0, incomplete: 0, downloaded: 0)
@@ -164,6 +171,9 @@ public final class TrackerService: Sendable {
         metrics.scrapes.ok.increment()
         return TrackerHTTPResponse(status: 200, body: ScrapeResponse(files: files).encoded())
     }
+
+    /// Most torrents in an answer to a scrape without `info_hash`.
+    public static let maxFullScrape = 1000
 
     static func failure(_ reason: String, status: Int = 200) -> TrackerHTTPResponse {
         TrackerHTTPResponse(status: status, body: AnnounceResponse.failure(reason))
