@@ -1,0 +1,501 @@
+import BitTorrent
+
+/// Both clocks the membership needs, passed in by the caller so tests can drive time.
+public struct GossipTime: Sendable, Hashable {
+    /// A monotonic clock in nanoseconds (timers, suspicion, expiry).
+    public var monotonicNanos: UInt64
+    /// Wall-clock milliseconds since the Unix epoch (message timestamps, the replay window).
+    public var unixMillis: UInt64
+
+    public init(monotonicNanos: UInt64, unixMillis: UInt64) {
+        self.monotonicNanos = monotonicNanos
+        self.unixMillis = unixMillis
+    }
+}
+
+/// Timers and limits of the membership protocol. Durations are nanoseconds.
+public struct GossipMembershipSettings: Sendable, Hashable {
+    /// One gossip round: ping `fanout` random members.
+    public var gossipInterval: UInt64 = 1_000_000_000
+    public var fanout = 3
+    /// A member not heard of (first- or second-hand) for this long becomes suspect.
+    public var suspectAfter: UInt64 = 3_000_000_000
+    /// ... and for this long is declared dead and removed: the "forgotten" bound.
+    public var deadAfter: UInt64 = 6_000_000_000
+    /// How long a removed member's id, incarnation and last sequence are remembered, so stale
+    /// hearsay cannot resurrect it and its old datagrams cannot be replayed. Must exceed the replay window.
+    public var tombstoneTTL: UInt64 = 60_000_000_000
+    /// While the table is empty: ping every seed (and broadcast) this often.
+    public var joinInterval: UInt64 = 2_000_000_000
+    /// Even with members, ping seeds that are not members this often (heals partitions).
+    public var rejoinInterval: UInt64 = 10_000_000_000
+    /// Outgoing datagrams per second (token bucket) and the bucket's burst.
+    public var sendRate: Double = 20
+    public var sendBurst: Double = 40
+    public var maxMembers = 1024
+    public var maxTombstones = 1024
+    /// Members probed directly after being learned second-hand (to learn their torrents); bounded queue.
+    public var maxPendingProbes = 256
+    /// Accept timestamps within this many milliseconds of our wall clock, either way.
+    public var replayWindowMillis: UInt64 = 30_000
+    /// Added to every second-hand age, so hearsay cycling between nodes only ever grows older
+    /// and cannot keep a dead member alive (it outweighs LAN transit time).
+    public var hopPenaltyMillis: UInt64 = 50
+    /// Random jitter of each round, as a fraction of `gossipInterval`, so nodes started together desynchronise.
+    public var jitter: Double = 0.1
+
+    public init() {}
+}
+
+/// A member as the engine sees it.
+public struct GossipMember: Sendable, Hashable {
+    public var id: GossipMemberID
+    /// Where its gossip datagrams come from and where we send ours.
+    public var gossipEndpoint: IPEndpoint
+    /// Its peer-wire address and TCP port (port 0: serves nothing).
+    public var peerAddress: IPAddress
+    public var peerPort: UInt16
+    public var status: GossipMemberStatus
+    public var incarnation: UInt32
+    /// Torrents it told us first-hand it serves (empty until it has spoken to us directly).
+    public var torrents: [GossipTorrent]
+}
+
+/// A candidate peer for one torrent.
+public struct GossipPeer: Sendable, Hashable {
+    public var address: IPAddress
+    public var port: UInt16
+    public var complete: Bool
+
+    public init(address: IPAddress, port: UInt16, complete: Bool) {
+        self.address = address
+        self.port = port
+        self.complete = complete
+    }
+}
+
+/// What the membership asks its runtime to do, or tells it happened.
+public enum GossipDirective: Sendable, Hashable {
+    /// Seal and send this message to this endpoint.
+    case send(GossipMessage, to: IPEndpoint)
+    /// Seal and send this message to the scope's broadcast address on the gossip port.
+    case broadcast(GossipMessage)
+    case memberAdded(GossipMember)
+    case memberUpdated(GossipMember)
+    case memberRemoved(GossipMember)
+    /// A member serves `infoHash` at `peer` (new, or its address or completeness changed).
+    case peerDiscovered(InfoHash, GossipPeer)
+}
+
+/// What became of a received message.
+public enum GossipReceiveResult: String, Sendable, Hashable {
+    case accepted
+    /// Its source or claimed peer address lies outside the scope.
+    case outOfScope = "out_of_scope"
+    /// Its sequence number is not above the last one seen from that sender.
+    case replayed
+    /// Its timestamp is outside the replay window.
+    case stale
+    /// Our own message (broadcast echo).
+    case fromSelf = "self"
+    /// A new sender while the member table is full.
+    case tableFull = "table_full"
+}
+
+/// Counters a runtime may export.
+public struct GossipMembershipStats: Sendable, Hashable {
+    /// Sample entries dropped because their address is outside the scope.
+    public var outOfScopeEntries = 0
+    /// Sample entries dropped for a zero port or unspecified address.
+    public var malformedEntries = 0
+    /// New members refused because the table was full.
+    public var tableFull = 0
+    /// Sends skipped because the rate cap was reached.
+    public var rateLimited = 0
+    /// Times we raised our incarnation to refute a suspicion.
+    public var refutations = 0
+    /// Seeds ignored at start because they lie outside the scope.
+    public var seedsOutOfScope = 0
+    /// Torrents beyond `GossipMessage.maxTorrents` left out of our announcements.
+    public var torrentsTruncated = 0
+}
+
+/// The outcome of `receive`: how the message was judged, and what to do.
+public struct GossipReceiveOutcome: Sendable {
+    public var result: GossipReceiveResult
+    public var directives: [GossipDirective]
+}
+
+/// Gossip membership as a pure state machine (after swift-cluster-membership's `SWIM.Instance`):
+/// no sockets, no clock, no global randomness. Inputs are `tick`, `receive`, `announce` and
+/// `leave`; outputs are `GossipDirective`s for the runtime to carry out.
+///
+/// Failure detection: each member carries the time it was last heard of. First-hand messages
+/// set it to now; second-hand samples carry an age, which is only trusted to be older (plus a
+/// hop penalty). So every node's view of a member ages from the member's own last datagram and
+/// a dead member is removed everywhere at most `deadAfter` (plus one tick) after it fell
+/// silent, while suspicion and incarnation numbers follow SWIM: suspect overrides alive at
+/// the same incarnation, and a member told it is suspected raises its incarnation to refute.
+/// Addresses outside `scope` are never learned, answered or contacted.
+public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable {
+    public let id: GossipMemberID
+    public let gossipEndpoint: IPEndpoint
+    public let scope: CIDR
+    public let settings: GossipMembershipSettings
+    public let broadcastEnabled: Bool
+    public let seeds: [IPEndpoint]
+    public private(set) var incarnation: UInt32 = 0
+    public private(set) var stats = GossipMembershipStats()
+
+    private var peerAddress: IPAddress
+    private var peerPort: UInt16 = 0
+    private var torrents: [GossipTorrent] = []
+    private var sequence: UInt64 = 0
+    private var rng: RNG
+
+    private struct Record: Sendable {
+        var member: GossipMember
+        var lastHeard: UInt64
+        var lastSequence: UInt64?
+        /// It has spoken to us first-hand since it was (re)learned, so we know its torrents.
+        var direct: Bool
+    }
+
+    private struct Tombstone: Sendable {
+        var incarnation: UInt32
+        var lastHeard: UInt64
+        var lastSequence: UInt64?
+        var expires: UInt64
+        /// Left cleanly: only a first-hand message or a higher incarnation brings it back.
+        var left: Bool
+    }
+
+    private var records: [GossipMemberID: Record] = [:]
+    private var tombstones: [GossipMemberID: Tombstone] = [:]
+    private var pendingProbes: [GossipMemberID] = []
+    /// Members whose ping we could not answer for the rate cap: answered as tokens return,
+    /// since the answer is how a pinger learns our torrents.
+    private var owedAcks: [GossipMemberID] = []
+    private var nextRound: UInt64
+    private var nextJoin: UInt64
+    private var nextRejoin: UInt64
+    private var tokens: Double
+    private var lastRefill: UInt64
+
+    /// - Parameters:
+    ///   - gossipEndpoint: our own bound gossip address (never contacted; used to ignore ourselves).
+    ///   - peerAddress: the peer-wire address we advertise; nil advertises `gossipEndpoint.ip`.
+    ///   - seeds: gossip endpoints to ping until we know members (out-of-scope ones are ignored).
+    public init(id: GossipMemberID, gossipEndpoint: IPEndpoint, peerAddress: IPAddress? = nil, scope: CIDR,
+                seeds: [IPEndpoint] = [], broadcast: Bool = false,
+                settings: GossipMembershipSettings = GossipMembershipSettings(), rng: RNG, now: GossipTime) {
+        self.id = id
+        self.gossipEndpoint = gossipEndpoint
+        self.peerAddress = peerAddress ?? gossipEndpoint.ip
+        self.scope = scope
+        self.settings = settings
+        self.broadcastEnabled = broadcast && scope.isIPv4
+        self.rng = rng
+        var kept: [IPEndpoint] = []
+        var outside = 0
+        for s in seeds where s != gossipEndpoint && !kept.contains(s) {
+            if scope.contains(s.ip) { kept.append(s) } else { outside += 1 }
+        }
+        self.seeds = kept
+        stats.seedsOutOfScope = outside
+        nextRound = now.monotonicNanos
+        nextJoin = now.monotonicNanos
+        nextRejoin = now.monotonicNanos &+ settings.rejoinInterval
+        tokens = settings.sendBurst
+        lastRefill = now.monotonicNanos
+    }
+
+    // MARK: Queries
+
+    /// Members currently alive or suspect, sorted by id.
+    public var members: [GossipMember] { records.keys.sorted().map { records[$0]!.member } }
+
+    public var memberCount: Int { records.count }
+
+    public func member(_ id: GossipMemberID) -> GossipMember? { records[id]?.member }
+
+    /// Peer-wire addresses of members (alive or suspect) that serve `infoHash`, sorted for stability.
+    public func peers(for infoHash: InfoHash) -> [GossipPeer] {
+        var out: [GossipPeer] = []
+        for r in records.values where r.member.peerPort != 0 {
+            if let t = r.member.torrents.first(where: { $0.infoHash == infoHash }) {
+                out.append(GossipPeer(address: r.member.peerAddress, port: r.member.peerPort, complete: t.complete))
+            }
+        }
+        return out.sorted { ($0.address, $0.port) < ($1.address, $1.port) }
+    }
+
+    // MARK: Inputs
+
+    /// Sets what we serve; announced from the next message on. At most `GossipMessage.maxTorrents`.
+    public mutating func announce(torrents: [GossipTorrent], peerPort: UInt16) {
+        var seen = Set<InfoHash>()
+        let unique = torrents.filter { seen.insert($0.infoHash).inserted }
+        stats.torrentsTruncated = max(0, unique.count - GossipMessage.maxTorrents)
+        self.torrents = Array(unique.prefix(GossipMessage.maxTorrents))
+        self.peerPort = peerPort
+    }
+
+    /// Advances timers: suspicion and expiry, the gossip round, probes of new members, joins.
+    /// Call it often (every 100 ms or so); it decides itself when a round is due.
+    public mutating func tick(now: GossipTime) -> [GossipDirective] {
+        let t = now.monotonicNanos
+        refill(t)
+        var out: [GossipDirective] = []
+        expire(now: t, into: &out)
+
+        if t >= nextRound {
+            let spread = Double(settings.gossipInterval) * settings.jitter
+            let offset = spread > 0 ? Double.random(in: -spread...spread, using: &rng) : 0
+            nextRound = t &+ UInt64(max(0, Double(settings.gossipInterval) + offset))
+            let candidates = records.keys.sorted().shuffled(using: &rng).prefix(settings.fanout)
+            for mid in candidates {
+                send(.ping, to: records[mid]!.member.gossipEndpoint, now: now, into: &out)
+            }
+            // One recently dead member per round: if it was only cut off, this brings it back.
+            if let ghost = tombstones.filter({ !$0.value.left }).keys.sorted().randomElement(using: &rng),
+               let endpoint = lastEndpoint[ghost] {
+                send(.ping, to: endpoint, now: now, into: &out)
+            }
+        }
+
+        while let mid = owedAcks.first, tokens >= 1 {
+            owedAcks.removeFirst()
+            if let r = records[mid] { send(.ack, to: r.member.gossipEndpoint, now: now, into: &out) }
+        }
+        while let mid = pendingProbes.first, tokens >= 1 {
+            pendingProbes.removeFirst()
+            if let r = records[mid], !r.direct {
+                send(.ping, to: r.member.gossipEndpoint, now: now, into: &out)
+            }
+        }
+
+        if records.isEmpty {
+            if t >= nextJoin {
+                nextJoin = t &+ settings.joinInterval
+                for s in seeds { send(.ping, to: s, now: now, into: &out) }
+                if broadcastEnabled, take() { out.append(.broadcast(makeMessage(.ping, now: now))) }
+            }
+        } else if t >= nextRejoin {
+            nextRejoin = t &+ settings.rejoinInterval
+            let known = Set(records.values.map(\.member.gossipEndpoint))
+            for s in seeds where !known.contains(s) { send(.ping, to: s, now: now, into: &out) }
+        }
+        return out
+    }
+
+    /// Judges and merges a message whose MAC, version and size the runtime has already checked.
+    /// `source` is the datagram's source address.
+    public mutating func receive(_ m: GossipMessage, from source: IPEndpoint, now: GossipTime) -> GossipReceiveOutcome {
+        let t = now.monotonicNanos
+        guard m.sender != id else { return GossipReceiveOutcome(result: .fromSelf, directives: []) }
+        guard scope.contains(source.ip), source.port != 0,
+              m.peerAddress.isUnspecified || scope.contains(m.peerAddress) else {
+            return GossipReceiveOutcome(result: .outOfScope, directives: [])
+        }
+        let skew = m.timestampMillis > now.unixMillis ? m.timestampMillis - now.unixMillis : now.unixMillis - m.timestampMillis
+        guard skew <= settings.replayWindowMillis else { return GossipReceiveOutcome(result: .stale, directives: []) }
+        let lastSeq = records[m.sender]?.lastSequence ?? tombstones[m.sender]?.lastSequence
+        if let last = lastSeq, m.sequence <= last { return GossipReceiveOutcome(result: .replayed, directives: []) }
+
+        var out: [GossipDirective] = []
+        if m.kind == .leave {
+            if records[m.sender] != nil {
+                remove(m.sender, now: t, left: true, into: &out)
+                tombstones[m.sender]?.lastSequence = m.sequence
+            } else if tombstones[m.sender] != nil {
+                tombstones[m.sender]?.lastSequence = m.sequence
+                tombstones[m.sender]?.left = true
+            }
+            return GossipReceiveOutcome(result: .accepted, directives: out)
+        }
+
+        guard records[m.sender] != nil || records.count < settings.maxMembers else {
+            stats.tableFull += 1
+            return GossipReceiveOutcome(result: .tableFull, directives: [])
+        }
+        // A new id at a known endpoint is that node restarted: its old self is gone for good.
+        for (oid, r) in records where oid != m.sender && r.member.gossipEndpoint == source {
+            remove(oid, now: t, left: true, into: &out)
+        }
+        let peerIP = m.peerAddress.isUnspecified ? source.ip : m.peerAddress
+        let previous = records[m.sender]?.member
+        var member = previous ?? GossipMember(id: m.sender, gossipEndpoint: source, peerAddress: peerIP,
+                                              peerPort: m.peerPort, status: .alive, incarnation: m.incarnation,
+                                              torrents: [])
+        member.gossipEndpoint = source
+        member.peerAddress = peerIP
+        member.peerPort = m.peerPort
+        member.status = .alive // first-hand contact refutes any suspicion we held
+        member.incarnation = max(member.incarnation, m.incarnation)
+        member.torrents = Array(m.torrents.prefix(GossipMessage.maxTorrents))
+        records[m.sender] = Record(member: member, lastHeard: t, lastSequence: m.sequence, direct: true)
+        tombstones[m.sender] = nil
+        lastEndpoint[m.sender] = source
+        if let previous {
+            if previous != member { out.append(.memberUpdated(member)) }
+        } else {
+            out.append(.memberAdded(member))
+        }
+        if member.peerPort != 0 {
+            let moved = previous.map { $0.peerAddress != member.peerAddress || $0.peerPort != member.peerPort } ?? true
+            for tor in member.torrents {
+                let before = previous?.torrents.first { $0.infoHash == tor.infoHash }
+                if moved || before == nil || before!.complete != tor.complete {
+                    out.append(.peerDiscovered(tor.infoHash, GossipPeer(address: peerIP, port: member.peerPort,
+                                                                        complete: tor.complete)))
+                }
+            }
+        }
+
+        for e in m.members { merge(e, now: t, into: &out) }
+
+        if m.kind == .ping, !send(.ack, to: source, now: now, into: &out),
+           !owedAcks.contains(m.sender), owedAcks.count < settings.maxPendingProbes {
+            owedAcks.append(m.sender)
+        }
+        return GossipReceiveOutcome(result: .accepted, directives: out)
+    }
+
+    /// Says goodbye: a `leave` to every member, within the rate cap, so they forget us at once.
+    public mutating func leave(now: GossipTime) -> [GossipDirective] {
+        refill(now.monotonicNanos)
+        var out: [GossipDirective] = []
+        for mid in records.keys.sorted() { send(.leave, to: records[mid]!.member.gossipEndpoint, now: now, into: &out) }
+        return out
+    }
+
+    // MARK: Internals
+
+    /// Last gossip endpoint of members, kept with tombstones so a ghost can be pinged.
+    private var lastEndpoint: [GossipMemberID: IPEndpoint] = [:]
+
+    private mutating func merge(_ e: GossipMemberEntry, now t: UInt64, into out: inout [GossipDirective]) {
+        if e.id == id {
+            // SWIM refutation: someone suspects us at our current incarnation; outbid it.
+            if e.status != .alive, e.incarnation >= incarnation, incarnation < UInt32.max {
+                incarnation = e.incarnation + 1
+                stats.refutations += 1
+            }
+            return
+        }
+        guard !e.address.isUnspecified, e.gossipPort != 0 else { stats.malformedEntries += 1; return }
+        guard scope.contains(e.address) else { stats.outOfScopeEntries += 1; return }
+        let ageNanos = (UInt64(e.ageMillis) + settings.hopPenaltyMillis) * 1_000_000
+        let heard = t > ageNanos ? t - ageNanos : 0
+        let endpoint = IPEndpoint(ip: e.address, port: e.gossipPort)
+
+        if var r = records[e.id] {
+            var m = r.member
+            if e.incarnation > m.incarnation {
+                m.incarnation = e.incarnation
+                m.status = e.status == .alive ? .alive : .suspect
+            } else if e.incarnation == m.incarnation, e.status != .alive, m.status == .alive {
+                // Dead is only ever hearsay here: it makes a member suspect; removal is our own timeout.
+                m.status = .suspect
+            }
+            r.lastHeard = max(r.lastHeard, heard)
+            let changed = m != r.member
+            r.member = m
+            records[e.id] = r
+            if changed { out.append(.memberUpdated(m)) }
+            return
+        }
+
+        guard e.status != .dead, t - min(t, heard) < settings.deadAfter else { return }
+        if let tomb = tombstones[e.id] {
+            let fresher = !tomb.left && heard > tomb.lastHeard
+            guard e.incarnation > tomb.incarnation || fresher else { return }
+        }
+        guard endpoint != gossipEndpoint,
+              !records.values.contains(where: { $0.member.gossipEndpoint == endpoint }) else { return }
+        guard records.count < settings.maxMembers else { stats.tableFull += 1; return }
+        let m = GossipMember(id: e.id, gossipEndpoint: endpoint, peerAddress: e.address, peerPort: e.peerPort,
+                             status: e.status, incarnation: e.incarnation, torrents: [])
+        records[e.id] = Record(member: m, lastHeard: heard, lastSequence: tombstones[e.id]?.lastSequence, direct: false)
+        tombstones[e.id] = nil
+        lastEndpoint[e.id] = endpoint
+        out.append(.memberAdded(m))
+        // Its torrents only come first-hand: ask it soon rather than waiting for random rounds.
+        if pendingProbes.count < settings.maxPendingProbes { pendingProbes.append(e.id) }
+    }
+
+    private mutating func expire(now t: UInt64, into out: inout [GossipDirective]) {
+        for mid in records.keys.sorted() {
+            let r = records[mid]!
+            let silent = t > r.lastHeard ? t - r.lastHeard : 0
+            if silent >= settings.deadAfter {
+                remove(mid, now: t, left: false, into: &out)
+            } else if silent >= settings.suspectAfter, r.member.status == .alive {
+                records[mid]!.member.status = .suspect
+                out.append(.memberUpdated(records[mid]!.member))
+            }
+        }
+        for (mid, tomb) in tombstones where tomb.expires <= t {
+            tombstones[mid] = nil
+            lastEndpoint[mid] = nil
+        }
+    }
+
+    private mutating func remove(_ mid: GossipMemberID, now t: UInt64, left: Bool, into out: inout [GossipDirective]) {
+        guard let r = records.removeValue(forKey: mid) else { return }
+        pendingProbes.removeAll { $0 == mid }
+        owedAcks.removeAll { $0 == mid }
+        if tombstones.count >= settings.maxTombstones,
+           let oldest = tombstones.min(by: { ($0.value.expires, $0.key) < ($1.value.expires, $1.key) })?.key {
+            tombstones[oldest] = nil
+            lastEndpoint[oldest] = nil
+        }
+        tombstones[mid] = Tombstone(incarnation: r.member.incarnation, lastHeard: r.lastHeard,
+                                    lastSequence: r.lastSequence, expires: t &+ settings.tombstoneTTL, left: left)
+        var gone = r.member
+        gone.status = .dead
+        out.append(.memberRemoved(gone))
+    }
+
+    private mutating func refill(_ t: UInt64) {
+        guard t > lastRefill else { return }
+        tokens = min(settings.sendBurst, tokens + Double(t - lastRefill) / 1e9 * settings.sendRate)
+        lastRefill = t
+    }
+
+    private mutating func take() -> Bool {
+        guard tokens >= 1 else { stats.rateLimited += 1; return false }
+        tokens -= 1
+        return true
+    }
+
+    @discardableResult
+    private mutating func send(_ kind: GossipMessage.Kind, to endpoint: IPEndpoint, now: GossipTime,
+                               into out: inout [GossipDirective]) -> Bool {
+        // Defence in depth: nothing outside the scope is ever contacted, whatever put it here.
+        guard endpoint != gossipEndpoint, scope.contains(endpoint.ip) else { return true }
+        guard take() else { return false }
+        out.append(.send(makeMessage(kind, now: now), to: endpoint))
+        return true
+    }
+
+    private mutating func makeMessage(_ kind: GossipMessage.Kind, now: GossipTime) -> GossipMessage {
+        sequence += 1
+        var sample: [GossipMemberEntry] = []
+        if kind != .leave {
+            let t = now.monotonicNanos
+            for mid in records.keys.sorted().shuffled(using: &rng).prefix(GossipMessage.maxMembers) {
+                let r = records[mid]!
+                let age = min((t > r.lastHeard ? t - r.lastHeard : 0) / 1_000_000, UInt64(UInt32.max))
+                sample.append(GossipMemberEntry(id: mid, address: r.member.gossipEndpoint.ip,
+                                                peerPort: r.member.peerPort, gossipPort: r.member.gossipEndpoint.port,
+                                                status: r.member.status, incarnation: r.member.incarnation,
+                                                ageMillis: UInt32(age)))
+            }
+        }
+        return GossipMessage(kind: kind, sender: id, peerAddress: peerAddress, peerPort: peerPort,
+                             gossipPort: gossipEndpoint.port, timestampMillis: now.unixMillis, sequence: sequence,
+                             incarnation: incarnation, torrents: kind == .leave ? [] : torrents, members: sample)
+    }
+}
