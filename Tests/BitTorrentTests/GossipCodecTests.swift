@@ -205,7 +205,7 @@ struct GossipKeyTests {
 }
 
 @Suite("IP addresses and CIDR")
-struct CIDRTests {
+struct GossipCIDRTests {
     @Test func ipv4() throws {
         let c = try CIDR(parsing: "10.1.7.9/16")
         #expect(c.description == "10.1.0.0/16")
