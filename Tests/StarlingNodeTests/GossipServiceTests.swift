@@ -48,7 +48,11 @@ private func sendRaw(_ bytes: [UInt8], from ip: String, to: IPEndpoint, group: a
 @Suite("Gossip service (UDP on 127.0.0.x)", .serialized)
 struct GossipServiceTests {
     let group = MultiThreadedEventLoopGroup.singleton
-    let logger = Logger(label: "gossip-test")
+    let logger: Logger = {
+        var l = Logger(label: "gossip-test")
+        l.logLevel = .error
+        return l
+    }()
 
     /// Three nodes on 127.0.0.2-4 with seeds; returns them started, converged.
     private func cluster() async throws -> [GossipService] {

@@ -46,8 +46,14 @@ struct SimNetwork {
 
     static func endpoint(_ i: Int) -> IPEndpoint { IPEndpoint(ip: IPAddress("10.0.\(i / 200).\(i % 200 + 10)")!, port: 6890) }
 
+    /// Time each node last sent a datagram (to measure expiry from a dead node's last word).
+    var lastSent: [Int: UInt64] = [:]
+    private var seed: UInt64 = 7
+
     init(count: Int, seeds: [Int] = [0], broadcast: Bool = false, settings: GossipMembershipSettings = .init(),
-         torrent: InfoHash? = ih(1)) {
+         torrent: InfoHash? = ih(1), seed: UInt64 = 7) {
+        self.seed = seed
+        rng = SplitMix64(seed: seed)
         for i in 0..<count { addNode(i, seeds: seeds, broadcast: broadcast, settings: settings, torrent: torrent) }
     }
 
@@ -55,7 +61,7 @@ struct SimNetwork {
                           torrent: InfoHash? = ih(1)) {
         var node = Node(id: UInt64(i + 1) * 0x1000_0001, gossipEndpoint: Self.endpoint(i), scope: scope,
                         seeds: seeds.map(Self.endpoint), broadcast: broadcast, settings: settings,
-                        rng: SplitMix64(seed: UInt64(i) &* 31 &+ 1), now: time(now))
+                        rng: SplitMix64(seed: UInt64(i) &* 31 &+ seed), now: time(now))
         if let torrent { node.announce(torrents: [GossipTorrent(infoHash: torrent, complete: i == 0)], peerPort: 6881) }
         if i < nodes.count { nodes[i] = node; up[i] = true } else { nodes.append(node); up.append(true); group.append(0) }
         byEndpoint[Self.endpoint(i)] = i
@@ -79,7 +85,9 @@ struct SimNetwork {
         datagrams += 1
         bytes += wire.count
         maxDatagram = max(maxDatagram, wire.count)
-        guard up[i], group[i] == group[j], Double.random(in: 0..<1, using: &rng) >= lossRate else { return }
+        guard up[i] else { return }
+        lastSent[i] = now
+        guard group[i] == group[j], Double.random(in: 0..<1, using: &rng) >= lossRate else { return }
         inflight.append((now + UInt64.random(in: 1_000_000...5_000_000, using: &rng), Self.endpoint(i), j, wire))
     }
 
@@ -101,11 +109,12 @@ struct SimNetwork {
         let end = now + duration
         let start = now
         while now < end {
-            let nextMsg = inflight.map(\.at).min() ?? UInt64.max
+            var idx = -1
+            var nextMsg = UInt64.max
+            for (k, d) in inflight.enumerated() where d.at < nextMsg { (idx, nextMsg) = (k, d.at) }
             if nextMsg <= nextTick {
                 now = max(now, nextMsg)
-                let idx = inflight.firstIndex { $0.at == nextMsg }!
-                let d = inflight.remove(at: idx)
+                let d = inflight.swapRemoveAt(idx)
                 guard up[d.to] else { continue }
                 let m = try! GossipCodec.open(d.wire, key: simKey)
                 let outcome = nodes[d.to].receive(m, from: d.from, now: time(now))
@@ -129,6 +138,7 @@ struct SimNetwork {
     /// Every live node knows every other live node, and no dead one.
     func converged() -> Bool {
         let live = liveIndices()
+        guard live.allSatisfy({ nodes[$0].memberCount == live.count - 1 }) else { return false }
         let liveIDs = Set(live.map { nodes[$0].id })
         return live.allSatisfy { i in Set(nodes[i].members.map(\.id)) == liveIDs.subtracting([nodes[i].id]) }
     }
@@ -205,6 +215,41 @@ struct GossipMembershipTests {
         #expect(net.converged())
         #expect(net.liveIndices().allSatisfy { net.nodes[$0].peers(for: ih(1)).count == 38 })
         _ = killedAt
+    }
+
+    /// The figures in docs/gossip.md: 40 nodes started at once, 5 runs per join mode
+    /// (seed = node 0, or broadcast only), then one node killed per run.
+    @Test(arguments: [false, true])
+    func convergenceFigures(broadcast: Bool) {
+        var join: [Double] = [], torrents: [Double] = [], fromKill: [Double] = [], fromLast: [Double] = []
+        for run in 0..<5 {
+            var net = SimNetwork(count: 40, seeds: broadcast ? [] : [0], broadcast: broadcast, seed: UInt64(100 + run))
+            let m = net.run(for: 30 * second) { $0.converged() }
+            let p = net.run(for: 30 * second) { $0.peersConverged(ih(1)) }
+            #expect(m != nil && p != nil)
+            join.append(Double(m ?? 0) / 1e9)
+            torrents.append(Double((m ?? 0) + (p ?? 0)) / 1e9)
+            _ = net.run(for: 2 * second)
+            let victim = 1 + run * 4
+            let vid = net.nodes[victim].id
+            net.up[victim] = false
+            let killedAt = net.now
+            let f = net.run(for: 20 * second) { !$0.anyoneKnows(vid) }
+            #expect(f != nil)
+            fromKill.append(Double(f ?? 0) / 1e9)
+            fromLast.append(Double(killedAt + (f ?? 0) - (net.lastSent[victim] ?? killedAt)) / 1e9)
+        }
+        func summary(_ xs: [Double]) -> String {
+            let v = xs.sorted()
+            return "min \(v.first!) median \(v[v.count / 2]) max \(v.last!)"
+        }
+        let mode = broadcast ? "broadcast join" : "seed join"
+        print("gossip-figures: 40 nodes, \(mode), 5 runs: all members known [s] \(summary(join))")
+        print("gossip-figures: 40 nodes, \(mode), 5 runs: all torrent peers known [s] \(summary(torrents))")
+        print("gossip-figures: 40 nodes, \(mode), 5 runs: dead node forgotten by all, from kill [s] \(summary(fromKill))")
+        print("gossip-figures: 40 nodes, \(mode), 5 runs: dead node forgotten by all, from its last datagram [s] \(summary(fromLast))")
+        #expect(fromLast.allSatisfy { $0 <= 6.2 })
+        #expect(join.allSatisfy { $0 <= 5 })
     }
 
     @Test func convergesDespiteTenPercentLoss() {
@@ -432,5 +477,13 @@ struct GossipMembershipTests {
         guard case .send(let m, _)? = a.tick(now: time(0)).first else { Issue.record("no join ping"); return }
         #expect(m.torrents.count == GossipMessage.maxTorrents && m.peerPort == 7000)
         #expect(GossipCodec.seal(m, key: simKey).count <= GossipMessage.maxDatagramSize)
+    }
+}
+
+extension Array {
+    /// O(1) removal where order does not matter.
+    mutating func swapRemoveAt(_ i: Int) -> Element {
+        swapAt(i, count - 1)
+        return removeLast()
     }
 }

@@ -148,7 +148,8 @@ public enum GossipCodec {
         out.append(m.kind.rawValue)
         put(&out, UInt16(0))
         put(&out, m.sender)
-        out += m.peerAddress.bytes
+        put(&out, m.peerAddress.high)
+        put(&out, m.peerAddress.low)
         put(&out, m.peerPort)
         put(&out, m.gossipPort)
         put(&out, m.timestampMillis)
@@ -162,7 +163,8 @@ public enum GossipCodec {
         }
         for e in members {
             put(&out, e.id)
-            out += e.address.bytes
+            put(&out, e.address.high)
+            put(&out, e.address.low)
             put(&out, e.peerPort)
             put(&out, e.gossipPort)
             out.append(e.status.rawValue)
@@ -260,19 +262,22 @@ public enum GossipCodec {
 
         mutating func u8() throws(GossipWireError) -> UInt8 { try bytes(1).first! }
 
-        mutating func int<T: FixedWidthInteger>(_: T.Type) throws(GossipWireError) -> T {
-            var v: T = 0
-            for b in try bytes(MemoryLayout<T>.size) { v = v << 8 | T(b) }
+        /// Big-endian unsigned integer of `n` (1...8) bytes.
+        mutating func uint(_ n: Int) throws(GossipWireError) -> UInt64 {
+            guard remaining >= n else { throw .truncated }
+            var v: UInt64 = 0
+            for i in pos..<pos + n { v = v << 8 | UInt64(data[i]) }
+            pos += n
             return v
         }
 
-        mutating func u16() throws(GossipWireError) -> UInt16 { try int(UInt16.self) }
-        mutating func u32() throws(GossipWireError) -> UInt32 { try int(UInt32.self) }
-        mutating func u64() throws(GossipWireError) -> UInt64 { try int(UInt64.self) }
+        mutating func u16() throws(GossipWireError) -> UInt16 { UInt16(truncatingIfNeeded: try uint(2)) }
+        mutating func u32() throws(GossipWireError) -> UInt32 { UInt32(truncatingIfNeeded: try uint(4)) }
+        mutating func u64() throws(GossipWireError) -> UInt64 { try uint(8) }
 
         mutating func address() throws(GossipWireError) -> IPAddress {
-            guard let a = IPAddress(bytes: try bytes(16)) else { throw .truncated }
-            return a
+            let h = try uint(8)
+            return IPAddress(high: h, low: try uint(8))
         }
     }
 }

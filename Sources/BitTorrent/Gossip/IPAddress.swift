@@ -9,21 +9,43 @@ import Darwin
 /// One representation for both families keeps the gossip wire format fixed-width and lets
 /// one `CIDR.contains` serve both.
 public struct IPAddress: Sendable, Hashable, Comparable, CustomStringConvertible {
-    /// Exactly 16 bytes, network order.
-    public let bytes: [UInt8]
+    /// The 128 bits as two big-endian halves: no heap storage, cheap to compare and mask.
+    public let high: UInt64
+    public let low: UInt64
 
     /// `::` — on the wire it means "no address given".
-    public static let unspecified = IPAddress(uncheckedBytes: [UInt8](repeating: 0, count: 16))
+    public static let unspecified = IPAddress(high: 0, low: 0)
 
-    private init(uncheckedBytes: [UInt8]) { bytes = uncheckedBytes }
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
 
     /// 16 bytes (IPv6 or IPv4-mapped) or 4 bytes (IPv4); nil for any other length.
     public init?(bytes: some Collection<UInt8>) {
         switch bytes.count {
-        case 16: self.bytes = Array(bytes)
-        case 4: self.bytes = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] + Array(bytes)
+        case 16:
+            var h: UInt64 = 0, l: UInt64 = 0
+            for (i, b) in bytes.enumerated() {
+                if i < 8 { h = h << 8 | UInt64(b) } else { l = l << 8 | UInt64(b) }
+            }
+            self.init(high: h, low: l)
+        case 4:
+            var v: UInt64 = 0
+            for b in bytes { v = v << 8 | UInt64(b) }
+            self.init(high: 0, low: 0xffff_0000_0000 | v)
         default: return nil
         }
+    }
+
+    /// Exactly 16 bytes, network order.
+    public var bytes: [UInt8] {
+        var out = [UInt8](repeating: 0, count: 16)
+        for i in 0..<8 {
+            out[i] = UInt8(truncatingIfNeeded: high >> (56 - 8 * UInt64(i)))
+            out[8 + i] = UInt8(truncatingIfNeeded: low >> (56 - 8 * UInt64(i)))
+        }
+        return out
     }
 
     /// Parses dotted-quad IPv4 or textual IPv6 (no zone, no brackets).
@@ -44,24 +66,26 @@ public struct IPAddress: Sendable, Hashable, Comparable, CustomStringConvertible
         return nil
     }
 
-    public var isIPv4: Bool { bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xff && bytes[11] == 0xff }
+    public var isIPv4: Bool { high == 0 && low >> 32 == 0xffff }
 
     /// The 4 bytes of an IPv4 address, nil for IPv6.
     public var ipv4Bytes: [UInt8]? { isIPv4 ? Array(bytes[12..<16]) : nil }
 
-    public var isUnspecified: Bool { bytes.allSatisfy { $0 == 0 } || ipv4Bytes == [0, 0, 0, 0] }
+    /// `::` or `0.0.0.0`.
+    public var isUnspecified: Bool { high == 0 && (low == 0 || low == 0xffff_0000_0000) }
 
     /// Dotted quad for IPv4, RFC 5952 text for IPv6.
     public var description: String {
         if let v4 = ipv4Bytes { return v4.map(String.init).joined(separator: ".") }
         var addr = in6_addr()
-        withUnsafeMutableBytes(of: &addr) { $0.copyBytes(from: bytes) }
+        let raw = bytes
+        withUnsafeMutableBytes(of: &addr) { $0.copyBytes(from: raw) }
         var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         guard inet_ntop(AF_INET6, &addr, &buf, socklen_t(buf.count)) != nil else { return Hex.encode(bytes) }
         return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    public static func < (lhs: IPAddress, rhs: IPAddress) -> Bool { lhs.bytes.lexicographicallyPrecedes(rhs.bytes) }
+    public static func < (lhs: IPAddress, rhs: IPAddress) -> Bool { (lhs.high, lhs.low) < (rhs.high, rhs.low) }
 }
 
 /// An address block such as `10.1.0.0/16` or `fd00::/64`: the gossip scope.
@@ -97,11 +121,11 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
     public init(network: IPAddress, prefixLength: Int) {
         let len128 = network.isIPv4 ? 96 + min(max(prefixLength, 0), 32) : min(max(prefixLength, 0), 128)
         prefixLength128 = len128
-        self.network = IPAddress(bytes: CIDR.mask(network.bytes, len128))!
+        self.network = CIDR.mask(network, len128)
     }
 
     public func contains(_ address: IPAddress) -> Bool {
-        CIDR.mask(address.bytes, prefixLength128) == network.bytes
+        CIDR.mask(address, prefixLength128) == network
     }
 
     /// The prefix in the address's own family, as written.
@@ -112,27 +136,16 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
     /// The highest address of an IPv4 block (its directed-broadcast address); nil for IPv6.
     public var ipv4Broadcast: IPAddress? {
         guard isIPv4 else { return nil }
-        var b = network.bytes
-        for i in 0..<16 {
-            let bitsBefore = i * 8
-            if bitsBefore >= prefixLength128 { b[i] = 0xff } else if bitsBefore + 8 > prefixLength128 {
-                b[i] |= UInt8(0xff) >> UInt8(prefixLength128 - bitsBefore)
-            }
-        }
-        return IPAddress(bytes: b)
+        let m = CIDR.mask(IPAddress(high: .max, low: .max), prefixLength128)
+        return IPAddress(high: network.high | ~m.high, low: network.low | ~m.low)
     }
 
     public var description: String { "\(network)/\(prefixLength)" }
 
-    private static func mask(_ bytes: [UInt8], _ len: Int) -> [UInt8] {
-        var out = bytes
-        for i in 0..<16 {
-            let bitsBefore = i * 8
-            if bitsBefore >= len { out[i] = 0 } else if bitsBefore + 8 > len {
-                out[i] &= ~(UInt8(0xff) >> UInt8(len - bitsBefore))
-            }
-        }
-        return out
+    /// Keeps the first `len` bits (0...128) of `a`.
+    private static func mask(_ a: IPAddress, _ len: Int) -> IPAddress {
+        func keep(_ bits: Int) -> UInt64 { bits <= 0 ? 0 : bits >= 64 ? .max : ~(UInt64.max >> UInt64(bits)) }
+        return IPAddress(high: a.high & keep(len), low: a.low & keep(len - 64))
     }
 }
 

@@ -170,7 +170,12 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         var left: Bool
     }
 
-    private var records: [GossipMemberID: Record] = [:]
+    private var records: [GossipMemberID: Record] = [:] {
+        didSet { if records.count != ids.count { ids = records.keys.sorted() } }
+    }
+    /// `records`' keys, sorted: random choices draw from it so a seeded run is reproducible
+    /// (dictionary order is not) without sorting on every message.
+    private var ids: [GossipMemberID] = []
     private var tombstones: [GossipMemberID: Tombstone] = [:]
     private var pendingProbes: [GossipMemberID] = []
     /// Members whose ping we could not answer for the rate cap: answered as tokens return,
@@ -213,7 +218,7 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
     // MARK: Queries
 
     /// Members currently alive or suspect, sorted by id.
-    public var members: [GossipMember] { records.keys.sorted().map { records[$0]!.member } }
+    public var members: [GossipMember] { ids.map { records[$0]!.member } }
 
     public var memberCount: Int { records.count }
 
@@ -253,7 +258,13 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
             let spread = Double(settings.gossipInterval) * settings.jitter
             let offset = spread > 0 ? Double.random(in: -spread...spread, using: &rng) : 0
             nextRound = t &+ UInt64(max(0, Double(settings.gossipInterval) + offset))
-            let candidates = records.keys.sorted().shuffled(using: &rng).prefix(settings.fanout)
+            // Members that have not yet spoken to us first (their probe or our answer was lost),
+            // then random ones.
+            var candidates: [GossipMemberID] = []
+            for mid in ids where candidates.count < settings.fanout && !records[mid]!.direct { candidates.append(mid) }
+            for mid in randomIDs(settings.fanout) where candidates.count < settings.fanout && !candidates.contains(mid) {
+                candidates.append(mid)
+            }
             for mid in candidates {
                 send(.ping, to: records[mid]!.member.gossipEndpoint, now: now, into: &out)
             }
@@ -366,7 +377,7 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
     public mutating func leave(now: GossipTime) -> [GossipDirective] {
         refill(now.monotonicNanos)
         var out: [GossipDirective] = []
-        for mid in records.keys.sorted() { send(.leave, to: records[mid]!.member.gossipEndpoint, now: now, into: &out) }
+        for mid in ids { send(.leave, to: records[mid]!.member.gossipEndpoint, now: now, into: &out) }
         return out
     }
 
@@ -426,7 +437,7 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
     }
 
     private mutating func expire(now t: UInt64, into out: inout [GossipDirective]) {
-        for mid in records.keys.sorted() {
+        for mid in ids {
             let r = records[mid]!
             let silent = t > r.lastHeard ? t - r.lastHeard : 0
             if silent >= settings.deadAfter {
@@ -458,6 +469,14 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         out.append(.memberRemoved(gone))
     }
 
+    /// Up to `k` distinct member ids chosen at random (partial Fisher-Yates over a copy of `ids`).
+    private mutating func randomIDs(_ k: Int) -> [GossipMemberID] {
+        var pool = ids
+        let n = min(k, pool.count)
+        for i in 0..<n { pool.swapAt(i, Int.random(in: i..<pool.count, using: &rng)) }
+        return Array(pool.prefix(n))
+    }
+
     private mutating func refill(_ t: UInt64) {
         guard t > lastRefill else { return }
         tokens = min(settings.sendBurst, tokens + Double(t - lastRefill) / 1e9 * settings.sendRate)
@@ -485,7 +504,7 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         var sample: [GossipMemberEntry] = []
         if kind != .leave {
             let t = now.monotonicNanos
-            for mid in records.keys.sorted().shuffled(using: &rng).prefix(GossipMessage.maxMembers) {
+            for mid in randomIDs(GossipMessage.maxMembers) {
                 let r = records[mid]!
                 let age = min((t > r.lastHeard ? t - r.lastHeard : 0) / 1_000_000, UInt64(UInt32.max))
                 sample.append(GossipMemberEntry(id: mid, address: r.member.gossipEndpoint.ip,
