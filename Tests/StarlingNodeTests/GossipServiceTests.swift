@@ -160,6 +160,25 @@ struct GossipServiceTests {
         let seeds = try GossipConfig.parseSeeds(["10.0.0.1", "10.0.0.2:7000", "[fd00::1]:7001"])
         #expect(seeds.map(\.description) == ["10.0.0.1:6890", "10.0.0.2:7000", "[fd00::1]:7001"])
         #expect(throws: GossipConfigError.badSeed("nope")) { try GossipConfig.parseSeeds(["nope"]) }
+
+        let env = ["STARLING_GOSSIP_KEY": "0123456789abcdef0123"]
+        let c = try GossipConfig.fromOptions(ip: "10.1.0.5", subnet: "10.1.0.0/16", seeds: ["10.1.0.1", "10.1.0.2:7000"],
+                                             environment: env)
+        #expect(c.port == 6890 && c.seeds.map(\.port) == [6890, 7000] && c.key?.bytes.count == 20)
+        #expect(throws: GossipConfigError.noKey) { try GossipConfig.fromOptions(ip: "10.1.0.5", subnet: "10.1.0.0/16", environment: [:]) }
+        #expect(try GossipConfig.fromOptions(ip: "10.1.0.5", subnet: "10.1.0.0/16", insecure: true, environment: [:]).key == nil)
+        #expect(throws: GossipConfigError.badSubnet("10.1.0.0/33")) {
+            try GossipConfig.fromOptions(ip: "10.1.0.5", subnet: "10.1.0.0/33", environment: env)
+        }
+        #expect(throws: GossipConfigError.bindOutsideSubnet("10.2.0.5", "10.1.0.0/16")) {
+            try GossipConfig.fromOptions(ip: "10.2.0.5", subnet: "10.1.0.0/16", environment: env)
+        }
+        #expect(throws: GossipConfigError.self) {
+            try GossipConfig.fromOptions(ip: "10.1.0.5", subnet: "10.1.0.0/16", keyFile: "/nonexistent", environment: env)
+        }
+        #expect(throws: GossipConfigError.broadcastNeedsIPv4) {
+            try GossipConfig.fromOptions(ip: "fd00::5", subnet: "fd00::/64", broadcast: true, environment: env)
+        }
     }
 }
 
