@@ -14,7 +14,7 @@ private func fullMessage() -> GossipMessage {
         torrents.append(GossipTorrent(infoHash: ih(UInt8(i)), complete: i % 2 == 0))
     }
     var members: [GossipMemberEntry] = []
-    for i in 0..<GossipMessage.maxMembers {
+    for i in 0..<GossipCodec.memberCapacity(torrents: GossipMessage.maxTorrents) {
         let address: IPAddress = i % 2 == 0 ? IPAddress("10.1.0.\(i)")! : IPAddress("fd00::\(i + 1)")!
         let status = GossipMemberStatus(rawValue: UInt8(i % 3))!
         members.append(GossipMemberEntry(id: UInt64(i + 1), address: address, peerPort: UInt16(7000 + i),
@@ -48,8 +48,15 @@ struct GossipCodecTests {
     @Test func roundTripAtTheLimitsFitsOneDatagram() throws {
         let m = fullMessage()
         let wire = GossipCodec.seal(m, key: key)
-        #expect(wire.count == GossipCodec.encodedSize(torrents: GossipMessage.maxTorrents, members: GossipMessage.maxMembers))
+        #expect(wire.count == GossipCodec.encodedSize(torrents: GossipMessage.maxTorrents, members: 17))
         #expect(wire.count <= GossipMessage.maxDatagramSize)
+        // Fewer torrents leave room for more members, never past the datagram limit.
+        for t in 0...GossipMessage.maxTorrents {
+            let cap = GossipCodec.memberCapacity(torrents: t)
+            #expect(GossipCodec.encodedSize(torrents: t, members: cap) <= GossipMessage.maxDatagramSize)
+            #expect(cap == GossipMessage.maxMembers || GossipCodec.encodedSize(torrents: t, members: cap + 1) > GossipMessage.maxDatagramSize)
+        }
+        #expect(GossipCodec.memberCapacity(torrents: 1) == 34 && GossipCodec.memberCapacity(torrents: 0) == 35)
         #expect(try GossipCodec.open(wire, key: key) == m)
     }
 
@@ -70,18 +77,21 @@ struct GossipCodecTests {
         #expect(Array(wire[30..<32]) == [0x1a, 0xea]) // 6890
         #expect(Array(wire[40..<48]) == [0, 0, 0, 0, 0, 0, 0, 42])
         #expect(Array(wire[48..<52]) == [0, 0, 0, 7])
-        #expect(wire[52] == UInt8(GossipMessage.maxTorrents) && wire[53] == UInt8(GossipMessage.maxMembers))
+        #expect(wire[52] == UInt8(GossipMessage.maxTorrents) && wire[53] == 17)
         #expect(Array(wire[54..<74]) == ih(0).bytes && wire[74] == 1)
     }
 
     @Test func sealTruncatesOverlongLists() throws {
         var m = fullMessage()
         m.torrents += m.torrents
-        m.members += m.members
+        m.members += m.members + m.members
         let wire = GossipCodec.seal(m, key: key)
         #expect(wire.count <= GossipMessage.maxDatagramSize)
         let back = try GossipCodec.open(wire, key: key)
-        #expect(back.torrents.count == GossipMessage.maxTorrents && back.members.count == GossipMessage.maxMembers)
+        #expect(back.torrents.count == GossipMessage.maxTorrents && back.members.count == 17)
+        m.torrents = []
+        let back0 = try GossipCodec.open(GossipCodec.seal(m, key: key), key: key)
+        #expect(back0.members.count == GossipMessage.maxMembers)
     }
 
     static let malformed: [(String, [UInt8], GossipWireError)] = [
@@ -97,6 +107,7 @@ struct GossipCodecTests {
         ("sender 0", sealRaw(header(sender: 0)), .malformed("sender id 0")),
         ("33 torrents", sealRaw(header(torrents: 33)), .badCount),
         ("255 members", sealRaw(header(members: 255)), .badCount),
+        ("36 members", sealRaw(header(members: 36)), .badCount),
         ("count says 1 torrent, none there", sealRaw(header(torrents: 1)), .truncated),
         ("count says 1 member, half there", sealRaw(header(members: 1) + Array(memberBytes().prefix(20))), .truncated),
         ("trailing byte", sealRaw(header() + [0]), .trailingBytes),

@@ -1,4 +1,7 @@
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 import BitTorrent
 @testable import Swarm
 
@@ -199,7 +202,9 @@ struct GossipMembershipTests {
         let steadyStart = net.datagrams
         _ = net.run(for: 10 * second)
         let perNodePerSecond = Double(net.datagrams - steadyStart) / 10 / 40
-        print("gossip-sim: steady state \(perNodePerSecond) datagrams sent per node per second")
+        let refutations = net.nodes.map(\.stats.refutations).reduce(0, +)
+        let suspects = net.nodes.map { $0.members.filter { $0.status == .suspect }.count }.reduce(0, +)
+        print("gossip-sim: steady state \(perNodePerSecond) datagrams sent per node per second; \(refutations) refutations in 30 s, \(suspects) suspect entries now")
         #expect(perNodePerSecond <= 8)
 
         // Kill node 17: forgotten everywhere within the bound, and never resurrected.
@@ -250,6 +255,27 @@ struct GossipMembershipTests {
         print("gossip-figures: 40 nodes, \(mode), 5 runs: dead node forgotten by all, from its last datagram [s] \(summary(fromLast))")
         #expect(fromLast.allSatisfy { $0 <= 6.2 })
         #expect(join.allSatisfy { $0 <= 5 })
+    }
+
+    /// Not run by default (it takes minutes in a debug build): 200 nodes, to check the
+    /// size-scaled timeouts. `GOSSIP_LARGE_SIM=1 swift test --filter largeClusterSimulation`
+    @Test(.enabled(if: Environment.large))
+    func largeClusterSimulation() {
+        var net = SimNetwork(count: 200, seeds: [0, 1, 2])
+        let m = net.run(for: 60 * second) { $0.converged() }
+        let p = net.run(for: 60 * second) { $0.peersConverged(ih(1)) }
+        print("gossip-large: 200 nodes: all members known after \(seconds(m)) s, all torrent peers after \(seconds(p.map { $0 + (m ?? 0) })) s; effective suspect \(seconds(net.nodes[0].effectiveSuspectAfter)) s dead \(seconds(net.nodes[0].effectiveDeadAfter)) s")
+        let before = net.datagrams
+        _ = net.run(for: 30 * second)
+        print("gossip-large: steady 30 s: converged \(net.converged()), \(Double(net.datagrams - before) / 30 / 200) datagrams per node per second, suspects \(net.nodes.map { $0.members.filter { $0.status == .suspect }.count }.reduce(0, +))")
+        #expect(net.converged())
+        let vid = net.nodes[50].id
+        net.up[50] = false
+        let killedAt = net.now
+        let f = net.run(for: 60 * second) { !$0.anyoneKnows(vid) }
+        print("gossip-large: dead node forgotten by all after \(seconds(f)) s from kill, \(seconds(f.map { killedAt + $0 - net.lastSent[50]! })) s from its last datagram")
+        #expect(f != nil)
+        #expect(net.converged())
     }
 
     @Test func convergesDespiteTenPercentLoss() {
@@ -397,28 +423,69 @@ struct GossipMembershipTests {
         var a = GossipMembership(id: 1, gossipEndpoint: SimNetwork.endpoint(0), scope: scope, rng: SplitMix64(seed: 1), now: time(0))
         var b = GossipMembership(id: 2, gossipEndpoint: SimNetwork.endpoint(1), scope: scope, rng: SplitMix64(seed: 2), now: time(0))
         let c = SimNetwork.endpoint(2)
-        // C tells B that A is suspect at incarnation 0.
-        let hearsay = GossipMessage(kind: .ack, sender: 3, peerAddress: .unspecified, peerPort: 0, gossipPort: 6890,
-                                    timestampMillis: epochMillis, sequence: 1, incarnation: 0, members: [
-                                        GossipMemberEntry(id: 1, address: SimNetwork.endpoint(0).ip, peerPort: 0, gossipPort: 6890,
-                                                          status: .suspect, incarnation: 0, ageMillis: 100)])
-        _ = b.receive(hearsay, from: c, now: time(0))
-        #expect(b.member(1)?.status == .suspect)
-        // The same hearsay reaching A makes A outbid it.
-        _ = a.receive(hearsay, from: c, now: time(0))
-        #expect(a.incarnation == 1 && a.stats.refutations == 1)
-        // C learns A's refutation (alive, incarnation 1) and passes it to B: B clears the suspicion.
-        let refutation = GossipMessage(kind: .ack, sender: 3, peerAddress: .unspecified, peerPort: 0, gossipPort: 6890,
-                                       timestampMillis: epochMillis, sequence: 2, incarnation: 0, members: [
-                                           GossipMemberEntry(id: 1, address: SimNetwork.endpoint(0).ip, peerPort: 0, gossipPort: 6890,
-                                                             status: .alive, incarnation: a.incarnation, ageMillis: 10)])
-        _ = b.receive(refutation, from: c, now: time(100_000_000))
-        #expect(b.member(1)?.status == .alive && b.member(1)?.incarnation == 1)
-        // Older-incarnation suspicion no longer sticks.
-        var stale = hearsay
-        stale.sequence = 3
-        _ = b.receive(stale, from: c, now: time(200_000_000))
+        func fromC(_ seq: UInt64, _ status: GossipMemberStatus, incarnation: UInt32, age: UInt32) -> GossipMessage {
+            GossipMessage(kind: .ack, sender: 3, peerAddress: .unspecified, peerPort: 0, gossipPort: 6890,
+                          timestampMillis: epochMillis, sequence: seq, incarnation: 0, members: [
+                              GossipMemberEntry(id: 1, address: SimNetwork.endpoint(0).ip, peerPort: 0, gossipPort: 6890,
+                                                status: status, incarnation: incarnation, ageMillis: age)])
+        }
+        // C tells B that A is suspect. B does not adopt another node's suspicion: A's age is fresh.
+        _ = b.receive(fromC(1, .suspect, incarnation: 0, age: 100), from: c, now: time(0))
         #expect(b.member(1)?.status == .alive)
+
+        // The same report reaching A makes A outbid it and speak up at once (not at its next round).
+        _ = a.receive(fromC(1, .alive, incarnation: 0, age: 0), from: c, now: time(0))
+        _ = a.tick(now: time(10_000_000))
+        #expect(a.tick(now: time(200_000_000)).isEmpty)
+        _ = a.receive(fromC(2, .suspect, incarnation: 0, age: 100), from: c, now: time(300_000_000))
+        #expect(a.incarnation == 1 && a.stats.refutations == 1)
+        #expect(a.tick(now: time(400_000_000)).contains { if case .send(let m, _) = $0 { m.incarnation == 1 } else { false } })
+
+        // B, hearing nothing of A for 3 s, suspects it on its own...
+        _ = b.tick(now: time(3_200_000_000))
+        #expect(b.member(1)?.status == .suspect)
+        // ...and A's refutation (alive, incarnation 1) clears it.
+        _ = b.receive(fromC(2, .alive, incarnation: a.incarnation, age: 10), from: c, now: time(3_300_000_000))
+        #expect(b.member(1)?.status == .alive && b.member(1)?.incarnation == 1)
+        // A suspicion at an older incarnation changes nothing.
+        _ = b.receive(fromC(3, .suspect, incarnation: 0, age: 10), from: c, now: time(3_400_000_000))
+        _ = b.tick(now: time(3_500_000_000))
+        #expect(b.member(1)?.status == .alive)
+        // Silence still ends in removal, whatever the incarnation.
+        _ = b.tick(now: time(10_000_000_000))
+        #expect(b.member(1) == nil)
+    }
+
+    @Test func timeoutsGrowWithClusterSize() {
+        var a = GossipMembership(id: 1, gossipEndpoint: SimNetwork.endpoint(0), scope: scope, rng: SplitMix64(seed: 1), now: time(0))
+        #expect(a.effectiveDeadAfter == 6 * second && a.effectiveSuspectAfter == 3 * second)
+        for batch in 0..<40 {
+            let m = GossipMessage(kind: .ack, sender: UInt64(1000 + batch), peerAddress: .unspecified, peerPort: 0, gossipPort: 6890,
+                                  timestampMillis: epochMillis, sequence: 1, incarnation: 0,
+                                  members: (0..<30).map { GossipMemberEntry(id: UInt64(10_000 + batch * 30 + $0),
+                                                                            address: IPAddress("10.0.\(1 + batch / 8).\((batch % 8) * 30 + $0)")!,
+                                                                            peerPort: 1, gossipPort: 6890, status: .alive,
+                                                                            incarnation: 0, ageMillis: 0) })
+            _ = a.receive(m, from: IPEndpoint(ip: IPAddress("10.0.9.\(batch)")!, port: 6890), now: time(0))
+        }
+        #expect(a.memberCount == 1240 - 216) // 1024 cap
+        print("gossip-sim: effective timeouts at \(a.memberCount) members: suspect \(seconds(a.effectiveSuspectAfter)) s, dead \(seconds(a.effectiveDeadAfter)) s")
+        #expect(a.effectiveDeadAfter > 30 * second && a.effectiveDeadAfter < 120 * second)
+        #expect(a.effectiveSuspectAfter == a.effectiveDeadAfter / 2)
+    }
+
+    @Test func incarnationAtTheCeilingDoesNotTrap() {
+        var a = GossipMembership(id: 1, gossipEndpoint: SimNetwork.endpoint(0), scope: scope, rng: SplitMix64(seed: 1), now: time(0))
+        let m = GossipMessage(kind: .ack, sender: 3, peerAddress: .unspecified, peerPort: 0, gossipPort: 6890,
+                              timestampMillis: epochMillis, sequence: 1, incarnation: .max, members: [
+                                  GossipMemberEntry(id: 1, address: SimNetwork.endpoint(0).ip, peerPort: 0, gossipPort: 6890,
+                                                    status: .dead, incarnation: .max, ageMillis: .max),
+                                  GossipMemberEntry(id: 4, address: SimNetwork.endpoint(4).ip, peerPort: .max, gossipPort: .max,
+                                                    status: .suspect, incarnation: .max, ageMillis: .max)])
+        #expect(a.receive(m, from: SimNetwork.endpoint(2), now: time(0)).result == .accepted)
+        #expect(a.incarnation == 0)
+        _ = a.tick(now: time(UInt64.max / 2))
+        #expect(a.memberCount == 0)
     }
 
     @Test func memberTableIsBounded() {
@@ -486,4 +553,13 @@ extension Array {
         swapAt(i, count - 1)
         return removeLast()
     }
+}
+
+enum Environment {
+    static var large: Bool { getenv("GOSSIP_LARGE_SIM") != nil }
+}
+
+extension SimNetwork: CustomStringConvertible {
+    /// Short, so a failed expectation does not print every in-flight datagram.
+    var description: String { "SimNetwork(\(nodes.count) nodes, \(liveIndices().count) up, t=\(seconds(now)) s)" }
 }

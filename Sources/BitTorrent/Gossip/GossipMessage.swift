@@ -11,7 +11,9 @@ public struct GossipMessage: Sendable, Hashable {
     /// Hard ceiling for one datagram, MAC included: fits any Ethernet path without fragmentation.
     public static let maxDatagramSize = 1400
     public static let maxTorrents = 32
-    public static let maxMembers = 16
+    /// The member count's ceiling; the real bound is what fits in `maxDatagramSize` beside the
+    /// torrents (`GossipCodec.memberCapacity(torrents:)`): 34 with one torrent, 17 with 32.
+    public static let maxMembers = 35
 
     public enum Kind: UInt8, Sendable, Hashable {
         /// Periodic or join gossip; the receiver answers with an `ack`.
@@ -137,11 +139,17 @@ public enum GossipCodec {
         headerSize + torrents * torrentSize + members * memberSize + macSize
     }
 
-    /// Encodes and authenticates. Counts above the limits are truncated (the caller bounds them;
+    /// How many member entries fit in one datagram beside `torrents` torrents.
+    public static func memberCapacity(torrents: Int) -> Int {
+        let t = min(max(torrents, 0), GossipMessage.maxTorrents)
+        return min(GossipMessage.maxMembers, (GossipMessage.maxDatagramSize - encodedSize(torrents: t, members: 0)) / memberSize)
+    }
+
+    /// Encodes and authenticates. Lists beyond the limits are truncated (the caller bounds them;
     /// this keeps the output within `maxDatagramSize` whatever it is given).
     public static func seal(_ m: GossipMessage, key: GossipKey) -> [UInt8] {
         let torrents = m.torrents.prefix(GossipMessage.maxTorrents)
-        let members = m.members.prefix(GossipMessage.maxMembers)
+        let members = m.members.prefix(memberCapacity(torrents: torrents.count))
         var out: [UInt8] = []
         out.reserveCapacity(encodedSize(torrents: torrents.count, members: members.count))
         out.append(GossipMessage.currentVersion)

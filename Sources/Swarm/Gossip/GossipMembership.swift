@@ -22,6 +22,9 @@ public struct GossipMembershipSettings: Sendable, Hashable {
     public var suspectAfter: UInt64 = 3_000_000_000
     /// ... and for this long is declared dead and removed: the "forgotten" bound.
     public var deadAfter: UInt64 = 6_000_000_000
+    /// Lengthen both timeouts in large clusters, where each member's news reaches a node less
+    /// often (see `GossipMembership.effectiveDeadAfter`); off, large clusters see false deaths.
+    public var scaleTimeoutsWithSize = true
     /// How long a removed member's id, incarnation and last sequence are remembered, so stale
     /// hearsay cannot resurrect it and its old datagrams cannot be replayed. Must exceed the replay window.
     public var tombstoneTTL: UInt64 = 60_000_000_000
@@ -224,6 +227,32 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
 
     public func member(_ id: GossipMemberID) -> GossipMember? { records[id]?.member }
 
+    /// The dead timeout in force: `deadAfter`, or longer once the cluster is so large that news of
+    /// a given member reaches us less than about twice a second. Every node receives roughly
+    /// 2 x fanout messages per round, each naming `sample` members out of `memberCount`, so news
+    /// of one member arrives at rate r = 2 x fanout x sample / (interval x members); waiting
+    /// 12 / r makes a false death (no news at all for that long) a ~1e-5 event. With the
+    /// defaults this takes over above about 100 members: ~12 s at 200, ~60 s at 1000.
+    public var effectiveDeadAfter: UInt64 {
+        guard settings.scaleTimeoutsWithSize, records.count > 0 else { return settings.deadAfter }
+        let sample = Double(GossipCodec.memberCapacity(torrents: torrents.count))
+        let perSecond = 2 * Double(settings.fanout) * sample / (Double(settings.gossipInterval) / 1e9) / Double(records.count)
+        guard perSecond > 0 else { return settings.deadAfter }
+        return max(settings.deadAfter, UInt64(min(12 / perSecond, 3600) * 1e9))
+    }
+
+    /// The suspect timeout in force: `suspectAfter`, scaled like `effectiveDeadAfter`.
+    public var effectiveSuspectAfter: UInt64 {
+        let dead = effectiveDeadAfter
+        return dead == settings.deadAfter ? settings.suspectAfter : max(settings.suspectAfter, dead / 2)
+    }
+
+    /// Nanoseconds since we last heard of `id`, first- or second-hand (nil if unknown).
+    public func silence(of id: GossipMemberID, now: GossipTime) -> UInt64? {
+        guard let r = records[id] else { return nil }
+        return now.monotonicNanos > r.lastHeard ? now.monotonicNanos - r.lastHeard : 0
+    }
+
     /// Peer-wire addresses of members (alive or suspect) that serve `infoHash`, sorted for stability.
     public func peers(for infoHash: InfoHash) -> [GossipPeer] {
         var out: [GossipPeer] = []
@@ -389,9 +418,12 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
     private mutating func merge(_ e: GossipMemberEntry, now t: UInt64, into out: inout [GossipDirective]) {
         if e.id == id {
             // SWIM refutation: someone suspects us at our current incarnation; outbid it.
-            if e.status != .alive, e.incarnation >= incarnation, incarnation < UInt32.max {
+            // (An incarnation at the ceiling cannot be outbid; we stay put rather than wrap.)
+            if e.status != .alive, e.incarnation >= incarnation, e.incarnation < UInt32.max {
                 incarnation = e.incarnation + 1
                 stats.refutations += 1
+                // Speak up now: our fresh first-hand contact is what clears the suspicion.
+                nextRound = min(nextRound, t)
             }
             return
         }
@@ -403,12 +435,13 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
 
         if var r = records[e.id] {
             var m = r.member
+            // Status is never taken from hearsay: suspect and dead are each node's own reading of
+            // the member's silence. Spreading them (SWIM's "suspect beats alive") let one node's
+            // late news contaminate everyone until the member refuted; ages make that unnecessary.
+            // A higher incarnation is the member's refutation: believe it is alive.
             if e.incarnation > m.incarnation {
                 m.incarnation = e.incarnation
-                m.status = e.status == .alive ? .alive : .suspect
-            } else if e.incarnation == m.incarnation, e.status != .alive, m.status == .alive {
-                // Dead is only ever hearsay here: it makes a member suspect; removal is our own timeout.
-                m.status = .suspect
+                if e.status == .alive { m.status = .alive }
             }
             r.lastHeard = max(r.lastHeard, heard)
             let changed = m != r.member
@@ -418,7 +451,7 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
             return
         }
 
-        guard e.status != .dead, t - min(t, heard) < settings.deadAfter else { return }
+        guard e.status != .dead, t - min(t, heard) < effectiveDeadAfter else { return }
         if let tomb = tombstones[e.id] {
             let fresher = !tomb.left && heard > tomb.lastHeard
             guard e.incarnation > tomb.incarnation || fresher else { return }
@@ -427,7 +460,8 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
               !records.values.contains(where: { $0.member.gossipEndpoint == endpoint }) else { return }
         guard records.count < settings.maxMembers else { stats.tableFull += 1; return }
         let m = GossipMember(id: e.id, gossipEndpoint: endpoint, peerAddress: e.address, peerPort: e.peerPort,
-                             status: e.status, incarnation: e.incarnation, torrents: [])
+                             status: t - min(t, heard) < effectiveSuspectAfter ? .alive : .suspect,
+                             incarnation: e.incarnation, torrents: [])
         records[e.id] = Record(member: m, lastHeard: heard, lastSequence: tombstones[e.id]?.lastSequence, direct: false)
         tombstones[e.id] = nil
         lastEndpoint[e.id] = endpoint
@@ -437,13 +471,19 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
     }
 
     private mutating func expire(now t: UInt64, into out: inout [GossipDirective]) {
+        let dead = effectiveDeadAfter
+        let suspect = effectiveSuspectAfter
         for mid in ids {
             let r = records[mid]!
             let silent = t > r.lastHeard ? t - r.lastHeard : 0
-            if silent >= settings.deadAfter {
+            if silent >= dead {
                 remove(mid, now: t, left: false, into: &out)
-            } else if silent >= settings.suspectAfter, r.member.status == .alive {
+            } else if silent >= suspect, r.member.status == .alive {
                 records[mid]!.member.status = .suspect
+                out.append(.memberUpdated(records[mid]!.member))
+            } else if silent < suspect, r.member.status == .suspect {
+                // Fresh news since: it is alive after all.
+                records[mid]!.member.status = .alive
                 out.append(.memberUpdated(records[mid]!.member))
             }
         }
@@ -467,6 +507,21 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         var gone = r.member
         gone.status = .dead
         out.append(.memberRemoved(gone))
+    }
+
+    /// The `k` members heard of most recently (ties by id, for reproducibility).
+    private func freshestIDs(_ k: Int) -> [GossipMemberID] {
+        guard k > 0 else { return [] }
+        var best: [(UInt64, GossipMemberID)] = []
+        best.reserveCapacity(k + 1)
+        for (mid, r) in records {
+            let key = (r.lastHeard, mid)
+            if best.count == k, let last = best.last, !(key > last) { continue }
+            let at = best.firstIndex { key > $0 } ?? best.count
+            best.insert(key, at: at)
+            if best.count > k { best.removeLast() }
+        }
+        return best.map(\.1)
     }
 
     /// Up to `k` distinct member ids chosen at random (partial Fisher-Yates over a copy of `ids`).
@@ -504,7 +559,15 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         var sample: [GossipMemberEntry] = []
         if kind != .leave {
             let t = now.monotonicNanos
-            for mid in randomIDs(GossipMessage.maxMembers) {
+            // Half the sample is the members we heard of most recently: fresh ages spread in
+            // a hop or two, which keeps silence (and false suspicion) short. The rest is random,
+            // so every member still reaches everyone.
+            let room = GossipCodec.memberCapacity(torrents: torrents.count)
+            var chosen = freshestIDs(room / 2)
+            for mid in randomIDs(room + room / 2) where chosen.count < room && !chosen.contains(mid) {
+                chosen.append(mid)
+            }
+            for mid in chosen {
                 let r = records[mid]!
                 let age = min((t > r.lastHeard ? t - r.lastHeard : 0) / 1_000_000, UInt64(UInt32.max))
                 sample.append(GossipMemberEntry(id: mid, address: r.member.gossipEndpoint.ip,
@@ -516,5 +579,11 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         return GossipMessage(kind: kind, sender: id, peerAddress: peerAddress, peerPort: peerPort,
                              gossipPort: gossipEndpoint.port, timestampMillis: now.unixMillis, sequence: sequence,
                              incarnation: incarnation, torrents: kind == .leave ? [] : torrents, members: sample)
+    }
+}
+
+extension GossipMembership: CustomStringConvertible {
+    public var description: String {
+        "GossipMembership(id: \(String(id, radix: 16)), \(gossipEndpoint), \(records.count) members, incarnation \(incarnation))"
     }
 }
