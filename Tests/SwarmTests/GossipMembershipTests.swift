@@ -451,14 +451,51 @@ struct GossipMembershipTests {
         _ = b.receive(fromC(3, .suspect, incarnation: 0, age: 10), from: c, now: time(3_400_000_000))
         _ = b.tick(now: time(3_500_000_000))
         #expect(b.member(1)?.status == .alive)
-        // Silence still ends in removal, whatever the incarnation.
-        _ = b.tick(now: time(10_000_000_000))
+        // Silence still ends in removal: B pings A twice, a second apart, then declares it dead
+        // and gossips the verdict.
+        let probe1 = b.tick(now: time(7_000_000_000))
+        #expect(probe1.contains { if case .send(let m, let to) = $0 { m.kind == .ping && to == SimNetwork.endpoint(0) } else { false } })
+        #expect(b.member(1)?.status == .suspect)
+        _ = b.tick(now: time(8_000_000_000))
+        #expect(b.member(1) != nil)
+        let verdict = b.tick(now: time(9_000_000_000))
+        #expect(b.member(1) == nil && b.stats.verdictsMade >= 1)
+        #expect(verdict.contains { if case .memberRemoved(let m) = $0 { m.id == 1 } else { false } })
+        // The verdict rides on B's next messages.
+        b.announce(torrents: [], peerPort: 0)
+        let later = b.tick(now: time(9_500_000_000)) + b.tick(now: time(10_100_000_000))
+        let carried = later.contains {
+            if case .send(let m, _) = $0 { m.members.contains { $0.id == 1 && $0.status == .dead } } else { false }
+        }
+        #expect(carried)
+    }
+
+    @Test func gossipedVerdictNeedsStaleNewsToTakeEffect() {
+        var b = GossipMembership(id: 2, gossipEndpoint: SimNetwork.endpoint(1), scope: scope, rng: SplitMix64(seed: 2), now: time(100 * second))
+        let c = SimNetwork.endpoint(2)
+        func fromC(_ seq: UInt64, _ status: GossipMemberStatus, age: UInt32) -> GossipMessage {
+            GossipMessage(kind: .ack, sender: 3, peerAddress: .unspecified, peerPort: 0, gossipPort: 6890,
+                          timestampMillis: epochMillis + 100_000, sequence: seq, incarnation: 0, members: [
+                              GossipMemberEntry(id: 1, address: SimNetwork.endpoint(0).ip, peerPort: 0, gossipPort: 6890,
+                                                status: status, incarnation: 0, ageMillis: age)])
+        }
+        _ = b.receive(fromC(1, .alive, age: 0), from: c, now: time(100 * second + 0))
+        // A verdict reached while our news of A is newer than the prober's probing: ignored.
+        _ = b.receive(fromC(2, .dead, age: 0), from: c, now: time(100 * second + 1_000_000_000))
+        #expect(b.member(1) != nil && b.stats.verdictsAccepted == 0)
+        // Once our news is older than that, the verdict is taken and passed on.
+        _ = b.receive(fromC(3, .dead, age: 0), from: c, now: time(100 * second + 2_600_000_000))
+        #expect(b.member(1) == nil && b.stats.verdictsAccepted == 1)
+        // Stale hearsay cannot bring it back; news newer than the verdict can.
+        _ = b.receive(fromC(4, .alive, age: 3_000), from: c, now: time(100 * second + 2_700_000_000))
         #expect(b.member(1) == nil)
+        _ = b.receive(fromC(5, .alive, age: 0), from: c, now: time(100 * second + 2_800_000_000))
+        #expect(b.member(1) != nil)
     }
 
     @Test func timeoutsGrowWithClusterSize() {
         var a = GossipMembership(id: 1, gossipEndpoint: SimNetwork.endpoint(0), scope: scope, rng: SplitMix64(seed: 1), now: time(0))
-        #expect(a.effectiveDeadAfter == 6 * second && a.effectiveSuspectAfter == 3 * second)
+        #expect(a.effectiveDeadAfter == 8 * second && a.effectiveSuspectAfter == 3 * second)
         for batch in 0..<40 {
             let m = GossipMessage(kind: .ack, sender: UInt64(1000 + batch), peerAddress: .unspecified, peerPort: 0, gossipPort: 6890,
                                   timestampMillis: epochMillis, sequence: 1, incarnation: 0,

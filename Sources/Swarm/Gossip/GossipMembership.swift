@@ -18,10 +18,20 @@ public struct GossipMembershipSettings: Sendable, Hashable {
     /// One gossip round: ping `fanout` random members.
     public var gossipInterval: UInt64 = 1_000_000_000
     public var fanout = 3
-    /// A member not heard of (first- or second-hand) for this long becomes suspect.
+    /// A member not heard of (first- or second-hand) for this long becomes suspect, and we
+    /// ping it directly.
     public var suspectAfter: UInt64 = 3_000_000_000
-    /// ... and for this long is declared dead and removed: the "forgotten" bound.
-    public var deadAfter: UInt64 = 6_000_000_000
+    /// A suspect that answers none of `probeAttempts` pings, `probeTimeout` apart, is declared
+    /// dead by us, and the verdict is gossiped so others drop it too.
+    public var probeTimeout: UInt64 = 1_000_000_000
+    public var probeAttempts = 2
+    /// How long a node keeps gossiping a death verdict it made or accepted.
+    public var verdictTTL: UInt64 = 3_000_000_000
+    /// Verdicts per message at most (they go first; the rest of the sample is members).
+    public var maxVerdictsPerMessage = 8
+    /// Hard limit: a member silent this long is removed even if no probe could be sent. The
+    /// worst-case "forgotten" bound.
+    public var deadAfter: UInt64 = 8_000_000_000
     /// Lengthen both timeouts in large clusters, where each member's news reaches a node less
     /// often (see `GossipMembership.effectiveDeadAfter`); off, large clusters see false deaths.
     public var scaleTimeoutsWithSize = true
@@ -121,6 +131,9 @@ public struct GossipMembershipStats: Sendable, Hashable {
     public var seedsOutOfScope = 0
     /// Torrents beyond `GossipMessage.maxTorrents` left out of our announcements.
     public var torrentsTruncated = 0
+    /// Death verdicts we made after unanswered probes, and gossiped ones we accepted.
+    public var verdictsMade = 0
+    public var verdictsAccepted = 0
 }
 
 /// The outcome of `receive`: how the message was judged, and what to do.
@@ -162,15 +175,23 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         var lastSequence: UInt64?
         /// It has spoken to us first-hand since it was (re)learned, so we know its torrents.
         var direct: Bool
+        /// Direct probing of a suspect: when it began, the last ping, how many were sent.
+        var probeStarted: UInt64? = nil
+        var lastProbe: UInt64 = 0
+        var probes = 0
     }
 
     private struct Tombstone: Sendable {
         var incarnation: UInt32
+        /// Second-hand news newer than this brings the member back (it spoke after all).
         var lastHeard: UInt64
         var lastSequence: UInt64?
         var expires: UInt64
         /// Left cleanly: only a first-hand message or a higher incarnation brings it back.
         var left: Bool
+        /// Declared dead by a failed probe (ours or gossiped): when, and until when we gossip it.
+        var verdictAt: UInt64? = nil
+        var gossipUntil: UInt64 = 0
     }
 
     private var records: [GossipMemberID: Record] = [:] {
@@ -281,7 +302,7 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         let t = now.monotonicNanos
         refill(t)
         var out: [GossipDirective] = []
-        expire(now: t, into: &out)
+        expire(now: now, into: &out)
 
         if t >= nextRound {
             let spread = Double(settings.gossipInterval) * settings.jitter
@@ -433,6 +454,20 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         let heard = t > ageNanos ? t - ageNanos : 0
         let endpoint = IPEndpoint(ip: e.address, port: e.gossipPort)
 
+        if e.status == .dead, let r = records[e.id] {
+            // A gossiped verdict: the reporter's probes went unanswered `age` ago. News of the
+            // member newer than when that probing began outweighs it (the member will refute);
+            // otherwise we drop the member too and pass the verdict on.
+            guard e.incarnation >= r.member.incarnation else { return }
+            let verdictAt = heard
+            let probing = settings.probeTimeout * UInt64(max(1, settings.probeAttempts))
+            let revivesAfter = verdictAt > probing ? verdictAt - probing : 0
+            guard r.lastHeard <= revivesAfter else { return }
+            stats.verdictsAccepted += 1
+            remove(e.id, now: t, left: false, verdict: (at: verdictAt, revivesAfter: revivesAfter),
+                   incarnation: e.incarnation, into: &out)
+            return
+        }
         if var r = records[e.id] {
             var m = r.member
             // Status is never taken from hearsay: suspect and dead are each node's own reading of
@@ -470,21 +505,48 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         if pendingProbes.count < settings.maxPendingProbes { pendingProbes.append(e.id) }
     }
 
-    private mutating func expire(now t: UInt64, into out: inout [GossipDirective]) {
+    private mutating func expire(now time: GossipTime, into out: inout [GossipDirective]) {
+        let t = time.monotonicNanos
         let dead = effectiveDeadAfter
         let suspect = effectiveSuspectAfter
         for mid in ids {
-            let r = records[mid]!
+            var r = records[mid]!
             let silent = t > r.lastHeard ? t - r.lastHeard : 0
             if silent >= dead {
                 remove(mid, now: t, left: false, into: &out)
-            } else if silent >= suspect, r.member.status == .alive {
-                records[mid]!.member.status = .suspect
-                out.append(.memberUpdated(records[mid]!.member))
-            } else if silent < suspect, r.member.status == .suspect {
+                continue
+            }
+            if silent < suspect {
+                guard r.member.status == .suspect || r.probeStarted != nil else { continue }
                 // Fresh news since: it is alive after all.
-                records[mid]!.member.status = .alive
-                out.append(.memberUpdated(records[mid]!.member))
+                r.probeStarted = nil
+                r.probes = 0
+                if r.member.status == .suspect {
+                    r.member.status = .alive
+                    out.append(.memberUpdated(r.member))
+                }
+                records[mid] = r
+                continue
+            }
+            if r.member.status == .alive {
+                r.member.status = .suspect
+                out.append(.memberUpdated(r.member))
+            }
+            // Suspect: ask it directly. Silence may only mean news of it is slow to reach us
+            // (large clusters); an answer settles that, no answer is a verdict.
+            if r.probeStarted == nil || (t - r.lastProbe >= settings.probeTimeout && r.probes < settings.probeAttempts) {
+                if send(.ping, to: r.member.gossipEndpoint, now: time, into: &out) {
+                    if r.probeStarted == nil { r.probeStarted = t }
+                    r.lastProbe = t
+                    r.probes += 1
+                }
+                records[mid] = r
+            } else if r.probes >= settings.probeAttempts, t - r.lastProbe >= settings.probeTimeout {
+                records[mid] = r
+                stats.verdictsMade += 1
+                remove(mid, now: t, left: false, verdict: (at: t, revivesAfter: r.probeStarted ?? t), into: &out)
+            } else {
+                records[mid] = r
             }
         }
         for (mid, tomb) in tombstones where tomb.expires <= t {
@@ -493,7 +555,12 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         }
     }
 
-    private mutating func remove(_ mid: GossipMemberID, now t: UInt64, left: Bool, into out: inout [GossipDirective]) {
+    /// Drops a member and keeps its tombstone. With a `verdict` (a failed probe, ours or
+    /// gossiped) the tombstone is gossiped as `dead` for `verdictTTL`, and only news newer than
+    /// `revivesAfter` (or a higher incarnation) brings the member back.
+    private mutating func remove(_ mid: GossipMemberID, now t: UInt64, left: Bool,
+                                 verdict: (at: UInt64, revivesAfter: UInt64)? = nil, incarnation: UInt32? = nil,
+                                 into out: inout [GossipDirective]) {
         guard let r = records.removeValue(forKey: mid) else { return }
         pendingProbes.removeAll { $0 == mid }
         owedAcks.removeAll { $0 == mid }
@@ -502,8 +569,10 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
             tombstones[oldest] = nil
             lastEndpoint[oldest] = nil
         }
-        tombstones[mid] = Tombstone(incarnation: r.member.incarnation, lastHeard: r.lastHeard,
-                                    lastSequence: r.lastSequence, expires: t &+ settings.tombstoneTTL, left: left)
+        tombstones[mid] = Tombstone(incarnation: max(r.member.incarnation, incarnation ?? 0),
+                                    lastHeard: max(r.lastHeard, verdict?.revivesAfter ?? 0),
+                                    lastSequence: r.lastSequence, expires: t &+ settings.tombstoneTTL, left: left,
+                                    verdictAt: verdict?.at, gossipUntil: verdict == nil ? 0 : t &+ settings.verdictTTL)
         var gone = r.member
         gone.status = .dead
         out.append(.memberRemoved(gone))
@@ -562,7 +631,16 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
             // Half the sample is the members we heard of most recently: fresh ages spread in
             // a hop or two, which keeps silence (and false suspicion) short. The rest is random,
             // so every member still reaches everyone.
-            let room = GossipCodec.memberCapacity(torrents: torrents.count)
+            var room = GossipCodec.memberCapacity(torrents: torrents.count)
+            // Death verdicts first, so they outrun the stale news that would keep a member alive.
+            for (mid, tomb) in tombstones.filter({ $0.value.gossipUntil > t }).sorted(by: { $0.key < $1.key })
+            where sample.count < settings.maxVerdictsPerMessage {
+                guard let at = tomb.verdictAt, let endpoint = lastEndpoint[mid] else { continue }
+                sample.append(GossipMemberEntry(id: mid, address: endpoint.ip, peerPort: 0, gossipPort: endpoint.port,
+                                                status: .dead, incarnation: tomb.incarnation,
+                                                ageMillis: UInt32(min((t - min(t, at)) / 1_000_000, UInt64(UInt32.max)))))
+            }
+            room -= sample.count
             var chosen = freshestIDs(room / 2)
             for mid in randomIDs(room + room / 2) where chosen.count < room && !chosen.contains(mid) {
                 chosen.append(mid)
