@@ -145,6 +145,22 @@ struct GossipServiceTests {
         for n in nodes { await n.stop() }
     }
 
+    @Test func ipv6LoopbackNodesDiscoverEachOther() async throws {
+        let v6 = { (seeds: [IPEndpoint]) in
+            GossipConfig(subnet: try! CIDR(parsing: "::1/128"), bindIP: IPAddress("::1")!, port: 0, seeds: seeds, key: key,
+                         tickIntervalMillis: 20, membership: fastSettings())
+        }
+        let a = GossipService(config: v6([]), group: group, logger: logger)
+        a.announce(torrents: [(torrentX, complete: true)], peerPort: 7101)
+        try await a.start()
+        let b = GossipService(config: v6([try #require(a.localEndpoint)]), group: group, logger: logger)
+        try await b.start()
+        #expect(await eventually { b.knownPeers(for: torrentX).count == 1 && a.members().count == 1 })
+        #expect(b.knownPeers(for: torrentX).first?.host == "::1" && b.knownPeers(for: torrentX).first?.port == 7101)
+        await a.stop()
+        await b.stop()
+    }
+
     @Test func refusesToStartWithoutKeyUnlessInsecure() async throws {
         let plain = GossipService(config: config("127.0.0.5", seeds: [], key: nil), group: group, logger: logger)
         await #expect(throws: GossipConfigError.noKey) { try await plain.start() }

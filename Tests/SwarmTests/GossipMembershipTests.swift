@@ -136,6 +136,18 @@ struct SimNetwork {
         return nil
     }
 
+    /// `run` in half-second slices, yielding between them so this CPU-bound simulation does not
+    /// hold a concurrency-pool thread for seconds while other suites' real-time tests wait.
+    mutating func runAsync(for duration: UInt64, until: ((SimNetwork) -> Bool)? = nil) async -> UInt64? {
+        let start = now
+        let end = now + duration
+        while now < end {
+            if run(for: min(500_000_000, end - now), until: until) != nil { return now - start }
+            await Task.yield()
+        }
+        return nil
+    }
+
     func liveIndices() -> [Int] { nodes.indices.filter { up[$0] } }
 
     /// Every live node knows every other live node, and no dead one.
@@ -160,11 +172,14 @@ private func seconds(_ ns: UInt64?) -> String {
     return String(Double(ns) / 1e9)
 }
 
-@Suite("Gossip membership")
+/// Serialized: the simulations are CPU-bound and synchronous, so running them one at a time
+/// keeps at least one of the (two-core) machine's concurrency-pool threads free for other
+/// suites' real-time tests.
+@Suite("Gossip membership", .serialized)
 struct GossipMembershipTests {
-    @Test func joinViaSeedLearnsMemberAndItsTorrent() {
+    @Test func joinViaSeedLearnsMemberAndItsTorrent() async {
         var net = SimNetwork(count: 2, seeds: [0])
-        let took = net.run(for: 5 * second) { $0.converged() && $0.peersConverged(ih(1)) }
+        let took = await net.runAsync(for: 5 * second) { $0.converged() && $0.peersConverged(ih(1)) }
         #expect(took != nil && took! <= 1 * second)
         let peers = net.nodes[1].peers(for: ih(1))
         #expect(peers == [GossipPeer(address: SimNetwork.endpoint(0).ip, port: 6881, complete: true)])
@@ -172,35 +187,35 @@ struct GossipMembershipTests {
         #expect(net.nodes[0].peers(for: ih(2)).isEmpty)
     }
 
-    @Test func joinViaBroadcastWithoutSeeds() {
+    @Test func joinViaBroadcastWithoutSeeds() async {
         var net = SimNetwork(count: 5, seeds: [], broadcast: true)
-        let took = net.run(for: 10 * second) { $0.converged() && $0.peersConverged(ih(1)) }
+        let took = await net.runAsync(for: 10 * second) { $0.converged() && $0.peersConverged(ih(1)) }
         #expect(took != nil && took! <= 3 * second)
     }
 
-    @Test func nodeWithoutSeedsOrBroadcastStaysAlone() {
+    @Test func nodeWithoutSeedsOrBroadcastStaysAlone() async {
         var net = SimNetwork(count: 3, seeds: [])
-        _ = net.run(for: 5 * second)
+        _ = await net.runAsync(for: 5 * second)
         #expect(net.nodes.allSatisfy { $0.memberCount == 0 })
         #expect(net.datagrams == 0)
     }
 
     /// The convergence figure in docs/gossip.md comes from this test's output.
-    @Test func fortyNodesConvergeAndForgetTheDead() {
+    @Test func fortyNodesConvergeAndForgetTheDead() async {
         var net = SimNetwork(count: 40, seeds: [0])
-        let members = net.run(for: 30 * second) { $0.converged() }
+        let members = await net.runAsync(for: 30 * second) { $0.converged() }
         let t1 = net.now
-        let peers = net.run(for: 30 * second) { $0.peersConverged(ih(1)) }
+        let peers = await net.runAsync(for: 30 * second) { $0.peersConverged(ih(1)) }
         print("gossip-sim: 40 nodes, seed=node0: every member known by every member after \(seconds(members)) s; every torrent peer known after \(seconds(members.map { $0 + (peers ?? 0) })) s; \(net.datagrams) datagrams, \(net.bytes) bytes, largest \(net.maxDatagram) B")
         #expect(members != nil && members! <= 5 * second)
         #expect(peers != nil && net.now - t1 <= 5 * second)
         #expect(net.maxDatagram <= GossipMessage.maxDatagramSize)
 
         // Steady state: no member flaps while everyone is alive.
-        _ = net.run(for: 10 * second)
+        _ = await net.runAsync(for: 10 * second)
         #expect(net.converged())
         let steadyStart = net.datagrams
-        _ = net.run(for: 10 * second)
+        _ = await net.runAsync(for: 10 * second)
         let perNodePerSecond = Double(net.datagrams - steadyStart) / 10 / 40
         let refutations = net.nodes.map(\.stats.refutations).reduce(0, +)
         let suspects = net.nodes.map { $0.members.filter { $0.status == .suspect }.count }.reduce(0, +)
@@ -211,11 +226,11 @@ struct GossipMembershipTests {
         let victim = net.nodes[17].id
         net.up[17] = false
         let killedAt = net.now
-        let forgotten = net.run(for: 20 * second) { !$0.anyoneKnows(victim) }
+        let forgotten = await net.runAsync(for: 20 * second) { !$0.anyoneKnows(victim) }
         let bound = GossipMembershipSettings().deadAfter + second
         print("gossip-sim: dead node forgotten by all 39 after \(seconds(forgotten)) s (bound \(seconds(bound)) s)")
         #expect(forgotten != nil && forgotten! <= bound)
-        _ = net.run(for: 20 * second)
+        _ = await net.runAsync(for: 20 * second)
         #expect(!net.anyoneKnows(victim))
         #expect(net.converged())
         #expect(net.liveIndices().allSatisfy { net.nodes[$0].peers(for: ih(1)).count == 38 })
@@ -225,21 +240,21 @@ struct GossipMembershipTests {
     /// The figures in docs/gossip.md: 40 nodes started at once, 5 runs per join mode
     /// (seed = node 0, or broadcast only), then one node killed per run.
     @Test(arguments: [false, true])
-    func convergenceFigures(broadcast: Bool) {
+    func convergenceFigures(broadcast: Bool) async {
         var join: [Double] = [], torrents: [Double] = [], fromKill: [Double] = [], fromLast: [Double] = []
         for run in 0..<5 {
             var net = SimNetwork(count: 40, seeds: broadcast ? [] : [0], broadcast: broadcast, seed: UInt64(100 + run))
-            let m = net.run(for: 30 * second) { $0.converged() }
-            let p = net.run(for: 30 * second) { $0.peersConverged(ih(1)) }
+            let m = await net.runAsync(for: 30 * second) { $0.converged() }
+            let p = await net.runAsync(for: 30 * second) { $0.peersConverged(ih(1)) }
             #expect(m != nil && p != nil)
             join.append(Double(m ?? 0) / 1e9)
             torrents.append(Double((m ?? 0) + (p ?? 0)) / 1e9)
-            _ = net.run(for: 2 * second)
+            _ = await net.runAsync(for: 2 * second)
             let victim = 1 + run * 4
             let vid = net.nodes[victim].id
             net.up[victim] = false
             let killedAt = net.now
-            let f = net.run(for: 20 * second) { !$0.anyoneKnows(vid) }
+            let f = await net.runAsync(for: 20 * second) { !$0.anyoneKnows(vid) }
             #expect(f != nil)
             fromKill.append(Double(f ?? 0) / 1e9)
             fromLast.append(Double(killedAt + (f ?? 0) - (net.lastSent[victim] ?? killedAt)) / 1e9)
@@ -260,78 +275,78 @@ struct GossipMembershipTests {
     /// Not run by default (it takes minutes in a debug build): 200 nodes, to check the
     /// size-scaled timeouts. `GOSSIP_LARGE_SIM=1 swift test --filter largeClusterSimulation`
     @Test(.enabled(if: Environment.large))
-    func largeClusterSimulation() {
+    func largeClusterSimulation() async {
         var net = SimNetwork(count: 200, seeds: [0, 1, 2])
-        let m = net.run(for: 60 * second) { $0.converged() }
-        let p = net.run(for: 60 * second) { $0.peersConverged(ih(1)) }
+        let m = await net.runAsync(for: 60 * second) { $0.converged() }
+        let p = await net.runAsync(for: 60 * second) { $0.peersConverged(ih(1)) }
         print("gossip-large: 200 nodes: all members known after \(seconds(m)) s, all torrent peers after \(seconds(p.map { $0 + (m ?? 0) })) s; effective suspect \(seconds(net.nodes[0].effectiveSuspectAfter)) s dead \(seconds(net.nodes[0].effectiveDeadAfter)) s")
         let before = net.datagrams
-        _ = net.run(for: 30 * second)
+        _ = await net.runAsync(for: 30 * second)
         print("gossip-large: steady 30 s: converged \(net.converged()), \(Double(net.datagrams - before) / 30 / 200) datagrams per node per second, suspects \(net.nodes.map { $0.members.filter { $0.status == .suspect }.count }.reduce(0, +))")
         #expect(net.converged())
         let vid = net.nodes[50].id
         net.up[50] = false
         let killedAt = net.now
-        let f = net.run(for: 60 * second) { !$0.anyoneKnows(vid) }
+        let f = await net.runAsync(for: 60 * second) { !$0.anyoneKnows(vid) }
         print("gossip-large: dead node forgotten by all after \(seconds(f)) s from kill, \(seconds(f.map { killedAt + $0 - net.lastSent[50]! })) s from its last datagram")
         #expect(f != nil)
         #expect(net.converged())
     }
 
-    @Test func convergesDespiteTenPercentLoss() {
+    @Test func convergesDespiteTenPercentLoss() async {
         var net = SimNetwork(count: 20, seeds: [0, 1])
         net.lossRate = 0.1
-        let took = net.run(for: 30 * second) { $0.converged() && $0.peersConverged(ih(1)) }
+        let took = await net.runAsync(for: 30 * second) { $0.converged() && $0.peersConverged(ih(1)) }
         #expect(took != nil && took! <= 10 * second)
-        _ = net.run(for: 30 * second)
+        _ = await net.runAsync(for: 30 * second)
         #expect(net.converged())
     }
 
-    @Test func partitionedMembersAreForgottenThenRejoin() {
+    @Test func partitionedMembersAreForgottenThenRejoin() async {
         var net = SimNetwork(count: 12, seeds: [0])
-        #expect(net.run(for: 10 * second) { $0.converged() } != nil)
+        #expect(await net.runAsync(for: 10 * second) { $0.converged() } != nil)
         // Cut off nodes 8...11 (no seed among them) for 12 s: both sides forget the other.
         for i in 8..<12 { net.group[i] = 1 }
-        _ = net.run(for: 12 * second)
+        _ = await net.runAsync(for: 12 * second)
         #expect(net.nodes[0].memberCount == 7)
         #expect(net.nodes[9].memberCount == 3)
         #expect(net.nodes[0].peers(for: ih(1)).count == 7)
         // Heal: they find each other again (ghost pings and seed rejoin) and share torrents again.
         for i in 8..<12 { net.group[i] = 0 }
-        let healed = net.run(for: 20 * second) { $0.converged() && $0.peersConverged(ih(1)) }
+        let healed = await net.runAsync(for: 20 * second) { $0.converged() && $0.peersConverged(ih(1)) }
         print("gossip-sim: 4-node partition of 12 s healed in \(seconds(healed)) s")
         #expect(healed != nil && healed! <= 5 * second)
     }
 
-    @Test func restartedNodeReplacesItsOldSelf() {
+    @Test func restartedNodeReplacesItsOldSelf() async {
         var net = SimNetwork(count: 5, seeds: [0])
-        #expect(net.run(for: 10 * second) { $0.converged() } != nil)
+        #expect(await net.runAsync(for: 10 * second) { $0.converged() } != nil)
         let oldID = net.nodes[3].id
         // Same address, new random id: the old identity must go at once, not after a timeout.
         net.nodes[3] = GossipMembership(id: 0xDEAD_BEEF, gossipEndpoint: SimNetwork.endpoint(3), scope: scope,
                                         seeds: [SimNetwork.endpoint(0)], rng: SplitMix64(seed: 99), now: time(net.now))
-        let took = net.run(for: 10 * second) { $0.converged() && !$0.anyoneKnows(oldID) }
+        let took = await net.runAsync(for: 10 * second) { $0.converged() && !$0.anyoneKnows(oldID) }
         #expect(took != nil && took! < GossipMembershipSettings().deadAfter)
     }
 
-    @Test func leaveRemovesAtOnce() {
+    @Test func leaveRemovesAtOnce() async {
         var net = SimNetwork(count: 4, seeds: [0])
-        #expect(net.run(for: 10 * second) { $0.converged() } != nil)
+        #expect(await net.runAsync(for: 10 * second) { $0.converged() } != nil)
         let gone = net.nodes[2].id
         let ds = net.nodes[2].leave(now: time(net.now))
         #expect(ds.count == 3)
         net.carryOut(ds, from: 2)
         net.up[2] = true
-        _ = net.run(for: 100_000_000)
+        _ = await net.runAsync(for: 100_000_000)
         net.up[2] = false
         #expect(!net.anyoneKnows(gone))
-        _ = net.run(for: 10 * second)
+        _ = await net.runAsync(for: 10 * second)
         #expect(!net.anyoneKnows(gone))
     }
 
-    @Test func forgedFloodChangesNothing() throws {
+    @Test func forgedFloodChangesNothing() async throws {
         var net = SimNetwork(count: 6, seeds: [0])
-        #expect(net.run(for: 10 * second) { $0.converged() && $0.peersConverged(ih(1)) } != nil)
+        #expect(await net.runAsync(for: 10 * second) { $0.converged() && $0.peersConverged(ih(1)) } != nil)
         let before = net.nodes.map { ($0.members, $0.peers(for: ih(1)), $0.peers(for: ih(9))) }
         let wrongKey = try GossipKey(bytes: Array("not-the-simulation-key!!".utf8))
         var rng = SplitMix64(seed: 5)
@@ -356,9 +371,9 @@ struct GossipMembershipTests {
         #expect(after.allSatisfy { $0.2.isEmpty })
     }
 
-    @Test func outOfScopeClaimsChangeNobodysPeerList() {
+    @Test func outOfScopeClaimsChangeNobodysPeerList() async {
         var net = SimNetwork(count: 5, seeds: [0])
-        #expect(net.run(for: 10 * second) { $0.converged() && $0.peersConverged(ih(1)) } != nil)
+        #expect(await net.runAsync(for: 10 * second) { $0.converged() && $0.peersConverged(ih(1)) } != nil)
         let before = net.nodes.map { $0.peers(for: ih(1)) }
         let outside = IPAddress("192.0.2.7")!
         // An insider (valid key) claims a peer-wire address outside the subnet...
@@ -387,7 +402,7 @@ struct GossipMembershipTests {
         // The only datagram sent is the ack to the in-scope sender.
         let sends = outcome?.directives.compactMap { if case .send(_, let to) = $0 { to } else { nil } }
         #expect(sends == [insider])
-        _ = net.run(for: 10 * second)
+        _ = await net.runAsync(for: 10 * second)
         let after = net.nodes.map { $0.peers(for: ih(1)) }
         #expect(before == after)
         #expect(after.allSatisfy { !$0.contains { !scope.contains($0.address) } })
@@ -570,6 +585,21 @@ struct GossipMembershipTests {
         let ds = a.tick(now: time(0))
         #expect(ds.allSatisfy { if case .send = $0 { false } else { true } })
         #expect(ds.contains { if case .broadcast = $0 { true } else { false } })
+    }
+
+    @Test func aChangedAnnouncementGoesOutAtTheNextTick() {
+        var a = GossipMembership(id: 1, gossipEndpoint: SimNetwork.endpoint(0), scope: scope, rng: SplitMix64(seed: 1), now: time(0))
+        let hello = GossipMessage(kind: .ack, sender: 2, peerAddress: .unspecified, peerPort: 0, gossipPort: 6890,
+                                  timestampMillis: epochMillis, sequence: 1, incarnation: 0)
+        _ = a.receive(hello, from: SimNetwork.endpoint(1), now: time(0))
+        _ = a.tick(now: time(0)) // the round is done; the next is about a second away
+        #expect(a.tick(now: time(100_000_000)).isEmpty)
+        a.announce(torrents: [GossipTorrent(infoHash: ih(3), complete: true)], peerPort: 7000)
+        let out = a.tick(now: time(200_000_000))
+        #expect(out.contains { if case .send(let m, _) = $0 { m.torrents.map(\.infoHash) == [ih(3)] } else { false } })
+        // Announcing the same thing again is not news.
+        a.announce(torrents: [GossipTorrent(infoHash: ih(3), complete: true)], peerPort: 7000)
+        #expect(a.tick(now: time(300_000_000)).isEmpty)
     }
 
     @Test func announceIsBoundedAndDeduplicated() {

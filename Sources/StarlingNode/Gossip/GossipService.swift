@@ -95,6 +95,7 @@ public final class GossipService: Sendable {
 
     /// Binds and starts gossiping. Throws `GossipConfigError.noKey` without a key unless insecure.
     public func start() async throws {
+        guard state.withLock({ $0.channel == nil && !$0.stopped }) else { return } // started or stopped already
         try config.validate()
         let key = try config.effectiveKey()
         if config.key == nil {

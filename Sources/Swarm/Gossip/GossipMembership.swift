@@ -206,6 +206,7 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
     /// since the answer is how a pinger learns our torrents.
     private var owedAcks: [GossipMemberID] = []
     private var nextRound: UInt64
+    private var announceNow = false
     private var nextJoin: UInt64
     private var nextRejoin: UInt64
     private var tokens: Double
@@ -292,7 +293,10 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         var seen = Set<InfoHash>()
         let unique = torrents.filter { seen.insert($0.infoHash).inserted }
         stats.torrentsTruncated = max(0, unique.count - GossipMessage.maxTorrents)
-        self.torrents = Array(unique.prefix(GossipMessage.maxTorrents))
+        let list = Array(unique.prefix(GossipMessage.maxTorrents))
+        // A change (say, a download just completed) goes out at the next tick, not the next round.
+        if list != self.torrents || peerPort != self.peerPort { announceNow = true }
+        self.torrents = list
         self.peerPort = peerPort
     }
 
@@ -304,7 +308,8 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         var out: [GossipDirective] = []
         expire(now: now, into: &out)
 
-        if t >= nextRound {
+        if t >= nextRound || (announceNow && !records.isEmpty) {
+            announceNow = false
             let spread = Double(settings.gossipInterval) * settings.jitter
             let offset = spread > 0 ? Double.random(in: -spread...spread, using: &rng) : 0
             nextRound = t &+ UInt64(max(0, Double(settings.gossipInterval) + offset))
