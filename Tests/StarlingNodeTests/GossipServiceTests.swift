@@ -100,6 +100,8 @@ struct GossipServiceTests {
         let text = String(decoding: StarlingMetrics.exposition(), as: UTF8.self)
         #expect(text.contains("starling_gossip_messages_total{direction=\"in\",result=\"accepted\"}"))
         #expect(text.contains("starling_gossip_members"))
+        #expect(text.contains("starling_gossip_sample_entries_dropped_total{reason=\"out_of_scope\"}"))
+        #expect(text.contains("starling_gossip_death_verdicts_total{source=\"made\"}"))
 
         // A clean stop is noticed at once (leave), well before the dead timeout.
         await b.stop()

@@ -58,12 +58,19 @@ public final class GossipService: Sendable {
         var peerPort: UInt16 = 0
         var counts: [String: Int] = [:]
         var stopped = false
+        /// Membership counters already exported, so each tick adds only the difference.
+        var exported = GossipMembershipStats()
     }
 
     private struct Metrics: Sendable {
         let inbound: [Result: Prometheus.Counter]
         let outbound: [Result: Prometheus.Counter]
         let members: Prometheus.Gauge
+        let entriesOutOfScope: Prometheus.Counter
+        let entriesMalformed: Prometheus.Counter
+        let verdictsMade: Prometheus.Counter
+        let verdictsAccepted: Prometheus.Counter
+        let rateLimited: Prometheus.Counter
 
         init() {
             let help = "Gossip datagrams by direction and result."
@@ -78,6 +85,23 @@ public final class GossipService: Sendable {
             inbound = i
             outbound = o
             members = StarlingMetrics.gauge("gossip_members", "Gossip members currently known (alive or suspect).")
+            let dropped = "Members in received gossip samples that were dropped, by reason."
+            entriesOutOfScope = StarlingMetrics.counter("gossip_sample_entries_dropped_total", dropped, [("reason", "out_of_scope")])
+            entriesMalformed = StarlingMetrics.counter("gossip_sample_entries_dropped_total", dropped, [("reason", "malformed")])
+            let verdicts = "Gossip death verdicts: made after unanswered probes, or accepted from others."
+            verdictsMade = StarlingMetrics.counter("gossip_death_verdicts_total", verdicts, [("source", "made")])
+            verdictsAccepted = StarlingMetrics.counter("gossip_death_verdicts_total", verdicts, [("source", "accepted")])
+            rateLimited = StarlingMetrics.counter("gossip_sends_rate_limited_total", "Gossip datagrams not sent (or delayed) by the send-rate cap.")
+        }
+
+        /// Adds what `now` counted beyond `before`.
+        func export(_ now: GossipMembershipStats, since before: GossipMembershipStats) {
+            func add(_ c: Prometheus.Counter, _ a: Int, _ b: Int) { if a > b { c.increment(by: Int64(a - b)) } }
+            add(entriesOutOfScope, now.outOfScopeEntries, before.outOfScopeEntries)
+            add(entriesMalformed, now.malformedEntries, before.malformedEntries)
+            add(verdictsMade, now.verdictsMade, before.verdictsMade)
+            add(verdictsAccepted, now.verdictsAccepted, before.verdictsAccepted)
+            add(rateLimited, now.rateLimited, before.rateLimited)
         }
     }
 
@@ -184,12 +208,17 @@ public final class GossipService: Sendable {
     // MARK: Runtime
 
     private func tick() {
-        let (directives, channel, key, members): ([GossipDirective], (any Channel)?, GossipKey?, Int) = state.withLock { s in
-            guard !s.stopped, s.membership != nil else { return ([], nil, nil, 0) }
+        let (directives, channel, key, members, stats, before) = state.withLock { s in
+            guard !s.stopped, s.membership != nil else {
+                return ([GossipDirective](), (any Channel)?.none, GossipKey?.none, 0, GossipMembershipStats(), GossipMembershipStats())
+            }
             let ds = s.membership!.tick(now: Self.now())
-            return (ds, s.channel, s.key, s.membership!.memberCount)
+            let before = s.exported
+            s.exported = s.membership!.stats
+            return (ds, s.channel, s.key, s.membership!.memberCount, s.exported, before)
         }
         metrics.members.set(to: Double(members))
+        metrics.export(stats, since: before)
         if let channel, let key { _ = perform(directives, on: channel, key: key) }
     }
 

@@ -117,6 +117,8 @@ public enum GossipReceiveResult: String, Sendable, Hashable {
 
 /// Counters a runtime may export.
 public struct GossipMembershipStats: Sendable, Hashable {
+    public init() {}
+
     /// Sample entries dropped because their address is outside the scope.
     public var outOfScopeEntries = 0
     /// Sample entries dropped for a zero port or unspecified address.
