@@ -101,8 +101,7 @@ public struct PiecePicker: Sendable {
     }
 
     private mutating func takeBlocks(piece index: Int, peer: Int, max: Int, into out: inout [BlockRequest]) {
-        if partial[index] == nil { partial[index] = PartialPiece(blocks: layout.blockCount(ofPiece: index)) }
-        var p = partial[index]!
+        var p = partial.removeValue(forKey: index) ?? PartialPiece(blocks: layout.blockCount(ofPiece: index))
         var taken = 0
         for b in 0..<p.requesters.count where taken < max && p.requesters[b].isEmpty && !p.received[b] {
             p.requesters[b] = [peer]
@@ -135,11 +134,13 @@ public struct PiecePicker: Sendable {
         let b = req.begin / PieceLayout.blockSize
         // The index comes from the wire: check it before `have` (a Bitfield subscript traps out of range).
         guard req.piece >= 0, req.piece < layout.pieceCount, req.begin >= 0,
-              !have[req.piece], var p = partial[req.piece], b < p.received.count,
+              !have[req.piece], let existing = partial[req.piece], b < existing.received.count,
               req.begin % PieceLayout.blockSize == 0, req.length == layout.length(ofBlock: b, inPiece: req.piece),
-              !p.received[b] else {
+              !existing.received[b] else {
             return Received(accepted: false, pieceComplete: false, cancelFrom: [])
         }
+        // Taken out of the dictionary so the arrays inside are mutated in place, not copied.
+        var p = partial.removeValue(forKey: req.piece)!
         if p.requesters[b].isEmpty {
             // Unrequested but valid (e.g. after a cancel crossed the data): keep it.
             p.unrequestedCount -= 1

@@ -224,7 +224,7 @@ struct TrackerServerTests {
     @Test func ipParameterOnlyFromTrustedNetworks() async throws {
         let client = HTTPTrackerClient(group: S.group)
         for trusted in [false, true] {
-            let server = try await S.startServer { if trusted { $0.trustedNetworks = [IPNetwork("127.0.0.0/8")!] } }
+            let server = try await S.startServer { if trusted { $0.trustedNetworks = [try! CIDR(parsing: "127.0.0.0/8")] } }
             _ = try await client.announce(url: S.url(server), request: S.request(Self.hash, 1, left: 0, ip: "10.9.8.7"))
             let r = try await client.announce(url: S.url(server), request: S.request(Self.hash, 2, left: 5))
             #expect(r.peers.map(\.host) == [trusted ? "10.9.8.7" : "127.0.0.1"])

@@ -25,7 +25,8 @@ struct TrackerRegistryTests {
         return b
     }
 
-    static func ip(_ n: Int) -> IPAddress { .v4(0x0A00_0000 | UInt32(n)) }
+    /// 10.x.y.z for peer `n`.
+    static func ip(_ n: Int) -> IPAddress { IPAddress(bytes: [10, UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)])! }
 
     var rng = TrackerTestRNG(state: 42)
 
@@ -124,7 +125,7 @@ struct TrackerRegistryTests {
         var reg = TrackerRegistry()
         try announce(&reg, 1, left: 0)
         let r = AnnounceRequest(infoHash: Self.hash, peerID: Self.id(1), port: 7777, left: 0)
-        _ = try reg.announce(r, address: .v4(0x0B00_0001), now: 1000, using: &rng)
+        _ = try reg.announce(r, address: IPAddress("11.0.0.1")!, now: 1000, using: &rng)
         #expect(reg.peerCount == 1)
         let seen = try announce(&reg, 2, left: 10, compact: false).peers
         #expect(seen == [TrackerPeer(host: "11.0.0.1", port: 7777, peerID: Self.id(1))])

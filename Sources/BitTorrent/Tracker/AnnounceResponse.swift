@@ -40,8 +40,22 @@ public struct TrackerPeer: Sendable, Hashable, CustomStringConvertible {
     public var ip: IPAddress? { if case .ip(let a) = storage { return a } else { return nil } }
 
     public var description: String {
-        if case .ip(.v6) = storage { return "[\(host)]:\(port)" }
+        if case .ip(let a) = storage, !a.isIPv4 { return "[\(host)]:\(port)" }
         return "\(host):\(port)"
+    }
+}
+
+extension IPAddress {
+    /// Appends the compact form: 4 bytes for IPv4, 16 for IPv6 (BEP 23, BEP 7). Straight from
+    /// the two halves, without the intermediate arrays of `bytes`: this runs per handed-out peer.
+    @inline(__always)
+    func appendCompact(to out: inout [UInt8]) {
+        if isIPv4 {
+            for shift in stride(from: 24, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: low >> UInt64(shift))) }
+        } else {
+            for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: high >> UInt64(shift))) }
+            for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: low >> UInt64(shift))) }
+        }
     }
 }
 
@@ -88,10 +102,10 @@ public struct AnnounceResponse: Sendable, Hashable {
             for p in peers {
                 guard case .ip(let a) = p.storage else { continue }
                 if a.isIPv4 {
-                    a.append(to: &v4)
+                    a.appendCompact(to: &v4)
                     v4.append(UInt8(p.port >> 8)); v4.append(UInt8(p.port & 0xff))
                 } else {
-                    a.append(to: &v6)
+                    a.appendCompact(to: &v6)
                     v6.append(UInt8(p.port >> 8)); v6.append(UInt8(p.port & 0xff))
                 }
             }

@@ -19,6 +19,8 @@ final class PeerLink: @unchecked Sendable {  // confined to the engine loop
 
     /// Our requests in flight to this peer.
     var outstanding: Set<BlockRequest> = []
+    /// Blocks arrived in this read batch: refill the pipeline when the batch ends.
+    var needsRequests = false
     /// Their requests waiting to be served, and how many piece messages are written but not yet sent.
     var incoming: [BlockRequest] = []
     var uploadsInFlight = 0

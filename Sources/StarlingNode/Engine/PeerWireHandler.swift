@@ -64,6 +64,11 @@ final class PeerWireHandler: ChannelInboundHandler {
         }
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if let session, let link { session.readBatchEnded(link) }
+        context.fireChannelReadComplete()
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if let session, let link, context.channel.isWritable { session.serve(link) }
         context.fireChannelWritabilityChanged()

@@ -93,6 +93,8 @@ public final class TorrentSession: @unchecked Sendable {
     func detach(_ link: PeerLink) {
         loop.preconditionInEventLoop()
         guard peers.removeValue(forKey: link.id) != nil else { return }
+        for r in link.incoming { distinctFirst?.withdraw(r) }
+        link.incoming.removeAll()
         for req in link.outstanding { picker.requestDropped(req, by: link.id) }
         link.outstanding.removeAll()
         picker.peerGone(had: link.bitfield)
@@ -166,7 +168,7 @@ public final class TorrentSession: @unchecked Sendable {
                 return
             }
             // Only a peer that understands rejects can be pointed elsewhere.
-            if link.fast, distinctFirst != nil, !distinctFirst!.admit(req) {
+            if link.fast, distinctFirst != nil, !distinctFirst!.admit(req, idle: uploadQueueIsEmpty) {
                 link.send(.reject(req))
                 return
             }
@@ -175,6 +177,7 @@ public final class TorrentSession: @unchecked Sendable {
         case .cancel(let req):
             if let i = link.incoming.firstIndex(of: req) {
                 link.incoming.remove(at: i)
+                distinctFirst?.withdraw(req)
                 if link.fast { link.send(.reject(req)) }
             }
         case .reject(let req):
@@ -266,20 +269,32 @@ public final class TorrentSession: @unchecked Sendable {
         guard outcome.accepted else {
             wastedBytes += Int64(req.length)
             metrics.wasted.increment(by: Int64(req.length))
-            request(from: link)
+            link.needsRequests = true
             return
         }
         for other in outcome.cancelFrom {
             if let o = peers[other], o.outstanding.remove(req) != nil { o.send(.cancel(req)) }
         }
         let pieceLength = metainfo.layout.length(ofPiece: req.piece)
-        if pieceBuffers[req.piece] == nil { pieceBuffers[req.piece] = [UInt8](repeating: 0, count: pieceLength) }
+        if pieceBuffers[req.piece] == nil {
+            // Every byte is written by a block before the piece is hashed: no need to zero it.
+            pieceBuffers[req.piece] = [UInt8](unsafeUninitializedCapacity: pieceLength) { _, n in n = pieceLength }
+        }
         pieceBuffers[req.piece]!.withUnsafeMutableBytes { dst in
             data.withUnsafeReadableBytes { src in
                 UnsafeMutableRawBufferPointer(rebasing: dst[req.begin..<(req.begin + req.length)]).copyMemory(from: src)
             }
         }
         if outcome.pieceComplete { pieceArrived(req.piece) }
+        // Refill the pipeline once per read batch (channelReadComplete), not once per block:
+        // one write syscall for many requests.
+        link.needsRequests = true
+    }
+
+    /// End of a batch of reads on `link`: send the requests it made room for.
+    func readBatchEnded(_ link: PeerLink) {
+        guard link.needsRequests, peers[link.id] != nil else { return }
+        link.needsRequests = false
         request(from: link)
     }
 
@@ -306,7 +321,8 @@ public final class TorrentSession: @unchecked Sendable {
         metrics.update(progress: progress, verified: picker.have.setCount)
         metrics.verified.increment()
         for link in peers.values {
-            link.send(.have(piece: index))
+            // A peer that has the piece gains nothing from hearing we have it too.
+            if !link.bitfield[index] { link.send(.have(piece: index)) }
             if link.amInterested { updateInterest(link) }
         }
         if picker.isComplete { finish() }
@@ -351,9 +367,15 @@ public final class TorrentSession: @unchecked Sendable {
 
     // MARK: uploading
 
+    /// No upload waits anywhere: the uplink has room, so any request may be served.
+    private var uploadQueueIsEmpty: Bool {
+        peers.values.allSatisfy { $0.incoming.isEmpty && $0.uploadsInFlight == 0 }
+    }
+
     /// Serves queued requests a few at a time: a block is read from disk only when the
     /// connection is ready to send it, so memory stays small even under a tight upload cap.
     func serve(_ link: PeerLink) {
+        var wrote = false
         while link.uploadsInFlight < config.uploadsInFlightPerPeer, !link.incoming.isEmpty, link.channel.isWritable {
             let req = link.incoming.removeFirst()
             var buffer = link.channel.allocator.buffer(capacity: 13 + req.length)
@@ -373,6 +395,7 @@ public final class TorrentSession: @unchecked Sendable {
                 return
             }
             link.uploadsInFlight += 1
+            wrote = true
             let promise = loop.makePromise(of: Void.self)
             promise.futureResult.whenComplete { [weak self, weak link] result in
                 guard let self, let link else { return }
@@ -384,8 +407,10 @@ public final class TorrentSession: @unchecked Sendable {
                     self.serve(link)
                 }
             }
-            link.channel.writeAndFlush(buffer, promise: promise)
+            link.channel.write(buffer, promise: promise)
         }
+        // One flush (one syscall) for the blocks written in this round.
+        if wrote { link.channel.flush() }
     }
 
     // MARK: periodic work
@@ -407,6 +432,7 @@ public final class TorrentSession: @unchecked Sendable {
             link.send(shouldChoke ? .choke : .unchoke)
             if shouldChoke {
                 if link.fast { for r in link.incoming { link.send(.reject(r), flush: false) } }
+                for r in link.incoming { distinctFirst?.withdraw(r) }
                 link.incoming.removeAll()
             }
         }

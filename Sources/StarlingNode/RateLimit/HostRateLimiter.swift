@@ -55,17 +55,32 @@ public final class HostRateLimiter: @unchecked Sendable {
     /// Charges `payload` bytes to the direction. Runs `proceed` at once when the balance is
     /// positive, otherwise when tokens have refilled (in FIFO order with other waiters).
     func acquire(_ d: Direction, payload: Int, _ proceed: @escaping () -> Void) {
+        if tryAcquire(d, payload: payload) {
+            proceed()
+        } else {
+            wait(d, payload: payload, proceed)
+        }
+    }
+
+    /// Charges `payload` bytes when tokens are there now (and nobody waits before us); false
+    /// means the caller must `wait`. The common, unthrottled path allocates nothing.
+    func tryAcquire(_ d: Direction, payload: Int) -> Bool {
         loop.preconditionInEventLoop()
-        metrics.count(d, bytes: payload)
         if buckets[d]!.isUnlimited {
-            proceed()
-            return
+            metrics.count(d, bytes: payload)
+            return true
         }
+        if waiters[d]!.isEmpty, buckets[d]!.takeWhole(Self.wireBytes(payload), now: self.now()) {
+            metrics.count(d, bytes: payload)
+            return true
+        }
+        return false
+    }
+
+    /// Queues `proceed` until tokens for `payload` bytes have refilled, in FIFO order.
+    func wait(_ d: Direction, payload: Int, _ proceed: @escaping () -> Void) {
+        metrics.count(d, bytes: payload)
         let cost = Self.wireBytes(payload)
-        if waiters[d]!.isEmpty, buckets[d]!.takeWhole(cost, now: self.now()) {
-            proceed()
-            return
-        }
         if throttledSince[d] == nil { throttledSince[d] = loop.now }
         waiters[d]!.append { [unowned self] in
             _ = self.buckets[d]!.takeWhole(cost, now: self.now())

@@ -25,10 +25,14 @@ final class ThrottleHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
+        if unpaidReads == 0, limiter.tryAcquire(.down, payload: buffer.readableBytes) {
+            context.fireChannelRead(data)
+            return
+        }
         readAllowed = false
         unpaidReads += 1
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        limiter.acquire(.down, payload: buffer.readableBytes) { [weak self] in
+        limiter.wait(.down, payload: buffer.readableBytes) { [weak self] in
             guard let self, !self.removed else { return }
             // One socket read event delivers several buffers: read again only once all are paid.
             self.unpaidReads -= 1
@@ -47,7 +51,12 @@ final class ThrottleHandler: ChannelDuplexHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        queued.append((unwrapOutboundIn(data), promise))
+        let buffer = unwrapOutboundIn(data)
+        if queued.isEmpty, !writeBlocked, limiter.tryAcquire(.up, payload: buffer.readableBytes) {
+            context.write(data, promise: promise)
+            return
+        }
+        queued.append((buffer, promise))
         if !writeBlocked { drain(context: context) }
     }
 
