@@ -88,7 +88,7 @@ public struct TrackerRegistry: Sendable {
             return AnnounceResult(peers: [], complete: s.complete, incomplete: s.incomplete)
         }
         let isSeeder = request.left == 0
-        let entry = Entry(key: key, ip: address, port: request.port, peerID: request.peerID, lastSeen: now)
+        let entry = Entry(key: key, ip: address, port: request.port, lastSeen: now)
         let wantCount = min(max(request.numWant ?? configuration.defaultNumWant, 0), configuration.maxNumWant)
         let full = peerCount >= configuration.maxPeers
 
@@ -166,7 +166,7 @@ public struct TrackerRegistry: Sendable {
             for p in s.peers {
                 guard let id = p.peer.peerID, id.count == 20, let ip = p.peer.ip else { continue }
                 guard peerCount < configuration.maxPeers else { break }
-                let e = Entry(key: PeerKey(id), ip: ip, port: p.peer.port, peerID: id, lastSeen: max(p.lastSeen, now))
+                let e = Entry(key: PeerKey(id), ip: ip, port: p.peer.port, lastSeen: max(p.lastSeen, now))
                 if swarm.upsert(e, seeder: p.isSeeder, allowNew: true) == .inserted { peerCount += 1 }
             }
             if swarm.seeders.count + swarm.leechers.count > 0 || swarm.downloaded > 0 {
@@ -225,18 +225,27 @@ struct PeerKey: Hashable, Sendable {
         self.b = b
         self.c = c
     }
+
+    /// The 20 bytes back (every id the registry holds is exactly 20 bytes long).
+    var bytes: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(20)
+        for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: a >> UInt64(shift))) }
+        for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: b >> UInt64(shift))) }
+        for shift in stride(from: 24, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: c >> UInt32(shift))) }
+        return out
+    }
 }
 
-/// One registered peer. The address is kept as plain values (no reference counting) so a
-/// sample for a compact answer copies no heap objects; the id is only read for `compact=0`.
+/// One registered peer, all plain values: no heap object per peer (the 20-byte id lives in
+/// `key`), so 100,000 peers cost little memory and a sample copies no reference-counted data.
 struct Entry: Sendable {
     var key: PeerKey
     var ip: IPAddress
     var port: UInt16
-    var peerID: [UInt8]
     var lastSeen: Int64
 
-    var peer: TrackerPeer { TrackerPeer(ip: ip, port: port, peerID: peerID) }
+    var peer: TrackerPeer { TrackerPeer(ip: ip, port: port, peerID: key.bytes) }
 }
 
 /// Peers in an array for O(1) random access, with an index map for O(1) lookup and swap-remove.
@@ -356,7 +365,7 @@ struct Swarm: Sendable {
                     var v = virtualIndex
                     if let ex = excluded, v >= ex { v += 1 }
                     let e = v < s ? sb.baseAddress! + v : lb.baseAddress! + (v - s)
-                    out.append(TrackerPeer(ip: e.pointee.ip, port: e.pointee.port, peerID: withIDs ? e.pointee.peerID : nil))
+                    out.append(TrackerPeer(ip: e.pointee.ip, port: e.pointee.port, peerID: withIDs ? e.pointee.key.bytes : nil))
                 }
                 if k == available {
                     for v in 0..<available { append(v) }
