@@ -97,7 +97,24 @@ struct TrackerInteropTests {
         for p in ps { p.waitUntilExit() }
     }
 
-    static func freePort() -> Int { Int.random(in: 20_000...40_000) }
+    /// A port the kernel just handed out for 127.0.0.1 (bound, read, closed), so clients
+    /// never collide with each other or with fixed ports of other tests.
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return Int.random(in: 20_000...30_000) }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                bind(fd, sa, len) == 0 && getsockname(fd, sa, &len) == 0
+            }
+        }
+        return ok ? Int(UInt16(bigEndian: addr.sin_port)) : Int.random(in: 20_000...30_000)
+    }
 
     @Test(.enabled(if: toolsPresent, "aria2c and python3-libtorrent are installed"), .timeLimit(.minutes(1)))
     func libtorrentAndAria2FindEachOtherThroughTheTracker() async throws {
