@@ -154,8 +154,8 @@ public struct TrackerRegistry: Sendable {
 
     /// Replaces the registry's contents with `snapshot`.
     ///
-    /// Restored peers count as seen at `now` at the latest: they could not announce while the
-    /// tracker was down, so each gets one full timeout to come back before it expires.
+    /// Restored peers count as seen at `now`: they could not announce while the tracker was
+    /// down, so each gets one full timeout to come back before it expires.
     /// Peers without a 20-byte id or an IP address are skipped.
     public mutating func restore(_ snapshot: TrackerSnapshot, now: Int64) {
         swarms = [:]
