@@ -210,6 +210,26 @@ struct TrackerServerTests {
         #expect(server.connectionCount == 0)
     }
 
+    @Test func clientThatNeverReadsIsDropped() async throws {
+        let server = try await S.startServer()
+        defer { Task { try? await server.shutdown() } }
+        let port = try #require(server.port)
+        // Pipelines thousands of /metrics requests and never reads: answers pile up server-side.
+        let channel = try await ClientBootstrap(group: S.group).channelOption(.autoRead, value: false)
+            .connect(host: "127.0.0.1", port: port).get()
+        let one = Array("GET /metrics HTTP/1.1\r\n\r\n".utf8)
+        for _ in 0..<40 {
+            try? await channel.writeAndFlush(channel.allocator.buffer(bytes: Array([[UInt8]](repeating: one, count: 100).joined()))).get()
+        }
+        var dropped = false
+        for _ in 0..<100 where !dropped {
+            try await Task.sleep(nanoseconds: 100_000_000)
+            dropped = server.connectionCount == 0
+        }
+        #expect(dropped, "the server holds at most about 64 KiB of unread answers per connection, then closes")
+        try? await channel.close()
+    }
+
     @Test func connectionCapClosesExtraConnections() async throws {
         let server = try await S.startServer { $0.maxConnections = 1; $0.idleTimeout = 3 }
         defer { Task { try? await server.shutdown() } }

@@ -182,6 +182,16 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         if request.keepAlive {
             context.write(wrapOutboundOut(buffer), promise: nil)
             windowStart = .now()
+            if !context.channel.isWritable {
+                context.flush()
+                // Still over the high watermark (64 KiB) after handing it to the kernel: the
+                // client pipelines requests but does not read the answers. Drop it rather than
+                // buffer without bound; no tracker client pipelines that deep.
+                if !context.channel.isWritable {
+                    closing = true
+                    context.close(promise: nil)
+                }
+            }
         } else {
             closing = true
             let channel = context.channel
