@@ -8,6 +8,10 @@ struct CtlCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ctl",
         abstract: "Change a running node's settings through its admin endpoint.",
+        discussion: """
+        Example:
+          starling ctl rate --up 10mbit --admin http://127.0.0.1:9461
+        """,
         subcommands: [RateSubcommand.self]
     )
 

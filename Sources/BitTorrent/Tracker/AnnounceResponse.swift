@@ -40,7 +40,7 @@ public struct TrackerPeer: Sendable, Hashable, CustomStringConvertible {
     public var ip: IPAddress? { if case .ip(let a) = storage { return a } else { return nil } }
 
     public var description: String {
-        if case .ip(.v6) = storage { return "[\(host)]:\(port)" }
+        if case .ip(let a) = storage, !a.isIPv4 { return "[\(host)]:\(port)" }
         return "\(host):\(port)"
     }
 }

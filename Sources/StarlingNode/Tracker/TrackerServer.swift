@@ -213,7 +213,9 @@ extension IPAddress {
     public init?(socketAddress: SocketAddress) {
         switch socketAddress {
         case .v4(let a):
-            self = .v4(UInt32(bigEndian: a.address.sin_addr.s_addr))
+            var addr = a.address.sin_addr
+            guard let ip = withUnsafeBytes(of: &addr, { IPAddress(bytes: $0) }) else { return nil }
+            self = ip
         case .v6(let a):
             var addr = a.address.sin6_addr
             guard let ip = withUnsafeBytes(of: &addr, { IPAddress(bytes: $0) }) else { return nil }

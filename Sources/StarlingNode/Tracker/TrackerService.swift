@@ -27,7 +27,7 @@ public struct TrackerConfiguration: Sendable {
     /// Seconds between state saves (and expiry sweeps run at least this often).
     public var saveInterval: Int
     /// Networks (e.g. a reverse proxy, a NAT gateway) whose `ip=` parameter is believed.
-    public var trustedNetworks: [IPNetwork]
+    public var trustedNetworks: [CIDR]
     /// Longest request head accepted.
     public var maxHeadSize: Int
     /// Connections open at once; more are closed on accept.
@@ -40,7 +40,7 @@ public struct TrackerConfiguration: Sendable {
     public init(host: String = "0.0.0.0", port: Int = 6969, interval: Int = 15, minInterval: Int? = nil,
                 peerTimeout: Int? = nil, defaultNumWant: Int = 50, maxNumWant: Int = 200, maxPeers: Int = 2_000_000,
                 allowDir: String? = nil, allowDirPollInterval: Int = 2, stateFile: String? = nil, saveInterval: Int = 30,
-                trustedNetworks: [IPNetwork] = [], maxHeadSize: Int = 8192, maxConnections: Int = 10_000,
+                trustedNetworks: [CIDR] = [], maxHeadSize: Int = 8192, maxConnections: Int = 10_000,
                 idleTimeout: Int = 15, threads: Int? = nil) {
         self.host = host
         self.port = port
