@@ -65,6 +65,8 @@ final class ConfigReader {
         let line: Int
         var values: [String: Node] = [:]
         var keyLines: [String: Int] = [:]
+        /// Allowed keys suggested for a misspelt key, so they are not also reported missing.
+        var suggested: Set<String> = []
 
         func path(_ key: String) -> String { name.isEmpty ? key : "\(name).\(key)" }
 
@@ -103,6 +105,7 @@ final class ConfigReader {
                 : "unknown key '\(shown)' in '\(name)'"
             if let guess = ValueParsing.suggestion(for: key, among: allowed) {
                 message += "; did you mean '\(guess)'?"
+                section.suggested.insert(guess)
             }
             message += " (allowed: \(allowed.joined(separator: ", ")))"
             report(line: keyLine, column: keyNode.mark?.column, message)
@@ -117,7 +120,9 @@ final class ConfigReader {
     }
 
     func missing(_ s: Section, _ key: String, _ expected: String) {
-        if s.values[key] != nil {
+        if s.suggested.contains(key), s.values[key] == nil {
+            return  // the misspelt key's message already says it
+        } else if s.values[key] != nil {
             report(line: s.line(of: key), "\(s.path(key)): no value given; expected \(expected)")
         } else if s.name.isEmpty {
             report(line: s.line, "missing required key '\(key)' (\(expected))")

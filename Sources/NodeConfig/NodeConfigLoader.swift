@@ -102,10 +102,31 @@ extension NodeConfiguration {
             return NodeConfigError(file: file, line: line, message: "YAML cannot be read: \(problem)")
         case let .duplicatedKeysInMapping(duplicates, context):
             let keys = duplicates.sorted().map { "'\($0)'" }.joined(separator: ", ")
-            return located(context.mark, "duplicate key \(keys) in the same mapping (each key may appear once)")
+            let first = context.mark
+            // Yams marks the first occurrence; blame the repeat when it can be found.
+            if duplicates.count == 1, let key = duplicates.first,
+               let again = repeatedKeyLine(key, after: first, in: yaml) {
+                return NodeConfigError(file: file, line: again, column: first.column,
+                                       message: "duplicate key \(keys) (first at line \(first.line)); each key may appear once in a mapping")
+            }
+            return located(first, "duplicate key \(keys) in the same mapping (each key may appear once)")
         default:
             return NodeConfigError(file: file, line: 0, message: "cannot parse YAML: \(yamlError)")
         }
+    }
+
+    /// The line, after `mark`, of a block-style `key:` at the same column (the usual
+    /// way a key gets repeated); nil when there is none.
+    static func repeatedKeyLine(_ key: String, after mark: Mark, in yaml: String) -> Int? {
+        let indent = String(repeating: " ", count: max(0, mark.column - 1))
+        for (i, line) in yaml.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where i + 1 > mark.line {
+            guard line.hasPrefix(indent) else { continue }
+            let rest = line.dropFirst(indent.count)
+            if rest.hasPrefix(key), rest.dropFirst(key.count).drop(while: { $0 == " " }).hasPrefix(":") {
+                return i + 1
+            }
+        }
+        return nil
     }
 
     /// The host name, for the default node name.

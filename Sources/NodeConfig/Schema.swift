@@ -94,7 +94,9 @@ extension ConfigReader {
         // tracker
         var tracker: Config.Tracker?
         let trackerLine = top.line(of: "tracker")
+        var trackerListenLine = trackerLine
         if let t = subsection(top, "tracker", allowed: Schema.tracker) {
+            trackerListenLine = t.line(of: "listen")
             let listen = endpoint(t, "listen", required: true)
             let stateFile = path(t, "state_file")
             let interval = int(t, "interval", range: 1...86_400, default: 15)
@@ -267,7 +269,7 @@ extension ConfigReader {
         }
         // TCP listeners must not collide with each other or with the peer-wire port range.
         var listeners: [(what: String, endpoint: Config.Endpoint, line: Int)] = []
-        if let tracker { listeners.append(("tracker.listen", tracker.listen, top.line(of: "tracker"))) }
+        if let tracker { listeners.append(("tracker.listen", tracker.listen, trackerListenLine)) }
         listeners.append(("http.metrics_listen", metricsListen, httpSection?.line(of: "metrics_listen") ?? portRangeLine))
         listeners.append(("http.admin_listen", adminListen, httpSection?.line(of: "admin_listen") ?? portRangeLine))
         func overlaps(_ a: String, _ b: String) -> Bool {
