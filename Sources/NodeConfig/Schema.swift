@@ -195,7 +195,7 @@ extension ConfigReader {
                     seeds.append(e)
                 }
             }
-            if keyFile == nil, !insecure, s.values["key_file"] == nil {
+            if keyFile == nil, !insecure, s.value("key_file") == nil {
                 report(line: s.line, "gossip needs key_file (a shared key of at least 16 bytes) or, on a trusted network, insecure: true")
             }
             if keyFile != nil, insecure {
@@ -220,7 +220,7 @@ extension ConfigReader {
             metricsListen = endpoint(s, "metrics_listen") ?? metricsListen
             adminListen = endpoint(s, "admin_listen") ?? adminListen
             adminTokenFile = path(s, "admin_token_file")
-            if !ValueParsing.isLoopback(adminListen.host), adminTokenFile == nil, s.values["admin_token_file"] == nil {
+            if !ValueParsing.isLoopback(adminListen.host), adminTokenFile == nil, s.value("admin_token_file") == nil {
                 report(line: s.line(of: "admin_listen"), "http.admin_listen \(adminListen) is not a loopback address, so http.admin_token_file is required (admin actions need a token off-host)")
             }
         }
@@ -229,9 +229,10 @@ extension ConfigReader {
         let torrentsLine = top.line(of: "torrents")
         let torrentsGiven = top.value("torrents").map { list(ofNode: $0).map { !$0.isEmpty } ?? true } ?? false
         if roles.contains(.seeder) || roles.contains(.peer), !torrentsGiven, top.value("watch_dir") == nil {
-            let which = roles.filter { $0 != .tracker }.map { "'\($0.rawValue)'" }.joined(separator: " and ")
+            let which = roles.filter { $0 != .tracker }.map { "'\($0.rawValue)'" }
+            let subject = which.count == 1 ? "role \(which[0]) needs" : "roles \(which.joined(separator: " and ")) need"
             report(line: top.values["torrents"] != nil ? torrentsLine : rolesLine,
-                   "role \(which) needs at least one entry in 'torrents' or a 'watch_dir'")
+                   "\(subject) at least one entry in 'torrents' or a 'watch_dir'")
         }
         for (torrent, node) in zip(torrents, torrentNodes) {
             switch torrent.mode {

@@ -244,6 +244,22 @@ private let badFiles: [BadFile] = [
           ip: 10.0.0.7
         roles: [peer]
         """, expected: ["test.yaml:4: role 'peer' needs at least one entry in 'torrents' or a 'watch_dir'"]),
+    BadFile(name: "seeder and peer roles without torrents", yaml: """
+        node:
+          data_dir: /var/lib/starling
+          ip: 10.0.0.7
+        roles: [tracker, seeder, peer]
+        tracker:
+          listen: 10.0.0.7:6969
+        torrents: []
+        """, expected: ["test.yaml:7: roles 'seeder' and 'peer' need at least one entry in 'torrents' or a 'watch_dir'"],
+        exactly: true),
+    BadFile(name: "gossip with an empty key_file", yaml: minimal + "gossip:\n  subnet: 10.0.0.0/24\n  key_file:\n", expected: [
+        "test.yaml:6: gossip needs key_file (a shared key of at least 16 bytes) or, on a trusted network, insecure: true",
+    ], exactly: true),
+    BadFile(name: "off-host admin with an empty token file", yaml: minimal + "http:\n  admin_listen: 0.0.0.0:9461\n  admin_token_file: ~\n", expected: [
+        "test.yaml:7: http.admin_listen 0.0.0.0:9461 is not a loopback address, so http.admin_token_file is required (admin actions need a token off-host)",
+    ], exactly: true),
     BadFile(name: "non-loopback admin without token", yaml: minimal + "http:\n  admin_listen: 10.0.0.7:9461\n", expected: [
         "test.yaml:7: http.admin_listen 10.0.0.7:9461 is not a loopback address, so http.admin_token_file is required (admin actions need a token off-host)",
     ]),
