@@ -177,6 +177,18 @@ private let badFiles: [BadFile] = [
     BadFile(name: "unknown top-level key", yaml: minimal + "torrent: []\n", expected: [
         "test.yaml:6: unknown top-level key 'torrent'; did you mean 'torrents'? (allowed: node, roles, tracker, trackers, torrents, watch_dir, rates, limits, gossip, http)",
     ]),
+    BadFile(name: "unknown key in another spelling", yaml: """
+        node:
+          data_dir: /var/lib/starling
+          ip: 10.0.0.7
+          log-level: debug
+          logFormat: json
+        roles: [peer]
+        watch_dir: /x
+        """, expected: [
+            "test.yaml:4: unknown key 'log-level' in 'node'; did you mean 'log_level'? (allowed: name, data_dir, ip, port_range, log_level, log_format)",
+            "test.yaml:5: unknown key 'logFormat' in 'node'; did you mean 'log_format'? (allowed: name, data_dir, ip, port_range, log_level, log_format)",
+        ], exactly: true),
     BadFile(name: "unknown key without suggestion", yaml: minimal + "rates:\n  sideways: 1\n", expected: [
         "test.yaml:7: unknown key 'sideways' in 'rates' (allowed: up, down)",
     ]),
@@ -531,5 +543,47 @@ private let badFiles: [BadFile] = [
                       "\u{FEFF}node: {}", "node: {ip: 999.1.1.1, data_dir: ''}"])
     func oddDocumentsGiveErrors(_ yaml: String) {
         #expect(!errors(yaml).isEmpty)
+    }
+}
+
+/// The systemd units pass `systemd-analyze verify` (where systemd is installed), with the
+/// binary path pointed at one that exists here.
+@Suite struct SystemdUnits {
+    static let analyze = "/usr/bin/systemd-analyze"
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: analyze)),
+          arguments: ["starling-node.service", "starling-tracker.service"])
+    func unitVerifies(_ name: String) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nodeconfig-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = try String(contentsOf: configFolder.appendingPathComponent(name), encoding: .utf8)
+        #expect(text.contains("ExecStart=/usr/local/bin/starling node --config /etc/starling/"))
+        let unit = dir.appendingPathComponent(name)
+        try text.replacingOccurrences(of: "/usr/local/bin/starling", with: "/bin/true")
+            .write(to: unit, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.analyze)
+        process.arguments = ["verify", unit.path]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let printed = String(decoding: data, as: UTF8.self)
+        #expect(process.terminationStatus == 0, "systemd-analyze verify \(name):\n\(printed)")
+        #expect(!printed.contains(name), "systemd-analyze verify \(name) complained:\n\(printed)")
+    }
+
+    @Test(arguments: ["starling-node.service", "starling-tracker.service"])
+    func unitIsHardened(_ name: String) throws {
+        let text = try String(contentsOf: configFolder.appendingPathComponent(name), encoding: .utf8)
+        for line in ["User=starling", "ProtectSystem=strict", "ReadWritePaths=/var/lib/starling", "NoNewPrivileges=yes",
+                     "PrivateTmp=yes", "ProtectHome=yes", "CapabilityBoundingSet=\n",
+                     "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX", "ExecReload=/bin/kill -HUP $MAINPID",
+                     "Restart=on-failure", "LimitNOFILE="] {
+            #expect(text.contains(line), "\(name) lacks \(line)")
+        }
     }
 }
