@@ -540,7 +540,9 @@ private let badFiles: [BadFile] = [
 
     @Test(arguments: ["", "\n", "~", "[]", "{}", "node: 1", "roles: {a: b}", "node: []\nroles: []",
                       "? [a]\n: b", "node:\n  ? [x]\n  : 1", "&a [*a]", "!!binary aGVsbG8=", "torrents: [1, [2], {3: 4}]",
-                      "\u{FEFF}node: {}", "node: {ip: 999.1.1.1, data_dir: ''}"])
+                      "\u{FEFF}node: {}", "node: {ip: 999.1.1.1, data_dir: ''}",
+                      "node:\n  name: \u{01}bell\n", "--- a\n--- b\n", "node: !!map {}\nroles: !!seq []",
+                      "node: *undefined"])
     func oddDocumentsGiveErrors(_ yaml: String) {
         #expect(!errors(yaml).isEmpty)
     }
