@@ -123,13 +123,13 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
         self.init(network: addr, prefixLength: len)
     }
 
-    /// `prefixLength` counts in the address's own family (0...32 for IPv4); it is clamped.
     /// Parses like `init(parsing:)`, nil on error (for option validation).
     public init?(_ text: String) {
         guard let c = try? CIDR(parsing: text) else { return nil }
         self = c
     }
 
+    /// `prefixLength` counts in the address's own family (0...32 for IPv4); it is clamped.
     public init(network: IPAddress, prefixLength: Int) {
         let len128 = network.isIPv4 ? 96 + min(max(prefixLength, 0), 32) : min(max(prefixLength, 0), 128)
         prefixLength128 = len128

@@ -241,29 +241,20 @@ final class ConfigReader {
         return endpoint(node, s.path(key))
     }
 
-    func network(_ node: Node, _ name: String) -> IPNetwork? {
+    func network(_ node: Node, _ name: String) -> CIDR? {
         let expected = "a network in CIDR notation, e.g. 10.0.0.0/8"
         guard let t = text(node, name, expected: expected) else { return nil }
-        guard t.contains("/"), let net = IPNetwork(t) else {
+        guard t.contains("/"), let net = CIDR(t),
+              let given = IPAddress(String(t.prefix(while: { $0 != "/" }))) else {
             report(node, "\(name): \(Self.describe(node)) is not a CIDR network; expected \(expected)")
             return nil
         }
-        let base = Self.networkAddress(net)
-        if base != net.address {
-            report(node, "\(name): \(t) has host bits set; did you mean \(base)/\(net.prefixLength)?")
+        // CIDR masks host bits off; a difference means the operator wrote a host, not a network.
+        if given != net.network {
+            report(node, "\(name): \(t) has host bits set; did you mean \(net)?")
             return nil
         }
         return net
-    }
-
-    static func networkAddress(_ net: IPNetwork) -> IPAddress {
-        var bytes = net.address.bytes
-        for i in bytes.indices {
-            let bitsHere = max(0, min(8, net.prefixLength - i * 8))
-            let mask: UInt8 = bitsHere == 0 ? 0 : UInt8(truncatingIfNeeded: 0xFF << (8 - bitsHere))
-            bytes[i] &= mask
-        }
-        return IPAddress(bytes: bytes) ?? net.address
     }
 
     /// The items of a list; reports a type error for anything else.

@@ -55,10 +55,10 @@ public struct NodeConfiguration: Sendable, Hashable {
         /// Serve only the info-hashes of the .torrent files in this folder; nil serves any.
         public var allowDir: String?
         /// Networks whose `ip=` announce parameter is believed.
-        public var trustedCIDRs: [IPNetwork]
+        public var trustedCIDRs: [CIDR]
 
         public init(listen: Endpoint, stateFile: String? = nil, interval: Int = 15,
-                    allowDir: String? = nil, trustedCIDRs: [IPNetwork] = []) {
+                    allowDir: String? = nil, trustedCIDRs: [CIDR] = []) {
             self.listen = listen
             self.stateFile = stateFile
             self.interval = interval
@@ -125,7 +125,7 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// UDP gossip between nodes (same meaning as the `--gossip-*` options).
     public struct Gossip: Sendable, Hashable {
         /// Only addresses inside this network are learned or contacted.
-        public var subnet: IPNetwork
+        public var subnet: CIDR
         /// UDP port of every member.
         public var port: Int
         /// File holding the shared HMAC key (its bytes, trailing whitespace trimmed); nil only
@@ -138,7 +138,7 @@ public struct NodeConfiguration: Sendable, Hashable {
         /// Ignore the torrents' trackers: find peers by gossip only.
         public var noTracker: Bool
 
-        public init(subnet: IPNetwork, port: Int = 6890, keyFile: String? = nil, seeds: [Endpoint] = [],
+        public init(subnet: CIDR, port: Int = 6890, keyFile: String? = nil, seeds: [Endpoint] = [],
                     insecure: Bool = false, noTracker: Bool = false) {
             self.subnet = subnet
             self.port = port

@@ -101,7 +101,7 @@ extension ConfigReader {
             let stateFile = path(t, "state_file")
             let interval = int(t, "interval", range: 1...86_400, default: 15)
             let allowDir = path(t, "allow_dir")
-            var cidrs: [IPNetwork] = []
+            var cidrs: [CIDR] = []
             if let node = t.value("trusted_cidrs"), let items = list(node, t.path("trusted_cidrs"), of: "CIDR networks") {
                 for item in items.prefix(Self.maxListItems) {
                     if let net = network(item, t.path("trusted_cidrs")) { cidrs.append(net) }
@@ -174,7 +174,7 @@ extension ConfigReader {
         // gossip
         var gossip: Config.Gossip?
         if let s = subsection(top, "gossip", allowed: Schema.gossip) {
-            var subnet: IPNetwork?
+            var subnet: CIDR?
             if let node = s.value("subnet") {
                 subnet = network(node, s.path("subnet"))
             } else {

@@ -103,16 +103,13 @@ enum ValueParsing {
     }
 
     static func isLoopback(_ host: String) -> Bool {
-        switch IPAddress(host) {
-        case .v4(let a)?: return a >> 24 == 127
-        case .v6(let hi, let lo)?: return hi == 0 && lo == 1
-        case nil: return false
-        }
+        guard let ip = IPAddress(host) else { return false }
+        if let v4 = ip.ipv4Bytes { return v4[0] == 127 }
+        return ip.high == 0 && ip.low == 1
     }
 
     static func isUnspecified(_ host: String) -> Bool {
-        guard let ip = IPAddress(host) else { return false }
-        return ip.bytes.allSatisfy { $0 == 0 }
+        IPAddress(host)?.isUnspecified ?? false
     }
 
     /// Levenshtein distance, for "did you mean" suggestions (keys are short).
