@@ -24,15 +24,15 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .target(name: "Storage", dependencies: ["BitTorrent", "CZlib"]),
-        // The node's YAML configuration: parsing and validation only, so Yams stays out of
-        // the other modules; StarlingNode/starling map it onto EngineConfig and friends.
+        // The node's YAML configuration: parsing and validation only (Yams stays here);
+        // StarlingNode's NodeDaemon maps it onto the engine, tracker, gossip and HTTP.
         .target(name: "NodeConfig", dependencies: [
             "BitTorrent",
             .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "Swarm", dependencies: ["BitTorrent"]),
         .target(name: "StarlingNode", dependencies: [
-            "BitTorrent", "Storage", "Swarm", "Bencode",
+            "BitTorrent", "Storage", "Swarm", "Bencode", "NodeConfig",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -40,7 +40,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "starling", dependencies: [
-            "Bencode", "BitTorrent", "Storage", "Swarm", "StarlingNode",
+            "Bencode", "BitTorrent", "Storage", "Swarm", "StarlingNode", "NodeConfig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

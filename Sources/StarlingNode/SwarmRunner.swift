@@ -117,7 +117,7 @@ public final class SwarmRunner: Sendable {
             loop.scheduleTask(in: .seconds(Int64(options.timeout))) { continuation.yield(.timedOut) }
         }
         engine.addCandidates(options.staticPeers, for: metainfo.infoHash)
-        let announcer = PeerSourceSet(engine: engine, session: session, options: options, group: group, logger: logger)
+        let announcer = PeerSourceSet(engine: engine, session: session, noTracker: options.noTracker, group: group, logger: logger)
         announcer.start()
         let gossip = try await startGossip(engine: engine, session: session, group: group)
         let progress = ProgressReporter(session: session, loop: loop, interval: options.progressInterval, logger: logger)

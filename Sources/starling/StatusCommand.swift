@@ -86,6 +86,6 @@ func printTable(_ rows: [[String]]) {
     let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
     for r in rows {
         print(r.enumerated().map { i, c in c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-            .joined(separator: "  ").trimmingCharacters(in: " "))
+            .joined(separator: "  ").trimmingCharacters(in: .whitespaces))
     }
 }
