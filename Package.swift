@@ -13,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
@@ -23,9 +24,15 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .target(name: "Storage", dependencies: ["BitTorrent", "CZlib"]),
+        // The node's YAML configuration: parsing and validation only (Yams stays here);
+        // StarlingNode's NodeDaemon maps it onto the engine, tracker, gossip and HTTP.
+        .target(name: "NodeConfig", dependencies: [
+            "BitTorrent",
+            .product(name: "Yams", package: "Yams"),
+        ]),
         .target(name: "Swarm", dependencies: ["BitTorrent"]),
         .target(name: "StarlingNode", dependencies: [
-            "BitTorrent", "Storage", "Swarm", "Bencode",
+            "BitTorrent", "Storage", "Swarm", "Bencode", "NodeConfig",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -33,7 +40,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "starling", dependencies: [
-            "Bencode", "BitTorrent", "Storage", "Swarm", "StarlingNode",
+            "Bencode", "BitTorrent", "Storage", "Swarm", "StarlingNode", "NodeConfig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -60,6 +67,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .testTarget(name: "BencodeTests", dependencies: ["Bencode"]),
+        .testTarget(name: "NodeConfigTests", dependencies: ["NodeConfig", "BitTorrent"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -13,7 +13,6 @@ import Glibc
 final class PeerSourceSet: @unchecked Sendable {
     private let engine: PeerEngine
     private let session: TorrentSession
-    private let options: SwarmOptions
     private let logger: Logger
     private let client: HTTPTrackerClient
     private var tiers: [[String]]
@@ -21,15 +20,17 @@ final class PeerSourceSet: @unchecked Sendable {
     private let key = String(UInt32.random(in: 0...UInt32.max), radix: 16)
     private let metrics = TrackerClientMetrics()
 
-    init(engine: PeerEngine, session: TorrentSession, options: SwarmOptions, group: EventLoopGroup, logger: Logger) {
+    /// `extraTrackers` (a node's configured trackers) form a last tier after the torrent's own.
+    init(engine: PeerEngine, session: TorrentSession, noTracker: Bool, extraTrackers: [String] = [],
+         group: EventLoopGroup, logger: Logger) {
         self.engine = engine
         self.session = session
-        self.options = options
         self.logger = logger
         client = HTTPTrackerClient(group: group, userAgent: "starling/\(EngineConfig.version)",
                                    localAddress: try? SocketAddress(ipAddress: engine.config.ip, port: 0))
-        tiers = options.noTracker ? [] : session.metainfo.announceList.map { $0.filter { $0.hasPrefix("http://") } }.filter { !$0.isEmpty }
-        if !options.noTracker && tiers.isEmpty && !session.metainfo.trackers.isEmpty {
+        let own = session.metainfo.announceList + (extraTrackers.isEmpty ? [] : [extraTrackers])
+        tiers = noTracker ? [] : own.map { $0.filter { $0.hasPrefix("http://") } }.filter { !$0.isEmpty }
+        if !noTracker && tiers.isEmpty && !session.metainfo.trackers.isEmpty {
             logger.warning("no usable tracker: only http:// trackers are supported", metadata: ["trackers": "\(session.metainfo.trackers)"])
         }
     }

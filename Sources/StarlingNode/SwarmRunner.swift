@@ -23,6 +23,8 @@ public struct SwarmOptions: Sendable {
     public var progressInterval: Int = 5
     /// HTTP listeners for /metrics, /status and (admin ones) rate changes.
     public var http: [NodeHTTPServer.Listener] = []
+    /// Peer discovery by UDP gossip within a subnet, besides (or instead of) trackers.
+    public var gossip: GossipConfig?
 
     public init(engine: EngineConfig) { self.engine = engine }
 }
@@ -50,6 +52,27 @@ public final class SwarmRunner: Sendable {
         case signal(Int32)
         case seedTimeOver
         case timedOut
+    }
+
+    /// Starts gossip when configured: announces this torrent and feeds discovered peers to the engine.
+    private func startGossip(engine: PeerEngine, session: TorrentSession, group: EventLoopGroup) async throws -> GossipService? {
+        guard let config = options.gossip else { return nil }
+        let service = GossipService(config: config, group: group, logger: logger)
+        let complete = try await engine.loop.submit { session.isComplete }.get()
+        service.announce(torrents: [(metainfo.infoHash, complete: complete)], peerPort: UInt16(engine.listenPort))
+        do {
+            try await service.start()
+        } catch {
+            throw CLIVisibleError("cannot start gossip on \(config.bindIP) port \(config.port): \(error)")
+        }
+        let infoHash = metainfo.infoHash
+        Task {
+            for await peer in service.discoveredPeers where peer.infoHash == infoHash {
+                engine.addCandidates([PeerAddress(host: peer.host, port: Int(peer.port))], for: infoHash)
+            }
+        }
+        logger.info("gossip on", metadata: ["subnet": "\(config.subnet)", "port": "\(config.port)"])
+        return service
     }
 
     /// Runs until done; returns the process exit status.
@@ -94,8 +117,9 @@ public final class SwarmRunner: Sendable {
             loop.scheduleTask(in: .seconds(Int64(options.timeout))) { continuation.yield(.timedOut) }
         }
         engine.addCandidates(options.staticPeers, for: metainfo.infoHash)
-        let announcer = PeerSourceSet(engine: engine, session: session, options: options, group: group, logger: logger)
+        let announcer = PeerSourceSet(engine: engine, session: session, noTracker: options.noTracker, group: group, logger: logger)
         announcer.start()
+        let gossip = try await startGossip(engine: engine, session: session, group: group)
         let progress = ProgressReporter(session: session, loop: loop, interval: options.progressInterval, logger: logger)
         progress.start()
 
@@ -106,6 +130,7 @@ public final class SwarmRunner: Sendable {
                 progress.finish()
                 guard role == .peer else { continue }
                 announcer.completed()
+                gossip?.announce(torrents: [(metainfo.infoHash, complete: true)], peerPort: UInt16(engine.listenPort))
                 let (took, fetched) = try await loop.submit {
                     (session.completedAt.map { Double(($0 - session.startedAt).nanoseconds) / 1e9 } ?? 0, session.downloadedBytes)
                 }.get()
@@ -133,6 +158,7 @@ public final class SwarmRunner: Sendable {
         }
         progress.stop()
         await httpServer.shutdown()
+        await gossip?.stop()
         await announcer.stop()
         await engine.shutdown()
         try? await group.shutdownGracefully()

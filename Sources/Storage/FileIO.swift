@@ -132,6 +132,13 @@ public enum FilePaths {
         }
     }
 
+    /// A small secret or token file as text, trailing whitespace and newlines trimmed.
+    public static func readTrimmedText(_ path: String, limit: Int = 4096) throws -> String {
+        var bytes = try readAll(path, limit: limit)
+        while let last = bytes.last, last == 0x20 || last == 0x09 || last == 0x0A || last == 0x0D { bytes.removeLast() }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     public static func readAll(_ path: String, limit: Int) throws -> [UInt8] {
         let f = try FileDescriptor(path: path, flags: O_RDONLY)
         let size = try f.size()

@@ -8,6 +8,10 @@ struct CtlCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ctl",
         abstract: "Change a running node's settings through its admin endpoint.",
+        discussion: """
+        Example:
+          starling ctl rate --up 10mbit --admin http://127.0.0.1:9461
+        """,
         subcommands: [RateSubcommand.self]
     )
 
@@ -45,8 +49,7 @@ struct CtlCommand: AsyncParsableCommand {
 /// Reads a token file: its bytes with trailing whitespace trimmed.
 func readToken(_ path: String) throws -> String {
     do {
-        let bytes = try FilePaths.readAll(path, limit: 4096)
-        return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: " \n\r\t")
+        return try FilePaths.readTrimmedText(path)
     } catch {
         throw CLIError("cannot read token: \(error)")
     }
@@ -66,14 +69,5 @@ func adminRequest(_ base: String, path: String, method: String = "GET",
     } catch {
         try? await group.shutdownGracefully()
         throw CLIError("\(error)")
-    }
-}
-
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let f = s.first, set.contains(f) { s.removeFirst() }
-        while let l = s.last, set.contains(l) { s.removeLast() }
-        return String(s)
     }
 }

@@ -18,7 +18,7 @@ struct Starling: AsyncParsableCommand {
           starling inspect app.torrent
         """,
         version: starlingVersion,
-        subcommands: [MakeTorrentCommand.self, InspectCommand.self, TrackerCommand.self, SeedCommand.self, PeerCommand.self, CtlCommand.self]
+        subcommands: [MakeTorrentCommand.self, InspectCommand.self, TrackerCommand.self, SeedCommand.self, PeerCommand.self, CtlCommand.self, StatusCommand.self, NodeCommand.self]
     )
 }
 

@@ -23,8 +23,26 @@ struct SwarmCLIOptions: ParsableArguments {
     @Option(name: .long, help: "A peer to connect to directly, IP:PORT (repeatable).")
     var peer: [String] = []
 
-    @Flag(name: .long, help: "Ignore the torrent's trackers.")
+    @Flag(name: .long, help: "Ignore the torrent's trackers (find peers by gossip or --peer only).")
     var noTracker = false
+
+    @Option(name: .long, help: "Gossip peer lists over UDP within this subnet (CIDR), e.g. 10.0.0.0/24.")
+    var gossipSubnet: String?
+
+    @Option(name: .long, help: "UDP port for gossip (default 6890).")
+    var gossipPort: UInt16?
+
+    @Option(name: .long, help: "File holding the shared gossip key (at least 16 bytes; a hex string works). Or set STARLING_GOSSIP_KEY.")
+    var gossipKeyFile: String?
+
+    @Option(name: .long, help: "A gossip member to contact first, IP[:PORT] (repeatable): the tracker host, the seeder.")
+    var gossipSeed: [String] = []
+
+    @Flag(name: .long, help: "Find the first gossip members by broadcast on the subnet (IPv4).")
+    var gossipBroadcast = false
+
+    @Flag(name: .long, help: "Gossip without a key (unauthenticated): only on a trusted, isolated network.")
+    var gossipInsecure = false
 
     @Option(name: .long, help: "Most connections per torrent.")
     var maxPeers: Int = 50
@@ -53,6 +71,16 @@ struct SwarmCLIOptions: ParsableArguments {
         engine.uploadSlots = uploadSlots
         var options = SwarmOptions(engine: engine)
         options.noTracker = noTracker
+        if let subnet = gossipSubnet {
+            do {
+                options.gossip = try GossipConfig.fromOptions(ip: ip, subnet: subnet, port: gossipPort, keyFile: gossipKeyFile,
+                                                              seeds: gossipSeed, insecure: gossipInsecure, broadcast: gossipBroadcast)
+            } catch {
+                throw ValidationError("gossip: \(error)")
+            }
+        } else if gossipPort != nil || gossipKeyFile != nil || !gossipSeed.isEmpty || gossipInsecure || gossipBroadcast {
+            throw ValidationError("gossip options need --gossip-subnet CIDR")
+        }
         for (flag, value, admin) in [("--metrics-listen", metricsListen, false), ("--admin-listen", adminListen, true)] {
             guard let value else { continue }
             guard let a = PeerAddress(value) else { throw ValidationError("\(flag) \(value): expected IP:PORT") }

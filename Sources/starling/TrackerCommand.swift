@@ -76,7 +76,7 @@ struct TrackerCommand: AsyncParsableCommand {
         guard interval >= 1, interval <= 86_400 else { throw ValidationError("--interval must be 1 to 86400 seconds") }
         if let m = minInterval, m < 0 || m > interval { throw ValidationError("--min-interval must be 0 to --interval") }
         if let t = peerTimeout, t < interval { throw ValidationError("--peer-timeout must be at least --interval") }
-        for c in trustedCidr where (try? CIDR(parsing: c)) == nil {
+        for c in trustedCidr where CIDR(c) == nil {
             throw ValidationError("--trusted-cidr \(c): expected a network like 10.0.0.0/8 or fd00::/8")
         }
         guard saveInterval >= 1 else { throw ValidationError("--save-interval must be at least 1 second") }
@@ -102,7 +102,7 @@ struct TrackerCommand: AsyncParsableCommand {
         let config = TrackerConfiguration(
             host: host, port: port, interval: interval, minInterval: minInterval, peerTimeout: peerTimeout,
             maxNumWant: maxNumwant, allowDir: allowDir, stateFile: state, saveInterval: saveInterval,
-            trustedNetworks: trustedCidr.compactMap { try? CIDR(parsing: $0) }, maxConnections: maxConnections, threads: threads)
+            trustedNetworks: trustedCidr.compactMap(CIDR.init), maxConnections: maxConnections, threads: threads)
         BuildInfo.register(version: starlingVersion)
         let server = TrackerServer(configuration: config, logger: logger)
         do {

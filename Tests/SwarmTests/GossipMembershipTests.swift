@@ -6,18 +6,6 @@ import BitTorrent
 @testable import Swarm
 
 /// Deterministic generator for reproducible simulations.
-struct SplitMix64: RandomNumberGenerator, Sendable {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 private let epochMillis: UInt64 = 1_780_000_000_000
 private let second: UInt64 = 1_000_000_000
 private let simKey = try! GossipKey(bytes: Array("simulation-key-0123456789".utf8))

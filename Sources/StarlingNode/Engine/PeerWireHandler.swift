@@ -99,8 +99,12 @@ final class PeerWireHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let session, let link {
+        if let session, let link, error is PeerWireError {
             session.drop(link, reason: "\(error)")
+        } else if session != nil {
+            // A reset or a timeout is the network's doing, not a protocol violation.
+            engine.logger.debug("connection error", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
         } else {
             engine.logger.debug("closing connection before handshake", metadata: ["error": "\(error)"])
             context.close(promise: nil)

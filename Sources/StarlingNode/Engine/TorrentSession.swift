@@ -145,15 +145,16 @@ public final class TorrentSession: @unchecked Sendable {
             }
             peerHoldingsChanged(link)
         case .bitfield(let bytes):
-            guard !link.bitfieldReceived, let bits = Bitfield(bytes: bytes, count: metainfo.pieceCount) else {
-                return drop(link, reason: "invalid or repeated bitfield")
+            // aria2 follows its have-none with a bitfield; a later bitfield simply replaces the holdings.
+            guard let bits = Bitfield(bytes: bytes, count: metainfo.pieceCount) else {
+                return drop(link, reason: "bitfield of \(bytes.count) bytes for \(metainfo.pieceCount) pieces, or spare bits set")
             }
             setBitfield(link, bits)
         case .haveAll:
-            guard link.fast, !link.bitfieldReceived else { return drop(link, reason: "unexpected have-all") }
+            guard link.fast else { return drop(link, reason: "have-all without the fast extension") }
             setBitfield(link, Bitfield(count: metainfo.pieceCount, allSet: true))
         case .haveNone:
-            guard link.fast, !link.bitfieldReceived else { return drop(link, reason: "unexpected have-none") }
+            guard link.fast else { return drop(link, reason: "have-none without the fast extension") }
             setBitfield(link, Bitfield(count: metainfo.pieceCount))
         case .request(let req):
             guard metainfo.layout.isValidRequest(piece: req.piece, begin: req.begin, length: req.length) else {

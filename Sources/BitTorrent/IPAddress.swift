@@ -6,8 +6,8 @@ import Darwin
 
 /// An IPv4 or IPv6 address held as 16 bytes; IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`).
 ///
-/// One representation for both families keeps the gossip wire format fixed-width and lets
-/// one `CIDR.contains` serve both.
+/// One representation for both families keeps the gossip wire format fixed-width, lets one
+/// `CIDR.contains` serve both, and makes tracker swarm entries small and cheap to hash.
 public struct IPAddress: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// The 128 bits as two big-endian halves: no heap storage, cheap to compare and mask.
     public let high: UInt64
@@ -49,7 +49,8 @@ public struct IPAddress: Sendable, Hashable, Comparable, CustomStringConvertible
     }
 
     /// Parses dotted-quad IPv4 or textual IPv6 (no zone, no brackets).
-    public init?(_ text: String) {
+    public init?(_ input: some StringProtocol) {
+        let text = String(input)
         guard text.utf8.count <= 64, !text.contains("%") else { return nil }
         var v4 = in_addr()
         if inet_pton(AF_INET, text, &v4) == 1 {
@@ -86,6 +87,11 @@ public struct IPAddress: Sendable, Hashable, Comparable, CustomStringConvertible
     }
 
     public static func < (lhs: IPAddress, rhs: IPAddress) -> Bool { (lhs.high, lhs.low) < (rhs.high, rhs.low) }
+
+    /// Appends the compact (BEP 23 / BEP 7) form: 4 bytes for IPv4, 16 for IPv6.
+    public func append(to out: inout [UInt8]) {
+        if let v4 = ipv4Bytes { out += v4 } else { out += bytes }
+    }
 }
 
 /// An address block such as `10.1.0.0/16` or `fd00::/64`: the gossip scope.
@@ -115,6 +121,12 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
             len = n
         }
         self.init(network: addr, prefixLength: len)
+    }
+
+    /// Parses like `init(parsing:)`, nil on error (for option validation).
+    public init?(_ text: String) {
+        guard let c = try? CIDR(parsing: text) else { return nil }
+        self = c
     }
 
     /// `prefixLength` counts in the address's own family (0...32 for IPv4); it is clamped.

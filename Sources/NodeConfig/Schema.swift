@@ -1,0 +1,302 @@
+import BitTorrent
+import Yams
+
+/// The schema: which keys each section allows, their types, defaults and cross-checks.
+/// `config/README.md` documents the same; keep both in step.
+enum Schema {
+    static let top = ["node", "roles", "tracker", "trackers", "torrents", "watch_dir", "rates", "limits", "gossip", "http"]
+    static let node = ["name", "data_dir", "ip", "port_range", "log_level", "log_format"]
+    static let tracker = ["listen", "state_file", "interval", "allow_dir", "trusted_cidrs"]
+    static let torrent = ["torrent", "path", "mode", "up_rate", "down_rate"]
+    static let rates = ["up", "down"]
+    static let limits = ["max_peers", "upload_slots"]
+    static let gossip = ["subnet", "port", "key_file", "seeds", "insecure", "no_tracker"]
+    static let http = ["metrics_listen", "admin_listen", "admin_token_file"]
+
+    static let defaultPortRange = 6881...6889
+    static let defaultGossipPort = 6890
+    static let defaultMetricsPort = 9460
+    static let defaultAdmin = NodeConfiguration.Endpoint(host: "127.0.0.1", port: 9461)
+}
+
+extension ConfigReader {
+    typealias Config = NodeConfiguration
+
+    /// The configuration, or nil when a required part is missing (errors say why). The
+    /// caller must also check `errors`: a non-nil result may still carry problems.
+    func read(_ root: Node?, absoluteFile: String) -> NodeConfiguration? {
+        guard let root, !Self.isNull(root) else {
+            report(line: 1, "the file holds no settings; expected at least 'node' and 'roles' (see config/README.md)")
+            return nil
+        }
+        guard let top = section(root, name: "", line: root.mark?.line ?? 1, allowed: Schema.top) else { return nil }
+
+        // node
+        var name = Config.hostName()
+        var dataDir: String?
+        var ip: String?
+        var portRange = Schema.defaultPortRange
+        var logLevel = Config.LogLevel.info
+        var logFormat = Config.LogFormat.text
+        var portRangeLine = top.line(of: "node")
+        if let node = subsection(top, "node", allowed: Schema.node) {
+            if let n = text(node, "name", expected: "a node name") {
+                if n.isEmpty || n.count > 64 || !n.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) {
+                    report(line: node.line(of: "name"), "node.name: '\(n.prefix(64))' is not a usable name; expected 1 to 64 letters, digits, '.', '_' or '-'")
+                } else {
+                    name = n
+                }
+            }
+            dataDir = path(node, "data_dir", required: true)
+            if let t = text(node, "ip", expected: "an IP address such as 10.0.0.7", required: true) {
+                if let a = IPAddress(t) {
+                    ip = a.description
+                } else {
+                    report(line: node.line(of: "ip"), "node.ip: '\(t.prefix(60))' is not an IP address; expected a literal such as 10.0.0.7 or fd00::7")
+                }
+            }
+            portRangeLine = node.line(of: "port_range")
+            if let t = text(node, "port_range", expected: "a port range LO-HI, e.g. 6881-6889") {
+                if let r = ValueParsing.portRange(t) {
+                    portRange = r
+                } else {
+                    report(line: node.line(of: "port_range"), "node.port_range: '\(t.prefix(40))' is not a port range; expected LO-HI within 1-65535, e.g. 6881-6889")
+                }
+            }
+            logLevel = choice(node, "log_level", Config.LogLevel.self) ?? logLevel
+            logFormat = choice(node, "log_format", Config.LogFormat.self) ?? logFormat
+        } else if top.value("node") == nil {
+            missing(top, "node", "a mapping with data_dir and ip")
+        }
+
+        // roles
+        var roles: [Config.Role] = []
+        var rolesLine = top.line
+        if let node = top.value("roles") {
+            rolesLine = top.line(of: "roles")
+            if let items = list(node, "roles", of: "strings (tracker, seeder, peer)") {
+                for item in items {
+                    guard let role = choice(item, "roles", Config.Role.self) else { continue }
+                    if roles.contains(role) {
+                        report(item, "roles: '\(role.rawValue)' is listed twice")
+                    } else {
+                        roles.append(role)
+                    }
+                }
+                if items.isEmpty {
+                    report(node, "roles: at least one role is required (tracker, seeder, peer)")
+                }
+            }
+        } else {
+            missing(top, "roles", "a list of tracker, seeder, peer")
+        }
+
+        // tracker
+        var tracker: Config.Tracker?
+        let trackerLine = top.line(of: "tracker")
+        var trackerListenLine = trackerLine
+        if let t = subsection(top, "tracker", allowed: Schema.tracker) {
+            trackerListenLine = t.line(of: "listen")
+            let listen = endpoint(t, "listen", required: true)
+            let stateFile = path(t, "state_file")
+            let interval = int(t, "interval", range: 1...86_400, default: 15)
+            let allowDir = path(t, "allow_dir")
+            var cidrs: [CIDR] = []
+            if let node = t.value("trusted_cidrs"), let items = list(node, t.path("trusted_cidrs"), of: "CIDR networks") {
+                for item in items.prefix(Self.maxListItems) {
+                    if let net = network(item, t.path("trusted_cidrs")) { cidrs.append(net) }
+                }
+            }
+            if let listen {
+                tracker = Config.Tracker(listen: listen, stateFile: stateFile, interval: interval,
+                                         allowDir: allowDir, trustedCIDRs: cidrs)
+            }
+        }
+        let trackerGiven = top.value("tracker") != nil
+        if roles.contains(.tracker), !trackerGiven {
+            report(line: rolesLine, "role 'tracker' needs a 'tracker' section (at least tracker.listen: IP:PORT)")
+        }
+        if trackerGiven, !roles.isEmpty, !roles.contains(.tracker) {
+            report(line: trackerLine, "a 'tracker' section is given but roles does not include 'tracker'; add the role or remove the section")
+        }
+
+        // trackers (announce URLs)
+        var announce: [String] = []
+        for (url, node) in stringList(top, "trackers", of: "http:// announce URLs") {
+            if ValueParsing.isHTTPURL(url) {
+                if announce.contains(url) {
+                    report(node, "trackers: '\(url)' is listed twice")
+                } else {
+                    announce.append(url)
+                }
+            } else {
+                report(node, "trackers: \(Self.describe(node)) is not an http:// announce URL; expected e.g. http://10.0.0.1:6969/announce")
+            }
+        }
+
+        // torrents
+        var torrents: [Config.Torrent] = []
+        var torrentNodes: [Node] = []
+        if let node = top.value("torrents"), let items = list(node, "torrents", of: "torrent entries (mappings)") {
+            if items.count > Self.maxTorrents {
+                report(node, "torrents: more than \(Self.maxTorrents) entries")
+            } else {
+                for (i, item) in items.enumerated() {
+                    if errors.count >= Self.maxErrors { break }
+                    let itemLine = item.mark?.line ?? top.line(of: "torrents")
+                    guard let s = section(item, name: "torrents[\(i)]", line: itemLine, allowed: Schema.torrent) else { continue }
+                    let torrentPath = path(s, "torrent", required: true)
+                    let dataPath = path(s, "path")
+                    let mode = choice(s, "mode", Config.Torrent.Mode.self, required: true)
+                    let up = rate(s, "up_rate")
+                    let down = rate(s, "down_rate")
+                    if let torrentPath, let mode {
+                        torrents.append(Config.Torrent(torrent: torrentPath, path: dataPath, mode: mode,
+                                                       upRate: up, downRate: down, line: itemLine))
+                        torrentNodes.append(item)
+                    }
+                }
+            }
+        }
+        let watchDir = path(top, "watch_dir")
+
+        // rates, limits
+        var rates = Config.Rates()
+        if let s = subsection(top, "rates", allowed: Schema.rates) {
+            rates = Config.Rates(up: rate(s, "up"), down: rate(s, "down"))
+        }
+        var limits = Config.Limits()
+        if let s = subsection(top, "limits", allowed: Schema.limits) {
+            limits = Config.Limits(maxPeers: int(s, "max_peers", range: 1...10_000, default: 50),
+                                   uploadSlots: int(s, "upload_slots", range: 1...10_000, default: 16))
+        }
+
+        // gossip
+        var gossip: Config.Gossip?
+        if let s = subsection(top, "gossip", allowed: Schema.gossip) {
+            var subnet: CIDR?
+            if let node = s.value("subnet") {
+                subnet = network(node, s.path("subnet"))
+            } else {
+                missing(s, "subnet", "a CIDR network, e.g. 10.0.0.0/24")
+            }
+            let port = int(s, "port", range: 1...65_535, default: Schema.defaultGossipPort)
+            let keyFile = path(s, "key_file")
+            let insecure = bool(s, "insecure", default: false)
+            let noTracker = bool(s, "no_tracker", default: false)
+            var seeds: [Config.Endpoint] = []
+            if let node = s.value("seeds"), let items = list(node, s.path("seeds"), of: "addresses (IP or IP:PORT)") {
+                for item in items.prefix(Self.maxListItems) {
+                    guard let e = endpoint(item, s.path("seeds"), defaultPort: port) else { continue }
+                    if let subnet, let a = IPAddress(e.host), !subnet.contains(a) {
+                        report(item, "gossip.seeds: \(e.host) is outside gossip.subnet \(subnet); gossip never contacts addresses outside it")
+                        continue
+                    }
+                    seeds.append(e)
+                }
+            }
+            if keyFile == nil, !insecure, s.value("key_file") == nil {
+                report(line: s.line, "gossip needs key_file (a shared key of at least 16 bytes) or, on a trusted network, insecure: true")
+            }
+            if keyFile != nil, insecure {
+                report(line: s.line(of: "insecure"), "gossip.insecure: true contradicts gossip.key_file; give one or the other")
+            }
+            if let subnet, let ip, let a = IPAddress(ip), !ValueParsing.isUnspecified(ip), !subnet.contains(a) {
+                report(line: s.line(of: "subnet"), "gossip.subnet \(subnet) does not contain node.ip \(ip); members outside the subnet are ignored")
+            }
+            if let subnet {
+                gossip = Config.Gossip(subnet: subnet, port: port, keyFile: keyFile, seeds: seeds,
+                                       insecure: insecure, noTracker: noTracker)
+            }
+        }
+
+        // http
+        var metricsListen = Config.Endpoint(host: ip ?? "0.0.0.0", port: Schema.defaultMetricsPort)
+        var adminListen = Schema.defaultAdmin
+        var adminTokenFile: String?
+        var httpSection: Section?
+        if let s = subsection(top, "http", allowed: Schema.http) {
+            httpSection = s
+            metricsListen = endpoint(s, "metrics_listen") ?? metricsListen
+            adminListen = endpoint(s, "admin_listen") ?? adminListen
+            adminTokenFile = path(s, "admin_token_file")
+            if !ValueParsing.isLoopback(adminListen.host), adminTokenFile == nil, s.value("admin_token_file") == nil {
+                report(line: s.line(of: "admin_listen"), "http.admin_listen \(adminListen) is not a loopback address, so http.admin_token_file is required (admin actions need a token off-host)")
+            }
+        }
+
+        // Cross-checks
+        let torrentsLine = top.line(of: "torrents")
+        let torrentsGiven = top.value("torrents").map { list(ofNode: $0).map { !$0.isEmpty } ?? true } ?? false
+        if roles.contains(.seeder) || roles.contains(.peer), !torrentsGiven, top.value("watch_dir") == nil {
+            let which = roles.filter { $0 != .tracker }.map { "'\($0.rawValue)'" }
+            let subject = which.count == 1 ? "role \(which[0]) needs" : "roles \(which.joined(separator: " and ")) need"
+            report(line: top.values["torrents"] != nil ? torrentsLine : rolesLine,
+                   "\(subject) at least one entry in 'torrents' or a 'watch_dir'")
+        }
+        for (torrent, node) in zip(torrents, torrentNodes) {
+            switch torrent.mode {
+            case .seed where !roles.contains(.seeder) && !roles.isEmpty:
+                report(node, "torrent \(torrent.torrent) has mode seed but roles does not include 'seeder'")
+            case .fetch where !roles.contains(.peer) && !roles.isEmpty:
+                report(node, "torrent \(torrent.torrent) has mode fetch but roles does not include 'peer'")
+            default: break
+            }
+            if rates.up > 0, torrent.upRate > rates.up {
+                report(node, "torrent \(torrent.torrent): up_rate \(Units.formatRate(Double(torrent.upRate))) is above the host-wide rates.up \(Units.formatRate(Double(rates.up))); a per-torrent cap can only be lower")
+            }
+            if rates.down > 0, torrent.downRate > rates.down {
+                report(node, "torrent \(torrent.torrent): down_rate \(Units.formatRate(Double(torrent.downRate))) is above the host-wide rates.down \(Units.formatRate(Double(rates.down))); a per-torrent cap can only be lower")
+            }
+        }
+        if watchDir != nil, !roles.isEmpty, !roles.contains(.peer) {
+            report(line: top.line(of: "watch_dir"), "watch_dir starts fetches, so roles must include 'peer'")
+        }
+        var seenTorrent: [String: Int] = [:]
+        var seenData: [String: Int] = [:]
+        for torrent in torrents {
+            if let first = seenTorrent[torrent.torrent] {
+                report(line: torrent.line, "duplicate torrent \(torrent.torrent) (first listed at line \(first))")
+            } else {
+                seenTorrent[torrent.torrent] = torrent.line
+            }
+            if let p = torrent.path {
+                if let first = seenData[p] {
+                    report(line: torrent.line, "data path \(p) is used by two torrents (the other at line \(first))")
+                } else {
+                    seenData[p] = torrent.line
+                }
+            }
+        }
+        // TCP listeners must not collide with each other or with the peer-wire port range.
+        var listeners: [(what: String, endpoint: Config.Endpoint, line: Int)] = []
+        if let tracker { listeners.append(("tracker.listen", tracker.listen, trackerListenLine)) }
+        listeners.append(("http.metrics_listen", metricsListen, httpSection?.line(of: "metrics_listen") ?? portRangeLine))
+        listeners.append(("http.admin_listen", adminListen, httpSection?.line(of: "admin_listen") ?? portRangeLine))
+        func overlaps(_ a: String, _ b: String) -> Bool {
+            a == b || ValueParsing.isUnspecified(a) || ValueParsing.isUnspecified(b)
+        }
+        for (i, a) in listeners.enumerated() {
+            for b in listeners[..<i] where a.endpoint.port == b.endpoint.port && overlaps(a.endpoint.host, b.endpoint.host) {
+                report(line: max(a.line, b.line), "\(a.what) \(a.endpoint) and \(b.what) \(b.endpoint) use the same port")
+            }
+            if let ip, portRange.contains(a.endpoint.port), overlaps(a.endpoint.host, ip) {
+                report(line: a.line, "\(a.what) \(a.endpoint) is inside node.port_range \(portRange.lowerBound)-\(portRange.upperBound), which the peer wire listens on")
+            }
+        }
+
+        guard let dataDir, let ip, !roles.isEmpty else { return nil }
+        if roles.contains(.tracker), tracker == nil { return nil }
+        return NodeConfiguration(
+            file: absoluteFile, name: name, dataDir: dataDir, ip: ip, portRange: portRange,
+            logLevel: logLevel, logFormat: logFormat, roles: roles, tracker: tracker,
+            trackers: announce, torrents: torrents, watchDir: watchDir, rates: rates, limits: limits,
+            gossip: gossip,
+            http: Config.HTTP(metricsListen: metricsListen, adminListen: adminListen, adminTokenFile: adminTokenFile))
+    }
+
+    private func list(ofNode node: Node) -> [Node]? {
+        if case .sequence(let s) = node { return Array(s) }
+        return nil
+    }
+}

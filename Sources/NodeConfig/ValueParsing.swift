@@ -1,0 +1,161 @@
+import BitTorrent
+
+/// Lexical path handling (no file system access).
+enum ConfigPath {
+    /// `base/name`, with exactly one slash between.
+    static func join(_ base: String, _ name: String) -> String {
+        if base.isEmpty { return name }
+        return base.hasSuffix("/") ? base + name : base + "/" + name
+    }
+
+    /// The folder part of `path` (`.` when there is none).
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let dir = String(path[..<slash])
+        return dir.isEmpty ? "/" : dir
+    }
+
+    /// `path` made absolute against `base` (itself absolute), with `.`, `..` and doubled
+    /// slashes removed.
+    static func resolve(_ path: String, against base: String) -> String {
+        normalize(path.hasPrefix("/") ? path : join(base, path))
+    }
+
+    static func normalize(_ path: String) -> String {
+        let absolute = path.hasPrefix("/")
+        var parts: [Substring] = []
+        for part in path.split(separator: "/") {
+            switch part {
+            case ".": continue
+            case "..":
+                if let last = parts.last, last != ".." { parts.removeLast() } else if !absolute { parts.append(part) }
+            default: parts.append(part)
+            }
+        }
+        let body = parts.joined(separator: "/")
+        return absolute ? "/" + body : (body.isEmpty ? "." : body)
+    }
+}
+
+/// Parsers for the scalar value kinds of the schema; nil means malformed.
+enum ValueParsing {
+    /// `LO-HI` or a single port, within 1-65535 (the CLI's `--port-range`).
+    static func portRange(_ text: String) -> ClosedRange<Int>? {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count) else { return nil }
+        let bounds = parts.compactMap { Int($0.trimming(" ")) }
+        guard bounds.count == parts.count, let lo = bounds.first, let hi = bounds.last,
+              lo >= 1, hi <= 65535, lo <= hi else { return nil }
+        return lo...hi
+    }
+
+    static func port(_ text: String) -> Int? {
+        guard let p = Int(text), (1...65535).contains(p) else { return nil }
+        return p
+    }
+
+    /// `IP:PORT` or `[IPv6]:PORT`; with `defaultPort`, a bare `IP` (or `[IPv6]`, or an
+    /// unbracketed IPv6 literal) too. The IP must be a literal.
+    static func endpoint(_ text: String, defaultPort: Int? = nil) -> NodeConfiguration.Endpoint? {
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return nil }
+            let host = text[text.index(after: text.startIndex)..<close]
+            guard let ip = IPAddress(host), !ip.isIPv4 else { return nil }
+            let rest = text[text.index(after: close)...]
+            if rest.isEmpty, let d = defaultPort { return .init(host: ip.description, port: d) }
+            guard rest.hasPrefix(":"), let p = port(String(rest.dropFirst())) else { return nil }
+            return .init(host: ip.description, port: p)
+        }
+        if let d = defaultPort, let ip = IPAddress(text) {
+            return .init(host: ip.description, port: d)
+        }
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let ip = IPAddress(parts[0]), ip.isIPv4, let p = port(String(parts[1])) else {
+            return nil
+        }
+        return .init(host: ip.description, port: p)
+    }
+
+    /// An `http://host[:port]/path` URL (what the tracker client speaks).
+    static func isHTTPURL(_ text: String) -> Bool {
+        guard text.lowercased().hasPrefix("http://") else { return false }
+        let rest = text.dropFirst("http://".count)
+        let authority = rest.prefix(while: { $0 != "/" && $0 != "?" && $0 != "#" })
+        guard !authority.isEmpty, !text.contains(where: { $0.isWhitespace }) else { return false }
+        // host[:port], or [v6][:port]
+        var host = Substring(authority)
+        var portText: Substring?
+        if authority.hasPrefix("[") {
+            guard let close = authority.firstIndex(of: "]") else { return false }
+            host = authority[authority.index(after: authority.startIndex)..<close]
+            let after = authority[authority.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { return false }
+                portText = after.dropFirst()
+            }
+            guard IPAddress(host) != nil else { return false }
+        } else if let colon = authority.lastIndex(of: ":") {
+            host = authority[..<colon]
+            portText = authority[authority.index(after: colon)...]
+        }
+        if let portText, port(String(portText)) == nil { return false }
+        return !host.isEmpty && host.allSatisfy { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "[" || $0 == "]" || $0 == ":" }
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        guard let ip = IPAddress(host) else { return false }
+        if let v4 = ip.ipv4Bytes { return v4[0] == 127 }
+        return ip.high == 0 && ip.low == 1
+    }
+
+    static func isUnspecified(_ host: String) -> Bool {
+        IPAddress(host)?.isUnspecified ?? false
+    }
+
+    /// Levenshtein distance, for "did you mean" suggestions (keys are short).
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let x = Array(a.lowercased().unicodeScalars), y = Array(b.lowercased().unicodeScalars)
+        if x.isEmpty { return y.count }
+        if y.isEmpty { return x.count }
+        var previous = Array(0...y.count)
+        var current = [Int](repeating: 0, count: y.count + 1)
+        for i in 1...x.count {
+            current[0] = i
+            for j in 1...y.count {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x[i - 1] == y[j - 1] ? 0 : 1))
+            }
+            swap(&previous, &current)
+        }
+        return previous[y.count]
+    }
+
+    /// The allowed key closest to `key`, if it is close enough to be a typo.
+    static func suggestion(for key: String, among allowed: [String]) -> String? {
+        // Long input cannot be a typo of a short key; skip the quadratic work.
+        guard key.count <= 64 else { return nil }
+        let normalized = key.replacingDashes()
+        var best: (key: String, distance: Int)?
+        for candidate in allowed {
+            let d = editDistance(normalized, candidate)
+            if d < (best?.distance ?? Int.max) { best = (candidate, d) }
+        }
+        guard let best else { return nil }
+        let limit = max(1, min(3, best.key.count / 3))
+        return best.distance <= limit ? best.key : nil
+    }
+}
+
+extension StringProtocol {
+    func trimming(_ set: Character) -> String {
+        String(drop(while: { $0 == set }).reversed().drop(while: { $0 == set }).reversed())
+    }
+
+    /// `data-dir` and `dataDir`-style spellings compared as `data_dir`.
+    func replacingDashes() -> String {
+        var out = ""
+        for c in self {
+            if c == "-" { out.append("_") } else if c.isUppercase { out.append("_"); out.append(contentsOf: c.lowercased()) } else { out.append(c) }
+        }
+        return out
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+import Testing
+
+/// Three `starling node` processes from configuration files on loopback: a tracker+seeder and
+/// two peers finish a torrent; a real Prometheus scrapes all three; SIGHUP changes a cap;
+/// SIGTERM stops each node cleanly.
+@Suite(.serialized)
+struct NodeEndToEndTests {
+    static func write(_ text: String, to url: URL) throws { try text.write(to: url, atomically: true, encoding: .utf8) }
+
+    static func nodeConfig(ip: String, dir: URL, roles: String, body: String) -> String {
+        """
+        node:
+          data_dir: \(dir.path)
+          ip: \(ip)
+          port_range: 7960-7960
+        roles: [\(roles)]
+        \(body)
+        http:
+          metrics_listen: \(ip):9480
+          admin_listen: \(ip):9481
+        """
+    }
+
+    static func curl(_ url: String, dir: URL) async throws -> String {
+        let p = try TestProcess("/usr/bin/curl", ["-sf", "--max-time", "5", url], log: dir.appendingPathComponent("curl-\(UUID()).log"), name: "curl")
+        guard try await p.wait(timeout: 10) == 0 else { throw TestFailure("curl \(url) failed: \(p.output)") }
+        return p.output
+    }
+
+    @Test(.enabled(if: TestPaths.which("curl") != nil, "needs curl"))
+    func threeNodesFromConfigFiles() async throws {
+        let dir = try TestPaths.scratch("nodes")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("artifact.bin")
+        try randomData(12 * 1024 * 1024, seed: 51).write(to: file)
+        let torrent = try await makeTorrent(file, in: dir, extra: ["--tracker", "http://127.0.40.1:6995/announce", "--piece-size", "64KiB"])
+        let configs = [
+            ("127.0.40.1", "tracker, seeder", """
+             tracker:
+               listen: 127.0.40.1:6995
+             torrents:
+               - torrent: \(torrent.path)
+                 path: \(file.path)
+                 mode: seed
+             rates:
+               up: 80mbit
+             """),
+            ("127.0.40.2", "peer", "torrents:\n  - torrent: \(torrent.path)\n    mode: fetch"),
+            ("127.0.40.3", "peer", "torrents:\n  - torrent: \(torrent.path)\n    mode: fetch"),
+        ]
+        var nodes: [TestProcess] = []
+        defer { for n in nodes { n.stop() } }
+        for (i, (ip, roles, body)) in configs.enumerated() {
+            let yaml = dir.appendingPathComponent("node\(i).yaml")
+            try Self.write(Self.nodeConfig(ip: ip, dir: dir.appendingPathComponent("data\(i)"), roles: roles,
+                                           body: body.replacingOccurrences(of: "\n ", with: "\n")), to: yaml)
+            let check = try TestProcess.starling(["node", "--check-config", yaml.path], log: dir.appendingPathComponent("check\(i).log"), name: "check")
+            #expect(try await check.wait(timeout: 20) == 0, "\(check.output)")
+            let node = try TestProcess.starling(["node", "--config", yaml.path], log: dir.appendingPathComponent("node\(i).log"), name: "node \(ip)")
+            nodes.append(node)
+            try await node.waitForOutput("node running", timeout: 30)
+        }
+        // Both peers finish and verify.
+        for i in 1...2 {
+            let out = dir.appendingPathComponent("data\(i)/artifact.bin")
+            let deadline = Date().addingTimeInterval(60)
+            while !FileManager.default.fileExists(atPath: out.path), Date() < deadline { try await Task.sleep(nanoseconds: 200_000_000) }
+            #expect(try Data(contentsOf: out) == Data(contentsOf: file))
+            let status = try await Self.curl("http://127.0.40.\(i + 1):9480/status", dir: dir)
+            #expect(status.contains("\"state\":\"seeding\""), "\(status)")
+        }
+
+        // A real Prometheus scrapes all three nodes; its API returns their byte and progress series.
+        if let prometheus = TestPaths.which("prometheus") {
+            let promDir = dir.appendingPathComponent("prom")
+            try FileManager.default.createDirectory(at: promDir, withIntermediateDirectories: true)
+            try Self.write("""
+                global:
+                  scrape_interval: 1s
+                scrape_configs:
+                  - job_name: starling
+                    static_configs:
+                      - targets: ['127.0.40.1:9480', '127.0.40.2:9480', '127.0.40.3:9480']
+                """, to: promDir.appendingPathComponent("prometheus.yml"))
+            let prom = try TestProcess(prometheus, ["--config.file=\(promDir.path)/prometheus.yml", "--storage.tsdb.path=\(promDir.path)/data",
+                                                    "--web.listen-address=127.0.40.9:9490"],
+                                       log: dir.appendingPathComponent("prometheus.log"), name: "prometheus")
+            defer { prom.stop() }
+            for query in ["starling_torrent_bytes_total", "starling_download_progress_ratio"] {
+                var instances: Set<String> = []
+                let deadline = Date().addingTimeInterval(30)
+                while instances.count < 3, Date() < deadline {
+                    try await Task.sleep(nanoseconds: 1_000_000_000)
+                    guard let body = try? await Self.curl("http://127.0.40.9:9490/api/v1/query?query=\(query)", dir: dir),
+                          let json = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
+                          let result = (json["data"] as? [String: Any])?["result"] as? [[String: Any]] else { continue }
+                    instances = Set(result.compactMap { ($0["metric"] as? [String: String])?["instance"] })
+                }
+                #expect(instances.count == 3, "\(query) from \(instances.sorted()) only")
+            }
+        }
+
+        // SIGHUP: the seeder's new cap from its edited file is in force at once.
+        let seederConfig = dir.appendingPathComponent("node0.yaml")
+        try Self.write(try String(contentsOf: seederConfig, encoding: .utf8).replacingOccurrences(of: "up: 80mbit", with: "up: 10mbit"), to: seederConfig)
+        nodes[0].signal(SIGHUP)
+        try await nodes[0].waitForOutput("configuration reloaded", timeout: 10)
+        let caps = try await Self.curl("http://127.0.40.1:9480/status", dir: dir)
+        #expect(caps.contains("\"rateCaps\":{\"up\":1250000"), "\(caps)")
+
+        // SIGTERM: each node stops within a few seconds, with status 0.
+        for n in nodes {
+            n.signal(SIGTERM)
+            #expect(try await n.wait(timeout: 8) == 0, "\(n.name): \(n.output.suffix(1000))")
+        }
+    }
+}
