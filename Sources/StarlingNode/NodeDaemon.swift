@@ -176,6 +176,7 @@ public final class NodeDaemon: @unchecked Sendable {
         let sources = PeerSourceSet(engine: engine, session: session, noTracker: config.gossip?.noTracker ?? false,
                                     extraTrackers: config.trackers, group: group, logger: logger)
         torrents[metainfo.infoHash] = Running(session: session, sources: sources, spec: spec)
+        if spec.upRate > 0 || spec.downRate > 0 { session.setCaps(up: spec.upRate, down: spec.downRate) }
         logger.info(spec.mode == .seed ? "seeding" : "fetching",
                     metadata: ["torrent": "\(metainfo.name)", "info-hash": "\(metainfo.infoHash.hex)", "path": "\(path)"])
     }
@@ -237,6 +238,14 @@ public final class NodeDaemon: @unchecked Sendable {
             await engine.remove(hash)
             torrents[hash] = nil
             logger.info("stopped torrent removed from the configuration", metadata: ["torrent": "\(r.session.metainfo.name)"])
+        }
+        // Per-torrent caps of torrents that stay.
+        for spec in fresh.torrents {
+            if let (hash, r) = torrents.first(where: { $0.value.spec?.torrent == spec.torrent }),
+               r.spec.map({ ($0.upRate, $0.downRate) != (spec.upRate, spec.downRate) }) ?? false {
+                r.session.setCaps(up: spec.upRate, down: spec.downRate)
+                torrents[hash]?.spec = spec
+            }
         }
         let running = Set(torrents.values.compactMap { $0.spec?.torrent })
         config = fresh

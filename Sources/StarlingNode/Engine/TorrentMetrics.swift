@@ -12,6 +12,7 @@ struct TorrentMetrics {
     let progressRatio: Prometheus.Gauge
     let completionSeconds: Prometheus.ValueHistogram
     private let peerGauges: [String: Prometheus.Gauge]
+    private let caps: [String: Prometheus.Gauge]
 
     static let peerStates = ["connected", "seeds", "uploading_to", "downloading_from", "interested"]
 
@@ -32,7 +33,16 @@ struct TorrentMetrics {
             gauges[s] = StarlingMetrics.gauge("peers", "Connected peers by state.", t + [("state", s)])
         }
         peerGauges = gauges
+        caps = Dictionary(uniqueKeysWithValues: ["up", "down"].map { d in
+            (d, StarlingMetrics.gauge("torrent_rate_cap_bytes_per_second", "Per-torrent rate cap below the host cap; 0 = none.",
+                                      t + [("direction", d)]))
+        })
         StarlingMetrics.gauge("torrent_info", "Torrent name by label; always 1.", t + [("name", name)]).set(to: 1)
+    }
+
+    func setCaps(up: Int64, down: Int64) {
+        caps["up"]!.set(to: Double(up))
+        caps["down"]!.set(to: Double(down))
     }
 
     func update(progress: Double, verified: Int) {
