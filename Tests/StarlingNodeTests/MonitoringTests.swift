@@ -239,10 +239,18 @@ struct MonitoringTests {
 
         // Wait until Prometheus has enough samples for every dashboard expression that must have data.
         let mustHaveData = expressions.filter { e in Self.metricNames(in: e.expr).isDisjoint(with: Self.notYetExposed) }
+        // First one cheap query until the swarm is done and rates have two samples (the
+        // machine is shared with other tests: don't fire the whole set every second).
+        let ready = "count(starling_download_progress_ratio == 1) >= 3 and on() count(rate(starling_wire_bytes_total[10s])) >= 6"
+        let readyDeadline = Date().addingTimeInterval(40)
+        while Date() < readyDeadline {
+            if let r = try? await Self.query(ready, prom: prom, dir: dir), r.series > 0 { break }
+            try await Task.sleep(nanoseconds: 500_000_000)
+        }
         var missing: [String] = []
-        let deadline = Date().addingTimeInterval(45)
+        let deadline = Date().addingTimeInterval(20)
         repeat {
-            try await Task.sleep(nanoseconds: 1_000_000_000)
+            if !missing.isEmpty { try await Task.sleep(nanoseconds: 2_000_000_000) }
             missing = []
             for e in mustHaveData {
                 guard let r = try? await Self.query(Self.substitute(e.expr), prom: prom, dir: dir), r.ok, r.series > 0 else {
