@@ -136,6 +136,15 @@ struct MonitoringTests {
         let uuids = re.matches(in: text, range: NSRange(location: 0, length: ns.length)).map { ns.substring(with: $0.range(at: 1)) }
         #expect(uuids.count > 10 && Set(uuids).count == uuids.count)
         #expect(uuids.allSatisfy { $0.count == 32 && $0.allSatisfy { "0123456789abcdef".contains($0) } })
+        // Every item a trigger refers to is defined (as an item or an item prototype).
+        func captures(_ pattern: String) throws -> Set<String> {
+            let re = try NSRegularExpression(pattern: pattern)
+            return Set(re.matches(in: text, range: NSRange(location: 0, length: ns.length)).map { ns.substring(with: $0.range(at: 1)) })
+        }
+        let keys = try captures("\\n +key: '?([^'\\n]+)'?\\n")
+        let used = try captures("/Starling node by HTTP/([a-z.]+(?:\\[[^\\]]*\\])?)")
+        #expect(used.count >= 8)
+        #expect(used.subtracting(keys).isEmpty, "triggers use undefined items: \(used.subtracting(keys).sorted())")
     }
 
     @Test(.enabled(if: promtool != nil, "needs promtool (Debian package prometheus)"), .timeLimit(.minutes(1)))
