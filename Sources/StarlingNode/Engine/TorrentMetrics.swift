@@ -16,7 +16,7 @@ struct TorrentMetrics {
 
     static let peerStates = ["connected", "seeds", "uploading_to", "downloading_from", "interested"]
 
-    init(label: String, name: String) {
+    init(label: String, name: String, sizeBytes: Int64) {
         let t = [("torrent", label)]
         downloaded = StarlingMetrics.counter("torrent_bytes_total", "Piece payload bytes by torrent and direction.", t + [("direction", "down")])
         uploaded = StarlingMetrics.counter("torrent_bytes_total", "Piece payload bytes by torrent and direction.", t + [("direction", "up")])
@@ -38,6 +38,7 @@ struct TorrentMetrics {
                                       t + [("direction", d)]))
         })
         StarlingMetrics.gauge("torrent_info", "Torrent name by label; always 1.", t + [("name", name)]).set(to: 1)
+        StarlingMetrics.gauge("torrent_size_bytes", "Total payload size of the torrent in bytes.", t).set(to: Double(sizeBytes))
     }
 
     func setCaps(up: Int64, down: Int64) {

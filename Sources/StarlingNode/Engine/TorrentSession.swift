@@ -51,7 +51,7 @@ public final class TorrentSession: @unchecked Sendable {
         picker = PiecePicker(layout: metainfo.layout, have: have, random: &rng)
         choker = Choker(uploadSlots: config.uploadSlots)
         completion = loop.makePromise()
-        metrics = TorrentMetrics(label: metainfo.infoHash.shortHex, name: metainfo.name)
+        metrics = TorrentMetrics(label: metainfo.infoHash.shortHex, name: metainfo.name, sizeBytes: metainfo.totalLength)
         metrics.update(progress: progress, verified: have.setCount)
         if have.isComplete {
             completedAt = .now()
