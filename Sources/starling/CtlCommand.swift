@@ -11,7 +11,7 @@ struct CtlCommand: AsyncParsableCommand {
         discussion: """
         Example:
           starling ctl rate --up 10mbit --admin http://127.0.0.1:9461
-          starling ctl add /etc/starling/torrents/app.torrent --admin http://127.0.0.1:9461
+          starling ctl add /etc/starling/app.torrent --admin http://127.0.0.1:9461
         """,
         subcommands: [RateSubcommand.self, AddSubcommand.self, RemoveSubcommand.self]
     )
@@ -68,7 +68,7 @@ extension CtlCommand {
             `starling status`.
 
             Example:
-              starling ctl add /etc/starling/torrents/app.torrent --admin http://127.0.0.1:9461
+              starling ctl add /etc/starling/app.torrent --admin http://127.0.0.1:9461
               starling ctl add /srv/app.torrent --seed --path /srv/app.rpm
             """
         )
@@ -92,7 +92,7 @@ extension CtlCommand {
             abstract: "Stop serving or fetching a torrent on a running node (data stays on disk).",
             discussion: """
             Example:
-              starling ctl remove 003363af5861977414c6ef34185829bc3017cff5 --admin http://127.0.0.1:9461
+              starling ctl remove 003363af5861977414c6ef34185829bc3017cff5
             """
         )
         @Argument(help: "The torrent's info-hash (40 hex digits, as `starling inspect` shows).") var infoHash: String
