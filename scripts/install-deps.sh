@@ -3,7 +3,7 @@
 # Idempotent: packages already present are skipped quickly.
 set -euo pipefail
 packages=(libssl-dev zlib1g-dev mktorrent python3-libtorrent aria2 transmission-cli opentracker
-          iproute2 curl prometheus time procps)
+          iproute2 curl prometheus time procps zabbix-agent jq)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -36,24 +36,24 @@ public final class NodeDaemon: @unchecked Sendable {
         self.logger = logger
     }
 
-    enum Event: Sendable { case stop(Int32), reload, tick, completed(InfoHash) }
+    enum Event: Sendable { case stop(Int32), reload, tick, completed(InfoHash), admin(AdminAction) }
 
     /// Runs until SIGTERM or SIGINT; returns the exit status.
     public func run() async throws -> Int32 {
         BuildInfo.register(version: EngineConfig.version)
+        let (events, continuation) = AsyncStream<Event>.makeStream()
+        self.continuation = continuation
         do {
             try await start()
         } catch {
             await stop()
             throw error
         }
-        let (events, continuation) = AsyncStream<Event>.makeStream()
         let signals = Signals.on([SIGINT, SIGTERM, SIGHUP]) { sig in
             continuation.yield(sig == SIGHUP ? .reload : .stop(sig))
         }
         defer { for s in signals { s.cancel() } }
         let ticker = engine.loop.scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(2)) { _ in continuation.yield(.tick) }
-        self.continuation = continuation
         for (hash, r) in torrents { watchCompletion(hash, r.session) }
         logger.info("node running", metadata: ["name": "\(config.name)", "roles": "\(config.roles.map(\.rawValue))",
                                                "torrents": "\(torrents.count)"])
@@ -71,6 +71,8 @@ public final class NodeDaemon: @unchecked Sendable {
             case .completed(let hash):
                 torrents[hash]?.sources.completed()
                 announceGossip()
+            case .admin(let action):
+                await perform(action)
             }
         }
         return 0
@@ -135,7 +137,8 @@ public final class NodeDaemon: @unchecked Sendable {
     }
 
     private func startHTTP() async throws {
-        let server = NodeHTTPServer(engine: engine, logger: logger)
+        let continuation = self.continuation
+        let server = NodeHTTPServer(engine: engine, logger: logger, onAdminAction: { continuation?.yield(.admin($0)) })
         http = server
         let h = config.http
         var token: String?
@@ -176,6 +179,7 @@ public final class NodeDaemon: @unchecked Sendable {
         let sources = PeerSourceSet(engine: engine, session: session, noTracker: config.gossip?.noTracker ?? false,
                                     extraTrackers: config.trackers, group: group, logger: logger)
         torrents[metainfo.infoHash] = Running(session: session, sources: sources, spec: spec)
+        if spec.upRate > 0 || spec.downRate > 0 { session.setCaps(up: spec.upRate, down: spec.downRate) }
         logger.info(spec.mode == .seed ? "seeding" : "fetching",
                     metadata: ["torrent": "\(metainfo.name)", "info-hash": "\(metainfo.infoHash.hex)", "path": "\(path)"])
     }
@@ -214,6 +218,33 @@ public final class NodeDaemon: @unchecked Sendable {
         }
     }
 
+    /// Adds or removes a torrent on an operator's request (admin endpoint, `starling ctl`).
+    private func perform(_ action: AdminAction) async {
+        switch action {
+        case .add(let path, let dataPath, let seed):
+            let spec = NodeConfiguration.Torrent(torrent: path, path: dataPath, mode: seed ? .seed : .fetch)
+            do {
+                try await add(spec)
+                if let (hash, r) = torrents.first(where: { $0.value.spec?.torrent == path }) {
+                    r.sources.start()
+                    watchCompletion(hash, r.session)
+                    announceGossip()
+                }
+            } catch {
+                logger.error("admin: cannot add \(path): \(error)")
+            }
+        case .remove(let hash):
+            guard let r = torrents.removeValue(forKey: hash) else {
+                logger.warning("admin: no torrent \(hash.hex) to remove")
+                return
+            }
+            await r.sources.stop()
+            await engine.remove(hash)
+            announceGossip()
+            logger.info("admin: removed torrent", metadata: ["torrent": "\(r.session.metainfo.name)"])
+        }
+    }
+
     // MARK: reload
 
     /// Re-reads the configuration: new rate caps take hold at once, torrents added to the list
@@ -237,6 +268,14 @@ public final class NodeDaemon: @unchecked Sendable {
             await engine.remove(hash)
             torrents[hash] = nil
             logger.info("stopped torrent removed from the configuration", metadata: ["torrent": "\(r.session.metainfo.name)"])
+        }
+        // Per-torrent caps of torrents that stay.
+        for spec in fresh.torrents {
+            if let (hash, r) = torrents.first(where: { $0.value.spec?.torrent == spec.torrent }),
+               r.spec.map({ ($0.upRate, $0.downRate) != (spec.upRate, spec.downRate) }) ?? false {
+                r.session.setCaps(up: spec.upRate, down: spec.downRate)
+                torrents[hash]?.spec = spec
+            }
         }
         let running = Set(torrents.values.compactMap { $0.spec?.torrent })
         config = fresh

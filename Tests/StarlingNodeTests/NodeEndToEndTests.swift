@@ -101,6 +101,21 @@ struct NodeEndToEndTests {
             }
         }
 
+        // Admin actions: remove a torrent from a node, then add it back (it verifies and seeds).
+        let hash = try await infoHash(of: torrent, in: dir).hash
+        for (args, expected) in [(["remove", hash], "\"torrents\":[]"), (["add", torrent.path], "\"state\":\"seeding\"")] {
+            let ctl = try TestProcess.starling(["ctl"] + args + ["--admin", "http://127.0.40.2:9481"],
+                                               log: dir.appendingPathComponent("ctl-\(args[0]).log"), name: "ctl \(args[0])")
+            #expect(try await ctl.wait(timeout: 10) == 0, "\(ctl.output)")
+            var status = ""
+            let deadline = Date().addingTimeInterval(10)
+            while !status.contains(expected), Date() < deadline {
+                try await Task.sleep(nanoseconds: 200_000_000)
+                status = try await Self.curl("http://127.0.40.2:9480/status", dir: dir)
+            }
+            #expect(status.contains(expected), "after ctl \(args[0]): \(status)")
+        }
+
         // SIGHUP: the seeder's new cap from its edited file is in force at once.
         let seederConfig = dir.appendingPathComponent("node0.yaml")
         try Self.write(try String(contentsOf: seederConfig, encoding: .utf8).replacingOccurrences(of: "up: 80mbit", with: "up: 10mbit"), to: seederConfig)

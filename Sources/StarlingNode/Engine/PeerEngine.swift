@@ -145,7 +145,9 @@ public final class PeerEngine: @unchecked Sendable {
     func statusJSON() -> String {
         loop.preconditionInEventLoop()
         let torrents = sessions.values.sorted { $0.metainfo.name < $1.metainfo.name }.map { $0.statusJSON() }
-        return "{\"version\":\"\(EngineConfig.version)\",\"ip\":\"\(config.ip)\",\"port\":\(listenPort),"
+        // The node's own clock, so a client can turn two samples into an exact rate.
+        let now = Double(loop.now.uptimeNanoseconds) / 1e9
+        return "{\"version\":\"\(EngineConfig.version)\",\"uptimeSeconds\":\(now),\"ip\":\"\(config.ip)\",\"port\":\(listenPort),"
             + "\"rateCaps\":{\"up\":\(limiter.rate(.up)),\"down\":\(limiter.rate(.down))},"
             + "\"torrents\":[\(torrents.joined(separator: ","))]}"
     }

@@ -12,10 +12,11 @@ struct TorrentMetrics {
     let progressRatio: Prometheus.Gauge
     let completionSeconds: Prometheus.ValueHistogram
     private let peerGauges: [String: Prometheus.Gauge]
+    private let caps: [String: Prometheus.Gauge]
 
     static let peerStates = ["connected", "seeds", "uploading_to", "downloading_from", "interested"]
 
-    init(label: String, name: String) {
+    init(label: String, name: String, sizeBytes: Int64) {
         let t = [("torrent", label)]
         downloaded = StarlingMetrics.counter("torrent_bytes_total", "Piece payload bytes by torrent and direction.", t + [("direction", "down")])
         uploaded = StarlingMetrics.counter("torrent_bytes_total", "Piece payload bytes by torrent and direction.", t + [("direction", "up")])
@@ -32,7 +33,17 @@ struct TorrentMetrics {
             gauges[s] = StarlingMetrics.gauge("peers", "Connected peers by state.", t + [("state", s)])
         }
         peerGauges = gauges
+        caps = Dictionary(uniqueKeysWithValues: ["up", "down"].map { d in
+            (d, StarlingMetrics.gauge("torrent_rate_cap_bytes_per_second", "Per-torrent rate cap below the host cap; 0 = none.",
+                                      t + [("direction", d)]))
+        })
         StarlingMetrics.gauge("torrent_info", "Torrent name by label; always 1.", t + [("name", name)]).set(to: 1)
+        StarlingMetrics.gauge("torrent_size_bytes", "Total payload size of the torrent in bytes.", t).set(to: Double(sizeBytes))
+    }
+
+    func setCaps(up: Int64, down: Int64) {
+        caps["up"]!.set(to: Double(up))
+        caps["down"]!.set(to: Double(down))
     }
 
     func update(progress: Double, verified: Int) {

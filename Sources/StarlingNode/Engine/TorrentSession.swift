@@ -32,6 +32,11 @@ public final class TorrentSession: @unchecked Sendable {
     private(set) var uploadedBytes: Int64 = 0
     private(set) var wastedBytes: Int64 = 0
     private(set) var failure: String?
+    /// Optional per-torrent caps below the host-wide ones (payload bytes per second).
+    private var upCap: TokenBucket?
+    private var downCap: TokenBucket?
+    private var capRetryScheduled = false
+
     /// Set while this session seeds with the distinct-first rule.
     private var distinctFirst: DistinctFirstServing?
 
@@ -46,7 +51,7 @@ public final class TorrentSession: @unchecked Sendable {
         picker = PiecePicker(layout: metainfo.layout, have: have, random: &rng)
         choker = Choker(uploadSlots: config.uploadSlots)
         completion = loop.makePromise()
-        metrics = TorrentMetrics(label: metainfo.infoHash.shortHex, name: metainfo.name)
+        metrics = TorrentMetrics(label: metainfo.infoHash.shortHex, name: metainfo.name, sizeBytes: metainfo.totalLength)
         metrics.update(progress: progress, verified: have.setCount)
         if have.isComplete {
             completedAt = .now()
@@ -229,6 +234,8 @@ public final class TorrentSession: @unchecked Sendable {
     /// about two seconds of data, so a fast link never idles waiting for the next request.
     func request(from link: PeerLink) {
         guard link.amInterested, !picker.isComplete, failure == nil else { return }
+        // Under a per-torrent download cap, new requests wait while its bucket is in debt.
+        if downCap != nil, !capAllows(&downCap) { return }
         let canAskAll = !link.peerChoking
         guard canAskAll || !link.allowedFast.isEmpty else { return }
         link.downloaded.roll()
@@ -265,6 +272,7 @@ public final class TorrentSession: @unchecked Sendable {
         link.snubbed = false
         link.downloaded.add(req.length)
         downloadedBytes += Int64(req.length)
+        if downCap != nil { _ = downCap!.takeWhole(req.length, now: nowNanos) }
         metrics.downloaded.increment(by: Int64(req.length))
         let outcome = picker.blockReceived(req, from: link.id)
         guard outcome.accepted else {
@@ -366,6 +374,42 @@ public final class TorrentSession: @unchecked Sendable {
         for link in peers.values { link.channel.close(promise: nil) }
     }
 
+    // MARK: per-torrent caps
+
+    private var nowNanos: UInt64 { UInt64(loop.now.uptimeNanoseconds) }
+
+    /// Sets this torrent's own caps (0 = none); they apply below the host-wide caps.
+    public func setCaps(up: Int64, down: Int64) {
+        loop.execute {
+            let now = self.nowNanos
+            self.upCap = up > 0 ? TokenBucket(rate: up, now: now) : nil
+            self.downCap = down > 0 ? TokenBucket(rate: down, now: now) : nil
+            self.metrics.setCaps(up: up, down: down)
+            for link in self.peers.values { self.serve(link) }
+            self.requestFromAll()
+        }
+    }
+
+    /// True when the bucket has a positive balance; otherwise retries uploads and requests
+    /// once it has refilled.
+    private func capAllows(_ bucket: inout TokenBucket?) -> Bool {
+        guard var b = bucket else { return true }
+        let now = nowNanos
+        b.refill(now: now)
+        bucket = b
+        if b.tokens > 0 { return true }
+        if !capRetryScheduled {
+            capRetryScheduled = true
+            let delay = max(b.delayUntilAvailable(now: now), 1_000_000)
+            loop.scheduleTask(in: .nanoseconds(Int64(min(delay, 100_000_000)))) {
+                self.capRetryScheduled = false
+                for link in self.peers.values { self.serve(link) }
+                self.requestFromAll()
+            }
+        }
+        return false
+    }
+
     // MARK: uploading
 
     /// No upload waits anywhere: the uplink has room, so any request may be served.
@@ -378,6 +422,10 @@ public final class TorrentSession: @unchecked Sendable {
     func serve(_ link: PeerLink) {
         var wrote = false
         while link.uploadsInFlight < config.uploadsInFlightPerPeer, !link.incoming.isEmpty, link.channel.isWritable {
+            if upCap != nil {
+                guard capAllows(&upCap) else { break }
+                _ = upCap!.takeWhole(link.incoming[0].length, now: nowNanos)
+            }
             let req = link.incoming.removeFirst()
             var buffer = link.channel.allocator.buffer(capacity: 13 + req.length)
             buffer.writeInteger(UInt32(9 + req.length))

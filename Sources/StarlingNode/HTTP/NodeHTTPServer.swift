@@ -25,11 +25,14 @@ public final class NodeHTTPServer: Sendable {
 
     let engine: PeerEngine
     let logger: Logger
+    /// Receives add/remove-torrent actions (a node); nil where the process serves one torrent.
+    let onAdminAction: (@Sendable (AdminAction) -> Void)?
     private let channels = LockedBox<[Channel]>([])
 
-    public init(engine: PeerEngine, logger: Logger) {
+    public init(engine: PeerEngine, logger: Logger, onAdminAction: (@Sendable (AdminAction) -> Void)? = nil) {
         self.engine = engine
         self.logger = logger
+        self.onAdminAction = onAdminAction
     }
 
     /// Binds one listener; returns the bound address.
@@ -37,6 +40,7 @@ public final class NodeHTTPServer: Sendable {
     public func listen(_ listener: Listener) async throws -> SocketAddress {
         let engine = self.engine
         let logger = self.logger
+        let onAdminAction = self.onAdminAction
         let channel: Channel
         do {
             channel = try await ServerBootstrap(group: engine.loop)
@@ -48,7 +52,8 @@ public final class NodeHTTPServer: Sendable {
                         try sync.addHandler(IdleStateHandler(readTimeout: .seconds(30)))
                         try sync.addHandler(ByteToMessageHandler(TrackerRequestDecoder(maxHeadSize: 8192)))
                         try sync.addHandler(HTTPRequestHandler(requestTimeout: .seconds(30)) { request, _ in
-                            NodeRoutes.respond(request, engine: engine, listener: listener, logger: logger)
+                            NodeRoutes.respond(request, engine: engine, listener: listener, logger: logger,
+                                               onAdminAction: onAdminAction)
                         })
                     }
                 }
@@ -70,8 +75,17 @@ public final class NodeHTTPServer: Sendable {
 /// The routes, as a pure function of the request and the engine's state.
 enum NodeRoutes {
     static func respond(_ request: TrackerHTTPRequest, engine: PeerEngine, listener: NodeHTTPServer.Listener,
-                        logger: Logger) -> TrackerHTTPResponse {
+                        logger: Logger, onAdminAction: (@Sendable (AdminAction) -> Void)? = nil) -> TrackerHTTPResponse {
         let query = try? QueryParameters(parsing: request.query)
+        func param(_ key: String) -> String? { query?.values(key).first.map { String(decoding: $0, as: UTF8.self) } }
+        /// nil when the caller may use admin actions, else the refusal.
+        func refuseAdmin() -> TrackerHTTPResponse? {
+            guard listener.admin else { return json(404, #"{"error":"admin actions are on the admin listener"}"#) }
+            if let token = listener.token, request.authorization != "Bearer \(token)" {
+                return json(401, #"{"error":"missing or wrong bearer token"}"#)
+            }
+            return nil
+        }
         switch (request.method, String(request.path)) {
         case ("GET", "/metrics"):
             return TrackerHTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
@@ -81,10 +95,7 @@ enum NodeRoutes {
         case ("GET", "/status"):
             return json(200, engine.statusJSON())
         case ("POST", "/rate"), ("PUT", "/rate"):
-            guard listener.admin else { return json(404, #"{"error":"admin actions are on the admin listener"}"#) }
-            if let token = listener.token, request.authorization != "Bearer \(token)" {
-                return json(401, #"{"error":"missing or wrong bearer token"}"#)
-            }
+            if let refusal = refuseAdmin() { return refusal }
             func rate(_ key: String, current: Int64) -> Int64?? {
                 guard let raw = query?.values(key).first else { return .some(current) }
                 return .some(Units.parseRate(String(decoding: raw, as: UTF8.self)))
@@ -96,7 +107,26 @@ enum NodeRoutes {
             engine.limiter.setRates(up: up, down: down)
             logger.info("rate caps changed", metadata: ["up": "\(Units.formatRate(Double(up)))", "down": "\(Units.formatRate(Double(down)))"])
             return json(200, #"{"up":\#(up),"down":\#(down)}"#)
-        case (_, "/metrics"), (_, "/healthz"), (_, "/status"), (_, "/rate"):
+        case ("POST", "/torrents"), ("DELETE", "/torrents"):
+            if let refusal = refuseAdmin() { return refusal }
+            guard let onAdminAction else {
+                return json(501, #"{"error":"this process serves one torrent; add and remove torrents on a starling node"}"#)
+            }
+            if request.method == "POST" {
+                guard let torrent = param("torrent"), torrent.hasPrefix("/") else {
+                    return json(400, #"{"error":"torrent= must be the absolute path of a .torrent on the node"}"#)
+                }
+                let mode = param("mode") ?? "fetch"
+                guard mode == "fetch" || mode == "seed" else { return json(400, #"{"error":"mode= is fetch or seed"}"#) }
+                onAdminAction(.add(torrent: torrent, path: param("path"), seed: mode == "seed"))
+            } else {
+                guard let hex = param("info_hash"), let hash = InfoHash(hex: hex) else {
+                    return json(400, #"{"error":"info_hash= must be 40 hex digits"}"#)
+                }
+                onAdminAction(.remove(hash))
+            }
+            return json(202, #"{"accepted":true,"see":"/status"}"#)
+        case (_, "/metrics"), (_, "/healthz"), (_, "/status"), (_, "/rate"), (_, "/torrents"):
             return json(405, #"{"error":"method not allowed"}"#)
         default:
             return json(404, #"{"error":"not found"}"#)
@@ -106,4 +136,10 @@ enum NodeRoutes {
     static func json(_ status: Int, _ text: String) -> TrackerHTTPResponse {
         TrackerHTTPResponse(status: status, contentType: "application/json", body: Array(text.utf8))
     }
+}
+
+/// What an operator asks a node to do through its admin endpoint.
+public enum AdminAction: Sendable {
+    case add(torrent: String, path: String?, seed: Bool)
+    case remove(InfoHash)
 }
