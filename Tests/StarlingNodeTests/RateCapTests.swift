@@ -38,13 +38,14 @@ struct RateCapTests {
                                             log: dir.appendingPathComponent("peer.log"), name: "peer")
         defer { peer.stop() }
 
-        // At 40 mbit/s (5 MB/s on the wire).
+        // At 40 mbit/s (5 MB/s on the wire). The lower bounds only show the transfer runs (a
+        // loaded CI machine may not reach the cap); the upper bounds are the point.
         try await Task.sleep(nanoseconds: 1_000_000_000)
         let a0 = try await Self.uploaded(status, dir: dir)
         try await Task.sleep(nanoseconds: 2_000_000_000)
         let a1 = try await Self.uploaded(status, dir: dir)
         let before = Self.rate(a0, a1)
-        #expect(before > 3_500_000 && before < 5_250_000, "rate at the 40mbit cap: \(before) B/s")
+        #expect(before > 1_500_000 && before < 5_250_000, "rate at the 40mbit cap: \(before) B/s")
 
         let ctl = try TestProcess.starling(["ctl", "rate", "--up", "10mbit", "--admin", "http://127.0.4.1:9401"],
                                            log: dir.appendingPathComponent("ctl.log"), name: "ctl")
@@ -55,7 +56,7 @@ struct RateCapTests {
         try await Task.sleep(nanoseconds: 3_000_000_000)
         let b1 = try await Self.uploaded(status, dir: dir)
         let after = Self.rate(b0, b1)
-        #expect(after > 900_000 && after <= 1_250_000 * 1.05, "rate after lowering to 10mbit: \(after) B/s")
+        #expect(after > 300_000 && after <= 1_250_000 * 1.05, "rate after lowering to 10mbit: \(after) B/s")
         print("rate cap change: \(Int(before)) B/s at 40mbit, \(Int(after)) B/s from 1 s after lowering to 10mbit")
 
         let lifted = try TestProcess.starling(["ctl", "rate", "--up", "0", "--admin", "http://127.0.4.1:9401"],
