@@ -14,8 +14,6 @@ final class ProgressReporter: @unchecked Sendable {
     private let logger: Logger
     private let tty = isatty(STDERR_FILENO) == 1
     private var task: RepeatedTask?
-    private var lastDown: Int64 = 0
-    private var lastUp: Int64 = 0
     private var done = false
 
     init(session: TorrentSession, loop: EventLoop, interval: Int, logger: Logger) {
@@ -28,25 +26,23 @@ final class ProgressReporter: @unchecked Sendable {
     func start() {
         let period = tty ? 1 : interval
         task = loop.scheduleRepeatedTask(initialDelay: .seconds(Int64(period)), delay: .seconds(Int64(period))) { _ in
-            self.report(seconds: Double(period))
+            self.report()
         }
     }
 
     func finish() {
         loop.execute {
-            if self.tty && !self.done { self.report(seconds: 1); Console.writeError("\n") }
+            if self.tty && !self.done { self.report(); Console.writeError("\n") }
             self.done = true
         }
     }
 
     func stop() { task?.cancel() }
 
-    private func report(seconds: Double) {
-        let down = session.downloadedBytes, up = session.uploadedBytes
-        let downRate = Double(down - lastDown) / seconds
-        let upRate = Double(up - lastUp) / seconds
-        lastDown = down
-        lastUp = up
+    /// Rates are the session's own, smoothed once a second.
+    private func report() {
+        let downRate = session.downRate.rate
+        let upRate = session.upRate.rate
         let pct = session.progress * 100
         let left = session.left
         let eta = downRate > 0 ? "\(Int(Double(left) / downRate)) s" : "-"

@@ -15,7 +15,6 @@ final class PeerLink: @unchecked Sendable {  // confined to the engine loop
     var peerChoking = true
     var peerInterested = false
     var bitfield: Bitfield
-    var bitfieldReceived = false
 
     /// Our requests in flight to this peer.
     var outstanding: Set<BlockRequest> = []

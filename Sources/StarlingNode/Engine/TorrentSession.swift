@@ -203,7 +203,6 @@ public final class TorrentSession: @unchecked Sendable {
     }
 
     private func setBitfield(_ link: PeerLink, _ bits: Bitfield) {
-        link.bitfieldReceived = true
         picker.peerGone(had: link.bitfield)
         link.bitfield = bits
         picker.peerHas(bits)
