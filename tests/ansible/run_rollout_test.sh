@@ -14,7 +14,9 @@
 #
 # Environment: STARLING_BIN (default .build/debug/starling, else .build/release/starling,
 # else built), SA_HOSTS (hosts, default 12: 1 tracker+seeder, 11 peers),
-# SA_SIZE_MIB (artifact size, default 32), SA_RATE (per-link rate, default 100mbit).
+# SA_SIZE_MIB (artifact size, default 32), SA_RATE (per-link rate, default 100mbit),
+# SA_EXTRA=1 (also run cap.yml and stop.yml on the idle fleet), SA_KEEP_LOGS=DIR (keep
+# the Ansible logs there).
 set -euo pipefail
 shopt -s lastpipe
 
@@ -309,6 +311,17 @@ for h in "${HOSTS[@]:1}"; do
     got=$(sha256sum "$D/hosts/$h/copy/artifact.bin" | cut -d' ' -f1)
     [ "$got" = "$WANT" ] || die "run 3: $h's copy has the wrong sha256"
 done
+
+# --- Optional (SA_EXTRA=1): cap.yml and stop.yml against the now idle fleet ------------
+if [ -n "${SA_EXTRA:-}" ]; then
+    say "extra: cap.yml and stop.yml on the idle fleet"
+    in_ctl timeout 120 ansible-playbook -i "$D/inventory.ini" -e "@$D/vars.yml" -e starling_cap_up=20mbit \
+        "$ROOT/ansible/cap.yml" 2>&1 | stamp > "$D/cap.log" || { tail -n 30 "$D/cap.log"; die "cap.yml failed"; }
+    grep -q "caps unchanged" "$D/cap.log" || die "cap.yml did not report the hosts with nothing running"
+    in_ctl timeout 120 ansible-playbook -i "$D/inventory.ini" -e "@$D/vars.yml" \
+        "$ROOT/ansible/stop.yml" 2>&1 | stamp > "$D/stop.log" || { tail -n 30 "$D/stop.log"; die "stop.yml failed"; }
+    check_stopped_and_clean
+fi
 
 PEERS=$(( ${#HOSTS[@]} - 1 ))
 echo
