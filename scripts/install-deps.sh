@@ -3,7 +3,7 @@
 # Idempotent: packages already present are skipped quickly.
 set -euo pipefail
 packages=(libssl-dev zlib1g-dev mktorrent python3-libtorrent aria2 transmission-cli opentracker
-          iproute2 curl prometheus time procps zabbix-agent jq)
+          iproute2 curl prometheus time procps zabbix-agent jq openssh-server ansible-core)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -14,4 +14,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# ansible-lint (PyPI) in a venv of its own, so its ansible-core does not shadow Debian's:
+# scripts/test.sh lints ansible/ with it. Best effort: without it the lint step is skipped.
+if [ ! -x /opt/ansible-lint-venv/bin/ansible-lint ] && ! command -v ansible-lint >/dev/null; then
+    { python3 -m venv /opt/ansible-lint-venv && /opt/ansible-lint-venv/bin/pip install -q ansible-lint; } >/dev/null 2>&1 \
+        || echo "ansible-lint could not be installed (pip install ansible-lint); the lint step will be skipped"
 fi

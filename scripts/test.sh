@@ -3,5 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+# The Ansible role and playbooks must pass ansible-lint (production profile) when it is installed.
+LINT=$(command -v ansible-lint || echo /opt/ansible-lint-venv/bin/ansible-lint)
+if [ -x "$LINT" ]; then
+    (cd ansible && PATH="$(dirname "$LINT"):$PATH" "$LINT" --profile production --nocolor)
+else
+    echo "ansible-lint not installed: skipping the lint of ansible/"
+fi
 swift build --build-tests
 swift test --skip-build
