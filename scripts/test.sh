@@ -11,4 +11,7 @@ else
     echo "ansible-lint not installed: skipping the lint of ansible/"
 fi
 swift build --build-tests
-swift test --skip-build
+# The Ansible rollout test loads both cores for minutes (a dozen sshd, ansible, a swarm): it
+# runs on its own, so the timing-sensitive swarm tests never share the CPU with it.
+swift test --skip-build --filter AnsibleRolloutTests
+swift test --skip-build --skip AnsibleRolloutTests

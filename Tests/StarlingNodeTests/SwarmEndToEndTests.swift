@@ -61,8 +61,21 @@ struct SwarmEndToEndTests {
         let out = dir.appendingPathComponent("copy.bin")
         let args = ["peer", torrent.path, out.path, "--ip", "127.0.2.2", "--port-range", "7202-7202",
                     "--peer", "127.0.2.1:7201", "--timeout", "60"]
-        let first = try TestProcess.starling(args, log: dir.appendingPathComponent("peer1.log"), name: "peer (first run)")
-        try await Task.sleep(nanoseconds: 2_000_000_000)
+        let first = try TestProcess.starling(args + ["--metrics-listen", "127.0.2.2:9402"],
+                                             log: dir.appendingPathComponent("peer1.log"), name: "peer (first run)")
+        // Kill it once a quarter is verified (read from its /status, whatever the machine's load).
+        var progress = 0.0
+        let deadline = Date().addingTimeInterval(30)
+        while progress < 0.25, Date() < deadline {
+            try await Task.sleep(nanoseconds: 100_000_000)
+            let curl = try TestProcess("/usr/bin/curl", ["-sf", "http://127.0.2.2:9402/status"],
+                                       log: dir.appendingPathComponent("curl.log"), name: "curl")
+            guard try await curl.wait(timeout: 5) == 0,
+                  let json = try? JSONSerialization.jsonObject(with: Data(curl.output.utf8)) as? [String: Any],
+                  let t = (json["torrents"] as? [[String: Any]])?.first else { continue }
+            progress = (t["progress"] as? NSNumber)?.doubleValue ?? 0
+        }
+        #expect(progress >= 0.25 && progress < 1, "first run progress \(progress) when killed")
         first.signal(SIGKILL)
         try await first.wait(timeout: 10)
         #expect(FileManager.default.fileExists(atPath: out.path + ".part"))

@@ -169,7 +169,7 @@ struct TrackerServerTests {
         let server = try await S.startServer { $0.idleTimeout = 2 }
         defer { Task { try? await server.shutdown() } }
         let port = try #require(server.port)
-        let r = try await S.rawExchange(port: port, chunks: [Array(raw.utf8)], timeout: .seconds(3))
+        let r = try await S.rawExchange(port: port, chunks: [Array(raw.utf8)], timeout: .seconds(10))
         let text = String(decoding: r.bytes, as: UTF8.self)
         #expect(text.hasPrefix("HTTP/1.1 \(status)"), "got: \(text.prefix(200))")
         #expect(text.contains(reason), "got: \(text.prefix(300))")
