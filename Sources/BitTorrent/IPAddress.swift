@@ -87,11 +87,6 @@ public struct IPAddress: Sendable, Hashable, Comparable, CustomStringConvertible
     }
 
     public static func < (lhs: IPAddress, rhs: IPAddress) -> Bool { (lhs.high, lhs.low) < (rhs.high, rhs.low) }
-
-    /// Appends the compact (BEP 23 / BEP 7) form: 4 bytes for IPv4, 16 for IPv6.
-    public func append(to out: inout [UInt8]) {
-        if let v4 = ipv4Bytes { out += v4 } else { out += bytes }
-    }
 }
 
 /// An address block such as `10.1.0.0/16` or `fd00::/64`: the gossip scope.
