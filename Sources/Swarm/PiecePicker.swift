@@ -43,6 +43,8 @@ public struct PiecePicker: Sendable {
     }
 
     public var isComplete: Bool { have.isComplete }
+    /// True while some block of the piece is neither had nor asked for.
+    public func needsRequests(piece: Int) -> Bool { unrequested.contains(piece) }
     public var inEndgame: Bool { unrequested.isEmpty && !have.isComplete }
 
     // MARK: availability
@@ -55,19 +57,29 @@ public struct PiecePicker: Sendable {
 
     /// Up to `count` block requests for `peer`, which has the pieces in `peerHas`.
     /// `outstanding` are the peer's requests in flight (never duplicated to the same peer).
+    /// `suggested` pieces (the peer's BEP 6 suggestions) come first; with `onlySuggested`
+    /// nothing else is asked of this peer but endgame duplicates (a seeder that hands out
+    /// distinct pieces to each peer refuses the others).
     public mutating func pick(for peer: Int, peerHas: Bitfield, count: Int,
-                              outstanding: Set<BlockRequest>) -> [BlockRequest] {
+                              outstanding: Set<BlockRequest>,
+                              suggested: [Int] = [], onlySuggested: Bool = false) -> [BlockRequest] {
         guard count > 0 else { return [] }
         var out: [BlockRequest] = []
-        // 1. Finish pieces already started, most complete first, so they can be verified and shared.
-        let started = partial.filter { $0.value.unrequestedCount > 0 && peerHas[$0.key] }
-            .sorted { ($0.value.receivedCount, -$0.key) > ($1.value.receivedCount, -$1.key) }
-        for (index, _) in started where out.count < count {
+        for index in suggested where out.count < count {
+            guard index >= 0, index < layout.pieceCount, peerHas[index], unrequested.contains(index) else { continue }
             takeBlocks(piece: index, peer: peer, max: count - out.count, into: &out)
         }
-        // 2. New pieces: random for the first few, then rarest first with a random tie-break.
-        while out.count < count, let index = nextNewPiece(peerHas: peerHas) {
-            takeBlocks(piece: index, peer: peer, max: count - out.count, into: &out)
+        if !onlySuggested {
+            // 1. Finish pieces already started, most complete first, so they can be verified and shared.
+            let started = partial.filter { $0.value.unrequestedCount > 0 && peerHas[$0.key] }
+                .sorted { ($0.value.receivedCount, -$0.key) > ($1.value.receivedCount, -$1.key) }
+            for (index, _) in started where out.count < count {
+                takeBlocks(piece: index, peer: peer, max: count - out.count, into: &out)
+            }
+            // 2. New pieces: random for the first few, then rarest first with a random tie-break.
+            while out.count < count, let index = nextNewPiece(peerHas: peerHas) {
+                takeBlocks(piece: index, peer: peer, max: count - out.count, into: &out)
+            }
         }
         // 3. Endgame: ask for blocks already requested elsewhere, a bounded number of times.
         if out.count < count, unrequested.isEmpty {

@@ -120,6 +120,28 @@ struct PiecePickerTests {
         #expect(next[4].piece != pieceA && next[4].piece != pieceB)
     }
 
+    @Test("suggested pieces come first; onlySuggested asks for nothing else")
+    func suggestedPieces() {
+        let l = layout(pieces: 8)
+        var p = picker(l)
+        p.peerHas(all(8))
+        // 5 is suggested, 9 is out of range, 6 is not held by the peer: only 5 comes first.
+        var held = all(8)
+        held.clear(6)
+        let a = p.pick(for: 1, peerHas: held, count: 6, outstanding: [], suggested: [9, 6, 5])
+        #expect(a.prefix(4).allSatisfy { $0.piece == 5 })
+        #expect(a.count == 6 && a[4].piece != 5)
+        // A seeder that assigns pieces: only what it suggested, here the rest of nothing.
+        let b = p.pick(for: 2, peerHas: all(8), count: 8, outstanding: [], suggested: [5], onlySuggested: true)
+        #expect(b.isEmpty, "piece 5 is already requested in full from peer 1")
+        let c = p.pick(for: 2, peerHas: all(8), count: 8, outstanding: [], suggested: [7, 5], onlySuggested: true)
+        #expect(c.map(\.piece) == [7, 7, 7, 7])
+        // A dropped block of a suggested piece is asked for again.
+        p.requestDropped(c[2], by: 2)
+        let d = p.pick(for: 2, peerHas: all(8), count: 8, outstanding: Set(c), suggested: [7], onlySuggested: true)
+        #expect(d == [c[2]])
+    }
+
     @Test("never the same block twice to one peer, nor a requested block to another outside endgame")
     func noDuplicates() {
         let l = layout(pieces: 8, tail: 100)

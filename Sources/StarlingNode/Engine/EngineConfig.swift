@@ -22,6 +22,10 @@ public struct EngineConfig: Sendable {
     public var maxPipeline = 256
     public var maxQueuedRequestsPerPeer = 512
     public var uploadsInFlightPerPeer = 4
+    /// Most unsent bytes the kernel holds per connection (TCP_NOTSENT_LOWAT; 0 = no limit).
+    /// Upload requests then wait in our queue, not in a deep socket buffer, so every
+    /// connection of a busy uplink gets its share and a rate change acts at once.
+    public var unsentLowWater = 128 * 1024
     /// A seed that started complete uploads each block once before it uploads any block twice.
     public var distinctFirstSeeding = true
     /// How long a piece refused by a seed is looked for at other peers first.
@@ -35,10 +39,13 @@ public struct EngineConfig: Sendable {
         self.peerID = peerID
     }
 
+    /// The client code of Starling's Azureus-style peer ids.
+    static let peerIDPrefix = Array("-SL".utf8)
+
     /// Azureus-style `-SL0100-` plus 12 random characters.
     public static func makePeerID() -> [UInt8] {
         let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
         var rng = SystemRandomNumberGenerator()
-        return Array("-SL0100-".utf8) + (0..<12).map { _ in alphabet.randomElement(using: &rng)! }
+        return peerIDPrefix + Array("0100-".utf8) + (0..<12).map { _ in alphabet.randomElement(using: &rng)! }
     }
 }

@@ -57,6 +57,7 @@ public final class PeerEngine: @unchecked Sendable {
                     .serverChannelOption(.backlog, value: 256)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelOption(Self.unsentLowWaterOption, value: unsentLowWaterValue)
                     .childChannelInitializer { [self] ch in
                         ch.eventLoop.makeCompletedFuture { try self.configure(ch, dialledFor: nil) }
                     }
@@ -183,11 +184,19 @@ public final class PeerEngine: @unchecked Sendable {
         }
     }
 
+    /// Linux's TCP_NOTSENT_LOWAT (25 in linux/tcp.h; NIO has no name for it).
+    static let unsentLowWaterOption = ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: 25))
+    /// -1 is UINT_MAX to the kernel: its default, no limit.
+    private var unsentLowWaterValue: SocketOptionValue {
+        config.unsentLowWater > 0 ? SocketOptionValue(clamping: config.unsentLowWater) : -1
+    }
+
     private func dial(_ address: PeerAddress, for infoHash: InfoHash) {
         let key = DialKey(infoHash: infoHash, address: address)
         ClientBootstrap(group: loop)
             .connectTimeout(.seconds(5))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(Self.unsentLowWaterOption, value: unsentLowWaterValue)
             .channelInitializer { [self] ch in
                 ch.eventLoop.makeCompletedFuture { try self.configure(ch, dialledFor: infoHash) }
             }

@@ -26,6 +26,11 @@ final class PeerLink: @unchecked Sendable {  // confined to the engine loop
     var allowedFast: Set<Int> = []
     /// Pieces this seed refused lately (it wants us to fetch them from another peer).
     var refused: [Int: NIODeadline] = [:]
+    /// Pieces we suggested to this peer (as a distinct-first seed) that it has not asked for yet.
+    var suggestedByUs: Set<Int> = []
+    /// Pieces this peer suggested to us, oldest first; `suggests` once it has sent any.
+    var suggestedToUs: [Int] = []
+    var suggests = false
 
     var downloaded = RateMeter()
     var uploaded = RateMeter()
@@ -47,6 +52,9 @@ final class PeerLink: @unchecked Sendable {  // confined to the engine loop
     }
 
     var isSeed: Bool { bitfield.isComplete }
+    /// A Starling seed that suggests pieces hands each peer its own: ask it for nothing else.
+    /// (Other clients' suggestions are hints about their cache, not assignments.)
+    var assignsPieces: Bool { suggests && isSeed && peerID.starts(with: EngineConfig.peerIDPrefix) }
 
     func send(_ message: PeerMessage, flush: Bool = true) {
         var buffer = channel.allocator.buffer(capacity: message.wireLength)

@@ -39,6 +39,8 @@ public final class TorrentSession: @unchecked Sendable {
 
     /// Set while this session seeds with the distinct-first rule.
     private var distinctFirst: DistinctFirstServing?
+    /// A suggested piece went out in full during `serve`: hand out the next one after it.
+    private var assignmentDue = false
 
     init(metainfo: Metainfo, store: PieceStore, have: Bitfield, loop: EventLoop, config: EngineConfig, logger: Logger) {
         self.metainfo = metainfo
@@ -56,7 +58,7 @@ public final class TorrentSession: @unchecked Sendable {
         if have.isComplete {
             completedAt = .now()
             completion.succeed(())
-            if config.distinctFirstSeeding { distinctFirst = DistinctFirstServing(layout: metainfo.layout) }
+            if config.distinctFirstSeeding { distinctFirst = DistinctFirstServing(layout: metainfo.layout, random: &rng) }
         }
     }
 
@@ -98,13 +100,15 @@ public final class TorrentSession: @unchecked Sendable {
     func detach(_ link: PeerLink) {
         loop.preconditionInEventLoop()
         guard peers.removeValue(forKey: link.id) != nil else { return }
-        for r in link.incoming { distinctFirst?.withdraw(r) }
         link.incoming.removeAll()
+        distinctFirst?.release(peer: link.id)
+        link.suggestedByUs.removeAll()
         for req in link.outstanding { picker.requestDropped(req, by: link.id) }
         link.outstanding.removeAll()
         picker.peerGone(had: link.bitfield)
         metrics.peersChanged(peers.values)
-        logger.debug("peer disconnected", metadata: ["peer": "\(link.remote)"])
+        logger.debug("peer disconnected", metadata: [
+            "peer": "\(link.remote)", "uploaded": "\(link.uploaded.total)", "downloaded": "\(link.downloaded.total)"])
         if !link.amChoking { rechoke() }
         requestFromAll()
     }
@@ -122,8 +126,18 @@ public final class TorrentSession: @unchecked Sendable {
         loop.preconditionInEventLoop()
         guard peers[link.id] != nil else { return }
         switch message {
-        case .keepAlive, .port, .suggest, .extended, .unknown:
+        case .keepAlive, .port, .extended, .unknown:
             break
+        case .suggest(let piece):
+            guard piece >= 0, piece < metainfo.pieceCount else { return }
+            link.suggests = true
+            // A piece this seed refused earlier is now handed to us: the refusal no longer holds.
+            link.refused[piece] = nil
+            if !picker.have[piece], !link.suggestedToUs.contains(piece) {
+                if link.suggestedToUs.count >= Self.maxSuggestionsKept { link.suggestedToUs.removeFirst() }
+                link.suggestedToUs.append(piece)
+            }
+            request(from: link)
         case .choke:
             link.peerChoking = true
             // Without the fast extension a choke discards our requests; with it, rejects follow,
@@ -147,6 +161,10 @@ public final class TorrentSession: @unchecked Sendable {
             if !link.bitfield[piece] {
                 link.bitfield.set(piece)
                 picker.peerHas(piece: piece)
+            }
+            if distinctFirst != nil {
+                distinctFirst!.peerHas(piece: piece, peer: link.id)
+                if link.suggestedByUs.remove(piece) != nil { assignPieces() }
             }
             peerHoldingsChanged(link)
         case .bitfield(let bytes):
@@ -173,17 +191,12 @@ public final class TorrentSession: @unchecked Sendable {
                 if link.fast { link.send(.reject(req)) }
                 return
             }
-            // Only a peer that understands rejects can be pointed elsewhere.
-            if link.fast, distinctFirst != nil, !distinctFirst!.admit(req, idle: uploadQueueIsEmpty) {
-                link.send(.reject(req))
-                return
-            }
             link.incoming.append(req)
+            distinctFirst?.renew(piece: req.piece, peer: link.id, now: nowNanos)
             serve(link)
         case .cancel(let req):
             if let i = link.incoming.firstIndex(of: req) {
                 link.incoming.remove(at: i)
-                distinctFirst?.withdraw(req)
                 if link.fast { link.send(.reject(req)) }
             }
         case .reject(let req):
@@ -252,7 +265,12 @@ public final class TorrentSession: @unchecked Sendable {
                 if now - at > config.refusalMemory { link.refused[p] = nil } else { has.clear(p) }
             }
         }
-        let reqs = picker.pick(for: link.id, peerHas: has, count: room, outstanding: link.outstanding)
+        if link.suggests {
+            // Kept until we have the piece: blocks rejected or dropped later are asked again.
+            link.suggestedToUs.removeAll { picker.have[$0] }
+        }
+        let reqs = picker.pick(for: link.id, peerHas: has, count: room, outstanding: link.outstanding,
+                               suggested: link.suggestedToUs, onlySuggested: link.assignsPieces)
         guard !reqs.isEmpty else { return }
         for r in reqs {
             link.outstanding.insert(r)
@@ -329,8 +347,8 @@ public final class TorrentSession: @unchecked Sendable {
         metrics.update(progress: progress, verified: picker.have.setCount)
         metrics.verified.increment()
         for link in peers.values {
-            // A peer that has the piece gains nothing from hearing we have it too.
-            if !link.bitfield[index] { link.send(.have(piece: index)) }
+            // Seeds hear it too: a distinct-first seed steers its suggestions by what we have.
+            link.send(.have(piece: index))
             if link.amInterested { updateInterest(link) }
         }
         if picker.isComplete { finish() }
@@ -411,21 +429,39 @@ public final class TorrentSession: @unchecked Sendable {
 
     // MARK: uploading
 
-    /// No upload waits anywhere: the uplink has room, so any request may be served.
-    private var uploadQueueIsEmpty: Bool {
-        peers.values.allSatisfy { $0.incoming.isEmpty && $0.uploadsInFlight == 0 }
+    /// No other connection has an upload waiting: the uplink has room for a duplicate.
+    private func noUploadWaiting(besides link: PeerLink) -> Bool {
+        peers.values.allSatisfy { $0 === link || $0.incoming.isEmpty }
     }
 
     /// Serves queued requests a few at a time: a block is read from disk only when the
     /// connection is ready to send it, so memory stays small even under a tight upload cap.
+    ///
+    /// A distinct-first seed admits or refuses a block at this point, not when the request
+    /// arrived: requests wait here until their connection can take them (the kernel keeps
+    /// little unsent data, see `EngineConfig.unsentLowWater`). Deciding on arrival let a peer
+    /// with a deep pipeline claim blocks it would only receive seconds later.
     func serve(_ link: PeerLink) {
         var wrote = false
         while link.uploadsInFlight < config.uploadsInFlightPerPeer, !link.incoming.isEmpty, link.channel.isWritable {
+            // Only a peer that understands rejects can be pointed elsewhere.
+            if link.fast, distinctFirst != nil,
+               !distinctFirst!.admit(link.incoming[0], from: link.id, idle: noUploadWaiting(besides: link),
+                                     assignedOnly: isSuggestionTarget(link), now: nowNanos) {
+                link.send(.reject(link.incoming.removeFirst()), flush: false)
+                wrote = true
+                continue
+            }
             if upCap != nil {
                 guard capAllows(&upCap) else { break }
                 _ = upCap!.takeWhole(link.incoming[0].length, now: nowNanos)
             }
             let req = link.incoming.removeFirst()
+            if link.suggestedByUs.contains(req.piece), distinctFirst!.isSent(piece: req.piece) {
+                // Its last block is on the way: the next piece can start.
+                link.suggestedByUs.remove(req.piece)
+                assignmentDue = true
+            }
             var buffer = link.channel.allocator.buffer(capacity: 13 + req.length)
             buffer.writeInteger(UInt32(9 + req.length))
             buffer.writeInteger(PeerMessage.ID.piece.rawValue)
@@ -448,17 +484,74 @@ public final class TorrentSession: @unchecked Sendable {
             promise.futureResult.whenComplete { [weak self, weak link] result in
                 guard let self, let link else { return }
                 link.uploadsInFlight -= 1
-                if case .success = result {
+                switch result {
+                case .success:
                     link.uploaded.add(req.length)
                     self.uploadedBytes += Int64(req.length)
                     self.metrics.uploaded.increment(by: Int64(req.length))
                     self.serve(link)
+                case .failure:
+                    self.distinctFirst?.withdraw(req)
                 }
             }
             link.channel.write(buffer, promise: promise)
         }
         // One flush (one syscall) for the blocks written in this round.
         if wrote { link.channel.flush() }
+        if assignmentDue {
+            assignmentDue = false
+            assignPieces()
+        }
+    }
+
+    // MARK: suggestions (distinct-first seeding)
+
+    /// Most suggestions a peer's list keeps; older ones are dropped first.
+    static let maxSuggestionsKept = 256
+
+    /// Pieces a distinct-first seed sends at once: at least four, enough to keep its uplink
+    /// busy across the gaps between pieces, and about 8 MiB spread over the peers it serves,
+    /// so that one or two fast peers are not held to a piece per round trip. Few, so each
+    /// piece reaches its peer in a burst and can be passed on within a fraction of a second.
+    /// (With every peer fetching its own pieces at once, a piece trickled in at 1/15 of the
+    /// uplink and sat unshareable for seconds.)
+    private func seedPiecesInFlight(peers count: Int) -> Int {
+        max(4, 8 * 1024 * 1024 / max(1, count) / metainfo.layout.pieceLength)
+    }
+
+    /// Hands out pieces of a distinct-first seed: while fewer than `seedPiecesInFlight` are
+    /// being sent, the peer with the fewest pieces on the way (then the one that has received
+    /// least from us so far) is told, by a BEP 6 suggest, to fetch a piece it lacks that has
+    /// gone out least often. Every peer thus gets an equal share of the pieces only this seed
+    /// has and forwards them with its own uplink; left to TCP, one connection can take most
+    /// of the seed's uplink and become the only source of half the file.
+    private func assignPieces() {
+        guard distinctFirst != nil else { return }
+        var targets = peers.values.filter(isSuggestionTarget)
+        guard !targets.isEmpty else { return }
+        let limit = seedPiecesInFlight(peers: targets.count)
+        var inFlight = targets.reduce(0) { $0 + $1.suggestedByUs.count }
+        let now = nowNanos
+        while inFlight < limit {
+            targets.sort { ($0.suggestedByUs.count, $0.uploaded.total) < ($1.suggestedByUs.count, $1.uploaded.total) }
+            var assigned = false
+            for link in targets {
+                guard let p = distinctFirst!.suggest(to: link.id, has: link.bitfield, now: now) else { continue }
+                link.suggestedByUs.insert(p)
+                link.send(.suggest(piece: p))
+                assigned = true
+                break
+            }
+            guard assigned else { return }
+            inFlight += 1
+        }
+    }
+
+    /// Suggestions go to Starling peers only: they treat them as assignments and fetch them at
+    /// once (`PeerLink.assignsPieces`). Another client may ignore a suggestion, and the piece
+    /// would wait out its claim; those peers get the plain distinct-first rule instead.
+    private func isSuggestionTarget(_ link: PeerLink) -> Bool {
+        link.fast && link.peerInterested && !link.amChoking && link.peerID.starts(with: EngineConfig.peerIDPrefix)
     }
 
     // MARK: periodic work
@@ -479,17 +572,27 @@ public final class TorrentSession: @unchecked Sendable {
             link.amChoking = shouldChoke
             link.send(shouldChoke ? .choke : .unchoke)
             if shouldChoke {
+                distinctFirst?.release(peer: link.id)
+                link.suggestedByUs.removeAll()
                 if link.fast { for r in link.incoming { link.send(.reject(r), flush: false) } }
-                for r in link.incoming { distinctFirst?.withdraw(r) }
                 link.incoming.removeAll()
             }
         }
         metrics.peersChanged(peers.values)
+        assignPieces()
     }
 
     /// Once a second: frees requests stuck at snubbed peers and refills pipelines.
     func tick() {
         updateRates()
+        if distinctFirst != nil {
+            // Suggestions a peer sat on are offered to others again; give it fresh ones.
+            let now = nowNanos
+            for link in peers.values {
+                link.suggestedByUs = link.suggestedByUs.filter { distinctFirst!.isClaimed($0, by: link.id, now: now) }
+            }
+            assignPieces()
+        }
         let now = NIODeadline.now()
         for link in peers.values where !link.outstanding.isEmpty {
             if now - link.lastBlockAt > config.snubTimeout, !link.snubbed {
