@@ -224,8 +224,13 @@ public final class PeerEngine: @unchecked Sendable {
         guard !session.isBanned(remote.host) else { return nil }
         guard session.connectedPeers < config.maxPeers + 10 else { return nil }
         if let existing = session.peers.values.first(where: { $0.peerID == handshake.peerID }) {
-            // Both ends dialled each other: keep the connection opened by the smaller peer id,
-            // a rule both sides apply the same way.
+            // An established connection stays: a peer we only know by its listen address (an
+            // inbound peer, re-learned from the tracker) is dialled again, and replacing the
+            // link would throw away its requests and the seed's assignments mid-transfer.
+            // Both ends see the same link as established, so both drop the new one.
+            if NIODeadline.now() - existing.connectedAt > Self.establishedAfter { return nil }
+            // Both ends dialled each other at once: keep the connection opened by the smaller
+            // peer id, a rule both sides apply the same way.
             let ours = config.peerID, theirs = handshake.peerID
             let initiator = { (l: Bool) in l ? ours : theirs }
             let keepNew = initiator(outbound).lexicographicallyPrecedes(initiator(existing.outbound))
@@ -239,6 +244,9 @@ public final class PeerEngine: @unchecked Sendable {
         link.fast = handshake.supportsFast
         return (session, link)
     }
+
+    /// A connection this old is the one kept when the same peer connects again.
+    static let establishedAfter: TimeAmount = .seconds(2)
 
     func linkClosed(_ link: PeerLink, session: TorrentSession) {
         if let addr = link.listenAddress { candidates[session.infoHash]?[addr]?.failures = 0 }

@@ -509,14 +509,14 @@ public final class TorrentSession: @unchecked Sendable {
     /// Most suggestions a peer's list keeps; older ones are dropped first.
     static let maxSuggestionsKept = 256
 
-    /// Pieces a distinct-first seed sends at once: at least four, enough to keep its uplink
-    /// busy across the gaps between pieces, and about 8 MiB spread over the peers it serves,
-    /// so that one or two fast peers are not held to a piece per round trip. Few, so each
-    /// piece reaches its peer in a burst and can be passed on within a fraction of a second.
-    /// (With every peer fetching its own pieces at once, a piece trickled in at 1/15 of the
-    /// uplink and sat unshareable for seconds.)
-    private func seedPiecesInFlight(peers count: Int) -> Int {
-        max(4, 8 * 1024 * 1024 / max(1, count) / metainfo.layout.pieceLength)
+    /// Pieces a distinct-first seed sends at once: about 100 ms of its measured upload, at
+    /// least four. Enough to keep the uplink busy across the gaps between pieces (and a fast
+    /// peer on loopback from waiting a round trip per piece); few, so each piece reaches its
+    /// peer in a burst and can be passed on within a fraction of a second. (With every peer
+    /// fetching its own pieces at once, a piece trickled in at 1/15 of the uplink and sat
+    /// unshareable for seconds.)
+    private var seedPiecesInFlight: Int {
+        max(4, Int(upRate.rate / 10) / metainfo.layout.pieceLength)
     }
 
     /// Hands out pieces of a distinct-first seed: while fewer than `seedPiecesInFlight` are
@@ -529,7 +529,7 @@ public final class TorrentSession: @unchecked Sendable {
         guard distinctFirst != nil else { return }
         var targets = peers.values.filter(isSuggestionTarget)
         guard !targets.isEmpty else { return }
-        let limit = seedPiecesInFlight(peers: targets.count)
+        let limit = seedPiecesInFlight
         var inFlight = targets.reduce(0) { $0 + $1.suggestedByUs.count }
         let now = nowNanos
         while inFlight < limit {
