@@ -10,7 +10,9 @@ import Glibc
 /// piece has been verified, so `OUT` never holds unverified bytes. Existing `.part` data is
 /// re-verified on open, so an interrupted download resumes.
 public final class PieceStore: @unchecked Sendable {
-    // Used from one event loop at a time; the handles themselves are thread-safe.
+    // Blocks are read on the event loop while the engine's piece worker writes verified
+    // pieces: the handles are opened once in init and pread/pwrite are positional, so the
+    // two never share state. `finalize` runs on the loop after the last write completed.
     public enum Mode: Sendable { case seed, download }
 
     public let metainfo: Metainfo

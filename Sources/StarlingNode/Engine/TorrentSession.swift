@@ -1,6 +1,7 @@
 import BitTorrent
 import Logging
 import NIOCore
+import NIOPosix
 import Storage
 import Swarm
 
@@ -12,6 +13,7 @@ public final class TorrentSession: @unchecked Sendable {
     public var infoHash: InfoHash { metainfo.infoHash }
     let store: PieceStore
     let loop: EventLoop
+    private let pieceWorker: NIOThreadPool
     let logger: Logger
     let config: EngineConfig
     let metrics: TorrentMetrics
@@ -42,10 +44,12 @@ public final class TorrentSession: @unchecked Sendable {
     /// A suggested piece went out in full during `serve`: hand out the next one after it.
     private var assignmentDue = false
 
-    init(metainfo: Metainfo, store: PieceStore, have: Bitfield, loop: EventLoop, config: EngineConfig, logger: Logger) {
+    init(metainfo: Metainfo, store: PieceStore, have: Bitfield, loop: EventLoop, pieceWorker: NIOThreadPool,
+         config: EngineConfig, logger: Logger) {
         self.metainfo = metainfo
         self.store = store
         self.loop = loop
+        self.pieceWorker = pieceWorker
         self.config = config
         var log = logger
         log[metadataKey: "torrent"] = "\(metainfo.infoHash.shortHex)"
@@ -85,6 +89,11 @@ public final class TorrentSession: @unchecked Sendable {
     func attach(_ link: PeerLink) {
         loop.preconditionInEventLoop()
         peers[link.id] = link
+        if distinctFirst != nil, config.unsentLowWater > 0 {
+            // Requests then wait in our queue until the connection can take them, which is
+            // where a distinct-first seed decides what to send (see `serve`).
+            _ = link.channel.setOption(PeerEngine.unsentLowWaterOption, value: SocketOptionValue(clamping: config.unsentLowWater))
+        }
         metrics.peersChanged(peers.values)
         // Announce what we have: the fast extension's short forms when both sides support it.
         if link.fast && picker.have.isComplete {
@@ -166,6 +175,8 @@ public final class TorrentSession: @unchecked Sendable {
                 distinctFirst!.peerHas(piece: piece, peer: link.id)
                 if link.suggestedByUs.remove(piece) != nil { assignPieces() }
             }
+            // A piece we have changes nothing for us unless the peer just became a seed.
+            if picker.have[piece] && !link.isSeed { return }
             peerHoldingsChanged(link)
         case .bitfield(let bytes):
             // aria2 follows its have-none with a bitfield; a later bitfield simply replaces the holdings.
@@ -251,7 +262,10 @@ public final class TorrentSession: @unchecked Sendable {
         let canAskAll = !link.peerChoking
         guard canAskAll || !link.allowedFast.isEmpty else { return }
         link.downloaded.roll()
-        let depth = min(config.maxPipeline, max(config.minPipeline, Int(link.downloaded.rate * 2 / Double(PieceLayout.blockSize))))
+        // A seed that assigns pieces decides how much we fetch from it: take all it hands out,
+        // or its uplink idles while our earlier blocks still sit in a queue on the way.
+        let depth = link.assignsPieces ? config.maxPipeline
+            : min(config.maxPipeline, max(config.minPipeline, Int(link.downloaded.rate * 2 / Double(PieceLayout.blockSize))))
         let room = depth - link.outstanding.count
         guard room > 0 else { return }
         var has = link.bitfield
@@ -324,31 +338,48 @@ public final class TorrentSession: @unchecked Sendable {
         request(from: link)
     }
 
+    /// Every block of a piece is here: the piece worker checks its SHA-1 and writes it, then
+    /// `pieceChecked` takes over on the loop. Until then the picker holds the piece as fully
+    /// received, so nothing of it is asked again and nothing of it is served.
     private func pieceArrived(_ index: Int) {
         guard let data = pieceBuffers.removeValue(forKey: index) else { return }
-        let ok = data.withUnsafeBytes { store.matches(piece: index, data: $0) }
+        let store = self.store
+        pieceWorker.runIfActive(eventLoop: loop) { () throws -> Bool in
+            guard data.withUnsafeBytes({ store.matches(piece: index, data: $0) }) else { return false }
+            try data.withUnsafeBytes { try store.write(piece: index, data: $0) }
+            return true
+        }.whenComplete { result in
+            self.pieceChecked(index, length: data.count, result: result)
+        }
+    }
+
+    private func pieceChecked(_ index: Int, length: Int, result: Result<Bool, Error>) {
+        guard failure == nil else { return }
+        let ok: Bool
+        switch result {
+        case .success(let matches):
+            ok = matches
+        case .failure(let error):
+            fail("cannot store piece \(index): \(error)")
+            return
+        }
         guard ok else {
             let senders = picker.pieceFailed(index)
             metrics.hashFailures.increment()
-            wastedBytes += Int64(data.count)
-            metrics.wasted.increment(by: Int64(data.count))
+            wastedBytes += Int64(length)
+            metrics.wasted.increment(by: Int64(length))
             logger.warning("piece failed its hash check", metadata: ["piece": "\(index)"])
             for s in senders { strike(peers[s], weight: senders.count == 1 ? 2 : 1) }
             requestFromAll()
-            return
-        }
-        do {
-            try data.withUnsafeBytes { try store.write(piece: index, data: $0) }
-        } catch {
-            fail("cannot store piece \(index): \(error)")
             return
         }
         picker.pieceVerified(index)
         metrics.update(progress: progress, verified: picker.have.setCount)
         metrics.verified.increment()
         for link in peers.values {
-            // Seeds hear it too: a distinct-first seed steers its suggestions by what we have.
-            link.send(.have(piece: index))
+            // A peer that has the piece gains nothing from hearing we have it too, except a
+            // seed: a distinct-first seed steers its suggestions by what we have.
+            if !link.bitfield[index] || link.isSeed { link.send(.have(piece: index)) }
             if link.amInterested { updateInterest(link) }
         }
         if picker.isComplete { finish() }
@@ -516,7 +547,7 @@ public final class TorrentSession: @unchecked Sendable {
     /// fetching its own pieces at once, a piece trickled in at 1/15 of the uplink and sat
     /// unshareable for seconds.)
     private var seedPiecesInFlight: Int {
-        max(4, Int(upRate.rate / 10) / metainfo.layout.pieceLength)
+        max(8, Int(upRate.rate / 4) / metainfo.layout.pieceLength)
     }
 
     /// Hands out pieces of a distinct-first seed: while fewer than `seedPiecesInFlight` are
