@@ -24,8 +24,8 @@ public struct EngineConfig: Sendable {
     public var uploadsInFlightPerPeer = 4
     /// Most unsent bytes the kernel holds per connection of a distinct-first seed
     /// (TCP_NOTSENT_LOWAT; 0 = the kernel's default, no limit). Upload requests then wait in
-    /// our queue, not in a deep socket buffer, so the seed decides what goes out next. Only
-    /// there: on every connection it cost peers a third more CPU in a 40-host swarm.
+    /// our queue, not in a deep socket buffer, so the seed decides what goes out next. Other
+    /// sessions keep the kernel's deep buffers: they make no such decision.
     public var unsentLowWater = 128 * 1024
     /// A seed that started complete uploads each block once before it uploads any block twice.
     public var distinctFirstSeeding = true
