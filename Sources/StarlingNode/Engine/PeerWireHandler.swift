@@ -48,6 +48,11 @@ final class PeerWireHandler: ChannelInboundHandler {
             let remote = context.channel.remoteAddress.flatMap(PeerAddress.init) ?? PeerAddress(host: "?", port: 0)
             guard let (session, link) = engine.accept(handshake: hs, channel: context.channel,
                                                        outbound: dialledFor != nil, remote: remote) else {
+                // Refused with the torrent at hand (a duplicate, say), we still answer: the
+                // dialler then sees who we are and stops dialling an address it is linked to.
+                if dialledFor == nil, engine.hasTorrent(hs.infoHash) {
+                    sendHandshake(context: context, infoHash: hs.infoHash)
+                }
                 context.close(promise: nil)
                 return
             }

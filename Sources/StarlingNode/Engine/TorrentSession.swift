@@ -663,6 +663,12 @@ public final class TorrentSession: @unchecked Sendable {
     /// Closes every connection (shutdown).
     func closeAll() {
         for link in peers.values { link.channel.close(promise: nil) }
+        // A download removed or shut down before it finished ends as stopped, so nothing
+        // waits on it (and NIO does not report its promise as leaked).
+        if completedAt == nil, failure == nil {
+            failure = "stopped before the download completed"
+            completion.fail(CLIVisibleError(failure!))
+        }
     }
 }
 
