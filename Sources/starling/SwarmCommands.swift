@@ -56,8 +56,7 @@ struct SwarmCLIOptions: ParsableArguments {
     @Option(name: .long, help: "Serve the admin endpoint (POST /rate, used by `starling ctl rate`) and the metrics on IP:PORT; keep it on loopback or a management network.")
     var adminListen: String?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
-    var logLevel: String = "info"
+    @OptionGroup var log: LogOptions
 
     func swarmOptions() throws -> SwarmOptions {
         var engine = EngineConfig(ip: ip)
@@ -93,12 +92,9 @@ struct SwarmCLIOptions: ParsableArguments {
         return options
     }
 
-    func makeLogger(_ label: String) throws -> Logger {
-        guard let level = Logger.Level(rawValue: logLevel) else {
-            throw ValidationError("--log-level \(logLevel): expected trace, debug, info, notice, warning or error")
-        }
+    func makeLogger(_ label: String) -> Logger {
         var logger = Logger(label: label)
-        logger.logLevel = level
+        logger.logLevel = log.level
         return logger
     }
 }
@@ -140,7 +136,7 @@ struct SeedCommand: AsyncParsableCommand {
 
     func run() async throws {
         let metainfo = try loadTorrent(torrent)
-        let logger = try swarm.makeLogger("starling.seed")
+        let logger = swarm.makeLogger("starling.seed")
         let runner = SwarmRunner(metainfo: metainfo, path: path, role: .seed, options: try swarm.swarmOptions(), logger: logger)
         let status = try await runCatching { try await runner.run() }
         if status != 0 { throw ExitCode(status) }
@@ -174,7 +170,7 @@ struct PeerCommand: AsyncParsableCommand {
         guard seedAfter >= 0 else { throw ValidationError("--seed-after must be 0 or more") }
         guard timeout >= 0 else { throw ValidationError("--timeout must be 0 or more") }
         let metainfo = try loadTorrent(torrent)
-        let logger = try swarm.makeLogger("starling.peer")
+        let logger = swarm.makeLogger("starling.peer")
         var options = try swarm.swarmOptions()
         options.seedAfter = seedAfter
         options.timeout = timeout

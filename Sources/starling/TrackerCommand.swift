@@ -66,8 +66,7 @@ struct TrackerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Event-loop threads (default: one per core).")
     var threads: Int?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
-    var logLevel: String = "info"
+    @OptionGroup var log: LogOptions
 
     func validate() throws {
         guard parseListen(listen) != nil else {
@@ -83,11 +82,10 @@ struct TrackerCommand: AsyncParsableCommand {
         guard maxNumwant >= 1 else { throw ValidationError("--max-numwant must be at least 1") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
         if let t = threads, t < 1 || t > 256 { throw ValidationError("--threads must be 1 to 256") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \(logLevel): unknown level") }
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let level = log.level
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = level
