@@ -2,18 +2,6 @@ import BitTorrent
 import Testing
 @testable import Swarm
 
-/// Deterministic generator for sampling tests (SplitMix64).
-struct TrackerTestRNG: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 @Suite("Tracker registry")
 struct TrackerRegistryTests {
     static let hash = InfoHash(bytes: [UInt8](repeating: 7, count: 20))!
@@ -28,7 +16,7 @@ struct TrackerRegistryTests {
     /// 10.x.y.z for peer `n`.
     static func ip(_ n: Int) -> IPAddress { IPAddress(bytes: [10, UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)])! }
 
-    var rng = TrackerTestRNG(state: 42)
+    var rng = SplitMix64(seed: 42)
 
     @discardableResult
     mutating func announce(_ reg: inout TrackerRegistry, _ n: Int, left: Int64, event: AnnounceEvent? = nil,
@@ -156,7 +144,7 @@ struct TrackerRegistryTests {
         #expect(restored.stats(Self.hash) == reg.stats(Self.hash))
         #expect(restored.stats(Self.other) == reg.stats(Self.other))
         #expect(restored.expire(now: 5059) == 0)
-        var rng2 = TrackerTestRNG(state: 1)
+        var rng2 = SplitMix64(seed: 1)
         let r = try restored.announce(AnnounceRequest(infoHash: Self.other, peerID: Self.id(9), port: 1, left: 5),
                                       address: Self.ip(9), now: 5000, using: &rng2)
         #expect(r.peers.map(\.port) == [6003])
