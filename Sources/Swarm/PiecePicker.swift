@@ -43,8 +43,6 @@ public struct PiecePicker: Sendable {
     }
 
     public var isComplete: Bool { have.isComplete }
-    /// True while some block of the piece is neither had nor asked for.
-    public func needsRequests(piece: Int) -> Bool { unrequested.contains(piece) }
     public var inEndgame: Bool { unrequested.isEmpty && !have.isComplete }
 
     // MARK: availability

@@ -355,15 +355,14 @@ public final class TorrentSession: @unchecked Sendable {
 
     private func pieceChecked(_ index: Int, length: Int, result: Result<Bool, Error>) {
         guard failure == nil else { return }
-        let ok: Bool
-        switch result {
-        case .success(let matches):
-            ok = matches
-        case .failure(let error):
+        let matches: Bool
+        do {
+            matches = try result.get()
+        } catch {
             fail("cannot store piece \(index): \(error)")
             return
         }
-        guard ok else {
+        guard matches else {
             let senders = picker.pieceFailed(index)
             metrics.hashFailures.increment()
             wastedBytes += Int64(length)
