@@ -230,21 +230,18 @@ public final class PeerEngine: @unchecked Sendable {
         guard session.connectedPeers < config.maxPeers + 10 else { return nil }
         var knownListenAddress: PeerAddress?
         if let existing = session.peers.values.first(where: { $0.peerID == handshake.peerID }) {
+            // We dialled its listen address: now we know it, and stop dialling it again.
+            if outbound, existing.listenAddress == nil { existing.listenAddress = remote }
             // An established connection stays: a peer we only know by its listen address (an
             // inbound peer, re-learned from the tracker) is dialled again, and replacing the
             // link would throw away its requests and the seed's assignments mid-transfer.
             // Both ends see the same link as established, so both drop the new one.
-            if NIODeadline.now() - existing.connectedAt > Self.establishedAfter {
-                // We dialled its listen address: now we know it, and stop dialling it again.
-                if outbound, existing.listenAddress == nil { existing.listenAddress = remote }
-                return nil
-            }
+            if NIODeadline.now() - existing.connectedAt > Self.establishedAfter { return nil }
             // Both ends dialled each other at once: keep the connection opened by the smaller
             // peer id, a rule both sides apply the same way.
             let ours = config.peerID, theirs = handshake.peerID
             let initiator = { (l: Bool) in l ? ours : theirs }
             let keepNew = initiator(outbound).lexicographicallyPrecedes(initiator(existing.outbound))
-            if !keepNew, outbound, existing.listenAddress == nil { existing.listenAddress = remote }
             guard keepNew else { return nil }
             knownListenAddress = existing.listenAddress
             existing.channel.close(promise: nil)

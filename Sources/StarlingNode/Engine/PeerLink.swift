@@ -26,7 +26,7 @@ final class PeerLink: @unchecked Sendable {  // confined to the engine loop
     var allowedFast: Set<Int> = []
     /// Pieces this seed refused lately (it wants us to fetch them from another peer).
     var refused: [Int: NIODeadline] = [:]
-    /// Pieces we suggested to this peer (as a distinct-first seed) that it has not asked for yet.
+    /// Pieces assigned to this peer (we are a distinct-first seed) and not yet sent in full.
     var suggestedByUs: Set<Int> = []
     /// Pieces this peer suggested to us, oldest first; `suggests` once it has sent any.
     var suggestedToUs: [Int] = []
