@@ -40,6 +40,16 @@ public final class HostRateLimiter: @unchecked Sendable {
 
     public func rate(_ d: Direction) -> Int64 { buckets[d]!.rate }
 
+    /// Most payload bytes released together to one connection: 20 ms at the cap, at most
+    /// 64 KiB. A batch can leave the bucket that much in debt, so it stays small next to the
+    /// cap and a 1-second window still carries barely more than the cap.
+    func batchBytes(_ d: Direction) -> Int {
+        let rate = buckets[d]!.rate
+        return rate == 0 ? Self.maxBatchBytes : Int(min(Int64(Self.maxBatchBytes), rate / 50))
+    }
+
+    static let maxBatchBytes = 64 * 1024
+
     /// Changes the caps while transfers run; a lowered cap takes hold at once.
     public func setRates(up: Int64, down: Int64) {
         loop.execute {
