@@ -64,6 +64,16 @@ public enum Units {
         return format1(bits) + " bit/s"
     }
 
+    /// Time left at `bytesPerSecond` as `42 s`; `-` when there is no estimate: no rate yet, or
+    /// one so small (a stalled download's smoothed rate decays towards zero) that the answer
+    /// would be beyond a year, or beyond what an `Int` holds.
+    public static func formatETA(bytesLeft: Int64, bytesPerSecond: Double) -> String {
+        guard bytesPerSecond > 0 else { return "-" }
+        let seconds = (Double(bytesLeft) / bytesPerSecond).rounded(.up)
+        guard seconds.isFinite, seconds < 365 * 86_400 else { return "-" }
+        return "\(Int(seconds)) s"
+    }
+
     /// One decimal place, without Foundation.
     public static func format1(_ v: Double) -> String {
         let tenths = Int64((v * 10).rounded())

@@ -45,7 +45,7 @@ final class ProgressReporter: @unchecked Sendable {
         let upRate = session.upRate.rate
         let pct = session.progress * 100
         let left = session.left
-        let eta = downRate > 0 ? "\(Int(Double(left) / downRate)) s" : "-"
+        let eta = Units.formatETA(bytesLeft: left, bytesPerSecond: downRate)
         if tty && !done {
             let width = 30
             let filled = Int(session.progress * Double(width))

@@ -269,6 +269,12 @@ struct UnitsTests {
         #expect(Units.formatBytes(1 << 30) == "1.0 GiB")
         #expect(Units.formatRate(5_000_000) == "40.0 Mbit/s")
         #expect(Units.formatRate(100) == "800.0 bit/s")
+        #expect(Units.formatETA(bytesLeft: 1000, bytesPerSecond: 100) == "10 s")
+        #expect(Units.formatETA(bytesLeft: 1000, bytesPerSecond: 0) == "-")
+        // A stalled download: the smoothed rate halves every second and, after a minute or so,
+        // the quotient no longer fits an Int (converting it crashed the progress line).
+        #expect(Units.formatETA(bytesLeft: 500_000_000, bytesPerSecond: 3.3e-16) == "-")  // 400 MB/s halved 80 times
+        #expect(Units.formatETA(bytesLeft: 1, bytesPerSecond: .leastNonzeroMagnitude) == "-")
     }
 }
 
