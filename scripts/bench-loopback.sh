@@ -8,8 +8,8 @@
 # SIZE_MIB defaults to 1024 (1 GiB). Files live in /dev/shm when it has room (so the figures
 # measure the engine, not the disk), else in /tmp; everything is deleted on exit. RUNS (default
 # 5) runs; NO_BUILD=1 uses the existing release binary. The seed listens on 127.0.5.1:7501
-# and the peer on 127.0.5.2; the seed's start-up check of its file is not in its CPU figure
-# (it is measured apart, before the peer starts).
+# and the peer on 127.0.5.2. The seed's CPU is read from /proc once it listens and again when
+# the peer is done, so its start-up check of the file is not in its figure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

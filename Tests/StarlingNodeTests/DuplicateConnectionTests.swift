@@ -11,7 +11,7 @@ import Testing
 
 @Suite("Duplicate connections")
 struct DuplicateConnectionTests {
-    /// The ids of a session's links, read on its loop.
+    /// A session's links, by id, with the listen address each is known by; read on its loop.
     func links(_ session: TorrentSession) async throws -> [Int: PeerAddress?] {
         try await session.loop.submit { session.peers.mapValues(\.listenAddress) }.get()
     }

@@ -213,10 +213,10 @@ public final class PeerEngine: @unchecked Sendable {
             }
     }
 
-    /// Validates a handshake and creates the session's link, or nil to close the connection.
     /// True when a session serves `infoHash`. On the loop.
     func hasTorrent(_ infoHash: InfoHash) -> Bool { sessions[infoHash] != nil }
 
+    /// Validates a handshake and creates the session's link, or nil to close the connection.
     func accept(handshake: Handshake, channel: Channel, outbound: Bool, remote: PeerAddress) -> (TorrentSession, PeerLink)? {
         guard let session = sessions[handshake.infoHash] else {
             logger.debug("closing connection: unknown torrent", metadata: ["peer": "\(remote)"])
