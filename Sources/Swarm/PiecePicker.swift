@@ -15,11 +15,13 @@ public struct PiecePicker: Sendable {
     /// In endgame, most peers that may be asked for the same block.
     public var endgameDuplicates = 2
 
-    /// Random tie-break order, fixed at start so that each peer spreads differently.
-    private let order: [Int]
+    /// Random tie-break rank of each piece, fixed at start so that each peer spreads differently.
+    private let rank: [Int]
     private var partial: [Int: PartialPiece] = [:]
     /// Pieces (not had) with at least one block not yet requested, to find work quickly.
-    private var unrequested: Set<Int>
+    private var unrequested: Bitfield
+    /// Pieces in `partial`: bit sets, so finding a new piece scans bytes, not hash tables.
+    private var started: Bitfield
 
     struct PartialPiece: Sendable {
         var requesters: [[Int]]   // per block: peers it is requested from
@@ -38,8 +40,14 @@ public struct PiecePicker: Sendable {
         self.layout = layout
         self.have = have
         availability = Array(repeating: 0, count: layout.pieceCount)
-        order = Array(0..<layout.pieceCount).shuffled(using: &random)
-        unrequested = Set((0..<layout.pieceCount).filter { !have[$0] })
+        var rank = [Int](repeating: 0, count: layout.pieceCount)
+        for (position, piece) in Array(0..<layout.pieceCount).shuffled(using: &random).enumerated() {
+            rank[piece] = position
+        }
+        self.rank = rank
+        unrequested = Bitfield(count: layout.pieceCount)
+        for i in 0..<layout.pieceCount where !have[i] { unrequested.set(i) }
+        started = Bitfield(count: layout.pieceCount)
     }
 
     public var isComplete: Bool { have.isComplete }
@@ -48,8 +56,8 @@ public struct PiecePicker: Sendable {
     // MARK: availability
 
     public mutating func peerHas(piece: Int) { availability[piece] += 1 }
-    public mutating func peerHas(_ bits: Bitfield) { for i in bits.indices { availability[i] += 1 } }
-    public mutating func peerGone(had bits: Bitfield) { for i in bits.indices { availability[i] -= 1 } }
+    public mutating func peerHas(_ bits: Bitfield) { bits.forEachSet { availability[$0] += 1 } }
+    public mutating func peerGone(had bits: Bitfield) { bits.forEachSet { availability[$0] -= 1 } }
 
     // MARK: picking
 
@@ -64,14 +72,25 @@ public struct PiecePicker: Sendable {
         guard count > 0 else { return [] }
         var out: [BlockRequest] = []
         for index in suggested where out.count < count {
-            guard index >= 0, index < layout.pieceCount, peerHas[index], unrequested.contains(index) else { continue }
+            guard index >= 0, index < layout.pieceCount, peerHas[index], unrequested[index] else { continue }
             takeBlocks(piece: index, peer: peer, max: count - out.count, into: &out)
         }
         if !onlySuggested {
             // 1. Finish pieces already started, most complete first, so they can be verified and shared.
-            let started = partial.filter { $0.value.unrequestedCount > 0 && peerHas[$0.key] }
-                .sorted { ($0.value.receivedCount, -$0.key) > ($1.value.receivedCount, -$1.key) }
-            for (index, _) in started where out.count < count {
+            // Started and not fully requested: both bits set.
+            var inProgress: [(received: Int, piece: Int)] = []
+            let open = started.bytes, free = unrequested.bytes, theirs = peerHas.bytes
+            for k in open.indices where open[k] & free[k] & theirs[k] != 0 {
+                var bits = open[k] & free[k] & theirs[k]
+                while bits != 0 {
+                    let bit = bits.leadingZeroBitCount
+                    bits &= ~(0x80 >> UInt8(bit))
+                    let i = k << 3 | bit
+                    inProgress.append((partial[i]!.receivedCount, i))
+                }
+            }
+            inProgress.sort { ($0.received, -$0.piece) > ($1.received, -$1.piece) }
+            for (_, index) in inProgress where out.count < count {
                 takeBlocks(piece: index, peer: peer, max: count - out.count, into: &out)
             }
             // 2. New pieces: random for the first few, then rarest first with a random tie-break.
@@ -95,19 +114,25 @@ public struct PiecePicker: Sendable {
         return out
     }
 
+    /// The unstarted piece the peer has that is rarest, ties broken by the random rank (during
+    /// the first `randomFirstPieces`, by the rank alone). Scans the three bitfields a byte at a
+    /// time: this runs for every refill of every pipeline, and a torrent may have 10,000s of pieces.
     private func nextNewPiece(peerHas: Bitfield) -> Int? {
         let random = have.setCount < randomFirstPieces
-        var best: Int?
-        var bestAvail = Int.max
-        for i in order where unrequested.contains(i) && partial[i] == nil && peerHas[i] {
-            if random { return i }
-            if availability[i] < bestAvail {
-                best = i
-                bestAvail = availability[i]
-                if bestAvail <= 1 { break }
+        var best = -1
+        var bestKey = (Int.max, Int.max)
+        let candidates = unrequested.bytes, busy = started.bytes, theirs = peerHas.bytes
+        for k in candidates.indices {
+            var b = candidates[k] & ~busy[k] & theirs[k]
+            while b != 0 {
+                let bit = b.leadingZeroBitCount
+                b &= ~(0x80 >> UInt8(bit))
+                let i = k << 3 | bit
+                let key = (random ? 0 : availability[i], rank[i])
+                if key < bestKey { best = i; bestKey = key }
             }
         }
-        return best
+        return best < 0 ? nil : best
     }
 
     private mutating func takeBlocks(piece index: Int, peer: Int, max: Int, into out: inout [BlockRequest]) {
@@ -120,7 +145,8 @@ public struct PiecePicker: Sendable {
             taken += 1
         }
         partial[index] = p
-        if p.unrequestedCount == 0 { unrequested.remove(index) }
+        started.set(index)
+        if p.unrequestedCount == 0 { unrequested.clear(index) }
     }
 
     private func blockRequest(piece: Int, block: Int) -> BlockRequest {
@@ -160,7 +186,7 @@ public struct PiecePicker: Sendable {
         p.receivedCount += 1
         p.requesters[b] = [peer]
         partial[req.piece] = p
-        if p.unrequestedCount == 0 { unrequested.remove(req.piece) }
+        if p.unrequestedCount == 0 { unrequested.clear(req.piece) }
         return Received(accepted: true, pieceComplete: p.receivedCount == p.received.count, cancelFrom: others)
     }
 
@@ -172,7 +198,7 @@ public struct PiecePicker: Sendable {
         p.requesters[b].remove(at: k)
         if p.requesters[b].isEmpty {
             p.unrequestedCount += 1
-            unrequested.insert(req.piece)
+            unrequested.set(req.piece)
         }
         partial[req.piece] = p
     }
@@ -180,7 +206,8 @@ public struct PiecePicker: Sendable {
     /// The piece hashed correctly and is stored.
     public mutating func pieceVerified(_ index: Int) {
         partial[index] = nil
-        unrequested.remove(index)
+        started.clear(index)
+        unrequested.clear(index)
         have.set(index)
     }
 
@@ -189,14 +216,14 @@ public struct PiecePicker: Sendable {
     public mutating func pieceFailed(_ index: Int) -> Set<Int> {
         let senders = Set(partial[index]?.requesters.flatMap { $0 } ?? [])
         partial[index] = nil
-        unrequested.insert(index)
+        started.clear(index)
+        unrequested.set(index)
         return senders
     }
 
     /// True when we lack a piece the peer has (so we are interested in it).
     public func wantsAny(of peerHas: Bitfield) -> Bool {
         if peerHas.isComplete { return !have.isComplete }
-        for i in peerHas.indices where !have[i] { return true }
-        return false
+        return peerHas.hasAny(notIn: have)
     }
 }

@@ -271,4 +271,29 @@ struct BitfieldTests {
         #expect(full.bytes == [0xFF, 0xC0])
         #expect(Bitfield(bytes: full.bytes, count: 10)?.setCount == 10)
     }
+
+    @Test("indices, forEachSet and hasAny(notIn:) agree with bit-by-bit answers", arguments: [1, 7, 8, 9, 63, 881])
+    func byteWiseScans(count: Int) {
+        var state: UInt64 = 0x5EED &+ UInt64(count)
+        func coin(_ oneIn: UInt64) -> Bool {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return (state >> 33) % oneIn == 0
+        }
+        for density: UInt64 in [1, 2, 50] {
+            var ours = Bitfield(count: count), theirs = Bitfield(count: count)
+            for i in 0..<count {
+                if coin(density) { theirs.set(i) }
+                if !coin(density) { ours.set(i) }
+            }
+            var visited: [Int] = []
+            theirs.forEachSet { visited.append($0) }
+            let naive = (0..<count).filter { theirs[$0] }
+            #expect(visited == naive)
+            #expect(theirs.indices == naive)
+            #expect(theirs.hasAny(notIn: ours) == naive.contains { !ours[$0] })
+            // Their pieces all held by us: nothing to want.
+            for i in naive { ours.set(i) }
+            #expect(!theirs.hasAny(notIn: ours))
+        }
+    }
 }

@@ -56,6 +56,36 @@ struct PiecePickerTests {
         #expect(second.map(\.piece) == [3, 3, 3, 3])
     }
 
+    @Test("over many pieces, each new piece is a rarest one the peer has and nobody was asked for",
+          arguments: [1 as UInt64, 2, 3])
+    func rarestOverManyPieces(seed: UInt64) {
+        let n = 203   // not a multiple of 8: the last byte of every bitfield is partial
+        let l = layout(pieces: n, blocksPerPiece: 1)
+        var p = picker(l, seed: seed, have: [0, 9, 100])
+        var rng = SplitMix64(seed: seed &+ 100)
+        for _ in 0..<5 {
+            var b = Bitfield(count: n)
+            for i in 0..<n where rng.next() % 3 == 0 { b.set(i) }
+            p.peerHas(b)
+        }
+        var theirs = Bitfield(count: n)
+        for i in 0..<n where rng.next() % 2 == 0 { theirs.set(i) }
+        var asked = Set<Int>()
+        var outstanding = Set<BlockRequest>()
+        while true {
+            let reqs = p.pick(for: 1, peerHas: theirs, count: 1, outstanding: outstanding)
+            guard let r = reqs.first else { break }
+            // Candidates: pieces they have, we lack, and nobody was asked for yet.
+            let candidates = (0..<n).filter { theirs[$0] && !p.have[$0] && !asked.contains($0) }
+            let rarest = candidates.map { p.availability[$0] }.min()
+            #expect(candidates.contains(r.piece))
+            #expect(p.availability[r.piece] == rarest)
+            asked.insert(r.piece)
+            outstanding.insert(r)
+        }
+        #expect(asked == Set((0..<n).filter { theirs[$0] && !p.have[$0] }))
+    }
+
     @Test("rarest first only among the pieces the peer has")
     func rarestAmongPeerPieces() {
         var p = picker(layout(pieces: 4))
