@@ -21,6 +21,10 @@ public struct EngineConfig: Sendable {
     public var minPipeline = 16
     public var maxPipeline = 256
     public var maxQueuedRequestsPerPeer = 512
+    /// Most bytes of complete pieces waiting for their hash check and write (at least two
+    /// pieces). Beyond it no new blocks are requested, so a slow disk or a starved CPU keeps
+    /// memory flat instead of buffering the download in RAM.
+    public var maxUncheckedBytes = 16 * 1024 * 1024
     public var uploadsInFlightPerPeer = 4
     /// Most unsent bytes the kernel holds per connection of a distinct-first seed
     /// (TCP_NOTSENT_LOWAT; 0 = the kernel's default, no limit). Upload requests then wait in

@@ -22,8 +22,9 @@ public final class PeerEngine: @unchecked Sendable {
     /// Outbound connections leave from the configured IP, so peers see the address we announce.
     private let bindAddress: SocketAddress
     /// Checks and writes arrived pieces off the event loop (SHA-1 of a piece is ~0.2 ms per
-    /// 256 KiB, 10 ms for 16 MiB), so the loop keeps moving bytes meanwhile.
-    private let pieceWorker = NIOThreadPool(numberOfThreads: 1)
+    /// 256 KiB, 10 ms for 16 MiB), so the loop keeps moving bytes meanwhile. (Internal, not
+    /// private: a test holds it busy to play a slow disk.)
+    let pieceWorker = NIOThreadPool(numberOfThreads: 1)
 
     struct Candidate {
         var failures = 0

@@ -23,6 +23,9 @@ public final class TorrentSession: @unchecked Sendable {
     private var rng = SystemRandomNumberGenerator()
     private(set) var peers: [Int: PeerLink] = [:]
     private var pieceBuffers: [Int: [UInt8]] = [:]
+    /// Bytes of complete pieces handed to the piece worker and not yet checked.
+    private(set) var uncheckedBytes = 0
+    private var uncheckedLimit: Int { max(config.maxUncheckedBytes, 2 * metainfo.pieceLength) }
     private var strikes: [String: Int] = [:]
     private(set) var banned: Set<String> = []
     let startedAt = NIODeadline.now()
@@ -257,6 +260,8 @@ public final class TorrentSession: @unchecked Sendable {
     /// about two seconds of data, so a fast link never idles waiting for the next request.
     func request(from link: PeerLink) {
         guard link.amInterested, !picker.isComplete, failure == nil else { return }
+        // The piece worker is behind: ask again when it catches up (`pieceChecked`).
+        guard uncheckedBytes < uncheckedLimit else { return }
         // Under a per-torrent download cap, new requests wait while its bucket is in debt.
         if downCap != nil, !capAllows(&downCap) { return }
         let canAskAll = !link.peerChoking
@@ -343,6 +348,7 @@ public final class TorrentSession: @unchecked Sendable {
     /// received, so nothing of it is asked again and nothing of it is served.
     private func pieceArrived(_ index: Int) {
         guard let data = pieceBuffers.removeValue(forKey: index) else { return }
+        uncheckedBytes += data.count
         let store = self.store
         pieceWorker.runIfActive(eventLoop: loop) { () throws -> Bool in
             guard data.withUnsafeBytes({ store.matches(piece: index, data: $0) }) else { return false }
@@ -354,7 +360,10 @@ public final class TorrentSession: @unchecked Sendable {
     }
 
     private func pieceChecked(_ index: Int, length: Int, result: Result<Bool, Error>) {
+        let wasHeld = uncheckedBytes >= uncheckedLimit
+        uncheckedBytes -= length
         guard failure == nil else { return }
+        defer { if wasHeld && uncheckedBytes < uncheckedLimit && !picker.isComplete { requestFromAll() } }
         let matches: Bool
         do {
             matches = try result.get()
