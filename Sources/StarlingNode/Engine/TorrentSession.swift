@@ -549,14 +549,14 @@ public final class TorrentSession: @unchecked Sendable {
     static let maxSuggestionsKept = 256
 
     /// Pieces a distinct-first seed has assigned at once: about 250 ms of its measured upload,
-    /// at least eight. Enough to keep the uplink busy while assigned peers (slow to wake on a
+    /// at least eight and at least 2 MiB (small pieces: 64 KiB pieces need 32). Enough to keep the uplink busy while assigned peers (slow to wake on a
     /// loaded host) ask for their next piece, and a fast peer on loopback from waiting a round
     /// trip per piece; few, so each piece reaches its peer in a burst and can be passed on
     /// within a fraction of a second. (With every peer fetching its own pieces at once, a
     /// piece trickled in at 1/15 of the uplink and sat unshareable for seconds; with four at
     /// 20mbit the uplink idled.)
     private var seedPiecesInFlight: Int {
-        max(8, Int(upRate.rate / 4) / metainfo.layout.pieceLength)
+        max(8, (2 << 20) / metainfo.pieceLength, Int(upRate.rate / 4) / metainfo.pieceLength)
     }
 
     /// Hands out pieces of a distinct-first seed: while fewer than `seedPiecesInFlight` are
