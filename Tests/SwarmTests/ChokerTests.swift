@@ -81,6 +81,30 @@ struct ChokerTests {
         #expect([other, 4].contains(choker.optimistic!))
     }
 
+    @Test("the optimistic slot goes to a peer that is behind, and moves on once it has caught up")
+    func optimisticHelpsTheLaggard() {
+        var choker = Choker(uploadSlots: 3, optimisticPeriod: 30 * second)
+        var rng = SplitMix64(seed: 7)
+        // 1 and 2 serve us best; 5 has far fewer pieces than 3, 4 and 6.
+        var peers = [C(id: 1, interested: true, rate: 9, pieces: 800), C(id: 2, interested: true, rate: 8, pieces: 700),
+                     C(id: 3, interested: true, rate: 1, pieces: 680), C(id: 4, interested: true, rate: 1, pieces: 690),
+                     C(id: 5, interested: true, rate: 0, pieces: 100), C(id: 6, interested: true, rate: 2, pieces: 590)]
+        for t in 0..<5 {
+            #expect(choker.unchoked(peers, now: UInt64(t) * 10 * second, random: &rng) == [1, 2, 5])
+        }
+        // 5 caught up past 6 (3 and 4 are further ahead than 5 %): the slot moves at once, before its period is over.
+        peers[4].pieces = 650
+        #expect(choker.unchoked(peers, now: 41 * second, random: &rng) == [1, 2, 6])
+        // Peers level within 5 % share the slot in turns, one period each.
+        for i in peers.indices { peers[i].pieces = 600 + i }
+        var seen = Set<Int>()
+        for t in 0..<12 {
+            _ = choker.unchoked(peers, now: 41 * second + UInt64(t) * 31 * second, random: &rng)
+            seen.insert(choker.optimistic!)
+        }
+        #expect(seen == [3, 4, 5, 6])
+    }
+
     @Test("uninterested peers are never unchoked, whatever their rate", arguments: [1, 2, 3, 16])
     func uninterestedNever(slots: Int) {
         var choker = Choker(uploadSlots: slots, optimisticPeriod: second)

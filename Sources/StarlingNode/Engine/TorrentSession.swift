@@ -603,7 +603,8 @@ public final class TorrentSession: @unchecked Sendable {
             link.downloaded.roll()
             link.uploaded.roll()
             return Choker.Candidate(id: link.id, interested: link.peerInterested,
-                                    rate: seeding ? link.uploaded.rate : link.downloaded.rate)
+                                    rate: seeding ? link.uploaded.rate : link.downloaded.rate,
+                                    pieces: link.bitfield.setCount)
         }
         let unchoke = choker.unchoked(candidates, now: UInt64(NIODeadline.now().uptimeNanoseconds), random: &rng)
         for link in peers.values {
