@@ -1,6 +1,5 @@
 import BitTorrent
 import Foundation
-import Logging
 import NIOCore
 import NIOPosix
 @testable import StarlingNode
@@ -30,11 +29,7 @@ struct DuplicateConnectionTests {
         seedConfig.upRate = 32 * 1024   // 16 s for the file: the download is still running throughout
         var peerConfig = EngineConfig(ip: "127.0.60.2")
         peerConfig.portRange = 7602...7602
-        let logger = Logger(label: "duplicate-connections")
-        let seed = try PeerEngine(config: seedConfig, loop: group.next(), logger: logger)
-        let peer = try PeerEngine(config: peerConfig, loop: group.next(), logger: logger)
-        try await seed.start()
-        try await peer.start()
+        let (seed, peer) = try await startEnginePair(seed: seedConfig, peer: peerConfig, group: group, label: "duplicate-connections")
         let seeding = try await seed.add(metainfo: metainfo, path: file.path, mode: .seed)
         let fetching = try await peer.add(metainfo: metainfo, path: dir.appendingPathComponent("out.bin").path, mode: .download)
 

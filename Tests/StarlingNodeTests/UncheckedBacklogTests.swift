@@ -1,7 +1,6 @@
 import BitTorrent
 import Dispatch
 import Foundation
-import Logging
 import NIOCore
 import NIOPosix
 @testable import StarlingNode
@@ -31,11 +30,7 @@ struct UncheckedBacklogTests {
         peerConfig.portRange = 7612...7612
         peerConfig.maxUncheckedBytes = 512 * 1024
         peerConfig.maxPipeline = 32
-        let logger = Logger(label: "unchecked-backlog")
-        let seed = try PeerEngine(config: seedConfig, loop: group.next(), logger: logger)
-        let peer = try PeerEngine(config: peerConfig, loop: group.next(), logger: logger)
-        try await seed.start()
-        try await peer.start()
+        let (seed, peer) = try await startEnginePair(seed: seedConfig, peer: peerConfig, group: group, label: "unchecked-backlog")
 
         // A slow disk: the peer's only piece worker is busy until the gate opens.
         let gate = DispatchSemaphore(value: 0)
