@@ -44,12 +44,17 @@ struct ThrottleTests {
     /// The tokens a fresh bucket starts with at `rate`.
     static func burst(_ rate: Int) -> Int { Int(TokenBucket(rate: Int64(rate), now: 0).burst) }
 
+    /// A channel behind a throttle, on its own embedded loop, with uploads capped at `up` bytes/s.
+    static func throttled(up: Int) -> (EmbeddedEventLoop, HostRateLimiter, EmbeddedChannel) {
+        let loop = EmbeddedEventLoop()
+        let limiter = HostRateLimiter(loop: loop, upRate: Int64(up), downRate: 0)
+        return (loop, limiter, EmbeddedChannel(handler: ThrottleHandler(limiter: limiter), loop: loop))
+    }
+
     @Test("a write is held while the up bucket is in debt and released once it refills")
     func heldThenReleased() throws {
-        let loop = EmbeddedEventLoop()
         let rate = 100_000
-        let limiter = HostRateLimiter(loop: loop, upRate: Int64(rate), downRate: 0)
-        let channel = EmbeddedChannel(handler: ThrottleHandler(limiter: limiter), loop: loop)
+        let (loop, _, channel) = Self.throttled(up: rate)
         defer { _ = try? channel.finish() }
 
         // The bucket starts with its burst of tokens; a large frame passes whole, into debt.
@@ -77,10 +82,8 @@ struct ThrottleTests {
 
     @Test("3 MB under a 1 MB/s cap takes about 2 s of loop time, and never runs ahead of the cap")
     func threeMegabytes() throws {
-        let loop = EmbeddedEventLoop()
         let rate = 1_000_000
-        let limiter = HostRateLimiter(loop: loop, upRate: Int64(rate), downRate: 0)
-        let channel = EmbeddedChannel(handler: ThrottleHandler(limiter: limiter), loop: loop)
+        let (loop, limiter, channel) = Self.throttled(up: rate)
         defer { _ = try? channel.finish() }
 
         let frame = 13 + 16_384   // one piece message
@@ -118,9 +121,7 @@ struct ThrottleTests {
 
     @Test("setRates: a lowered cap holds the very next write")
     func loweredCap() throws {
-        let loop = EmbeddedEventLoop()
-        let limiter = HostRateLimiter(loop: loop, upRate: 10_000_000, downRate: 0)
-        let channel = EmbeddedChannel(handler: ThrottleHandler(limiter: limiter), loop: loop)
+        let (loop, limiter, channel) = Self.throttled(up: 10_000_000)
         defer { _ = try? channel.finish() }
         // At 10 MB/s, 150 kB + 150 kB pass at once.
         channel.writeAndFlush(payload(150_000), promise: nil)
@@ -147,9 +148,7 @@ struct ThrottleTests {
 
     @Test("writes before a flush are held in order and all flushed once released")
     func orderAndFlush() throws {
-        let loop = EmbeddedEventLoop()
-        let limiter = HostRateLimiter(loop: loop, upRate: 100_000, downRate: 0)
-        let channel = EmbeddedChannel(handler: ThrottleHandler(limiter: limiter), loop: loop)
+        let (loop, _, channel) = Self.throttled(up: 100_000)
         defer { _ = try? channel.finish() }
         channel.writeAndFlush(payload(150_000), promise: nil)
         loop.run()
@@ -166,10 +165,8 @@ struct ThrottleTests {
 
     @Test("blocks that waited go out together, up to 20 ms of the cap per release")
     func waitingWritesBatched() throws {
-        let loop = EmbeddedEventLoop()
         let rate = 4_000_000
-        let limiter = HostRateLimiter(loop: loop, upRate: Int64(rate), downRate: 0)
-        let channel = EmbeddedChannel(handler: ThrottleHandler(limiter: limiter), loop: loop)
+        let (loop, limiter, channel) = Self.throttled(up: rate)
         defer { _ = try? channel.finish() }
         let big = 300_000
         channel.writeAndFlush(payload(big), promise: nil)   // passes, into debt
@@ -197,9 +194,7 @@ struct ThrottleTests {
 
     @Test("a write that passes is flushed even while a later write waits for tokens")
     func passedWriteIsFlushed() throws {
-        let loop = EmbeddedEventLoop()
-        let limiter = HostRateLimiter(loop: loop, upRate: 100_000, downRate: 0)
-        let channel = EmbeddedChannel(handler: ThrottleHandler(limiter: limiter), loop: loop)
+        let (loop, _, channel) = Self.throttled(up: 100_000)
         defer { _ = try? channel.finish() }
         channel.write(payload(150_000), promise: nil)   // passes, into debt
         channel.write(payload(10), promise: nil)        // waits
@@ -283,9 +278,7 @@ struct ThrottleTests {
 
     @Test("closing a connection with a write waiting for tokens fails that write, never leaks it")
     func closeWhileHeld() throws {
-        let loop = EmbeddedEventLoop()
-        let limiter = HostRateLimiter(loop: loop, upRate: 100_000, downRate: 0)
-        let channel = EmbeddedChannel(handler: ThrottleHandler(limiter: limiter), loop: loop)
+        let (loop, limiter, channel) = Self.throttled(up: 100_000)
         channel.writeAndFlush(payload(150_000), promise: nil)
         let waiting = channel.writeAndFlush(payload(10))
         let queued = channel.writeAndFlush(payload(20))
