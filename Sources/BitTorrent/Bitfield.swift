@@ -50,8 +50,16 @@ public struct Bitfield: Sendable, Hashable {
     /// Calls `body` with each set index, in order. Skips empty bytes, so a sparse field of
     /// thousands of pieces costs a few hundred byte loads.
     public func forEachSet(_ body: (Int) -> Void) {
-        for k in bytes.indices where bytes[k] != 0 {
-            var b = bytes[k]
+        Self.forEachSetBit(byteCount: bytes.count, of: { bytes[$0] }, body)
+    }
+
+    /// Calls `body`, in order, with each index whose bit is set in `byte(k)` for the bytes
+    /// `k` of `0..<byteCount` (BEP 3 order: high bit first). For callers that combine several
+    /// fields a byte at a time, e.g. "unrequested and not started and the peer has it".
+    @inlinable
+    public static func forEachSetBit(byteCount: Int, of byte: (Int) -> UInt8, _ body: (Int) -> Void) {
+        for k in 0..<byteCount {
+            var b = byte(k)
             while b != 0 {
                 let bit = b.leadingZeroBitCount
                 body(k << 3 | bit)

@@ -80,14 +80,8 @@ public struct PiecePicker: Sendable {
             // Started and not fully requested: both bits set.
             var inProgress: [(received: Int, piece: Int)] = []
             let open = started.bytes, free = unrequested.bytes, theirs = peerHas.bytes
-            for k in open.indices where open[k] & free[k] & theirs[k] != 0 {
-                var bits = open[k] & free[k] & theirs[k]
-                while bits != 0 {
-                    let bit = bits.leadingZeroBitCount
-                    bits &= ~(0x80 >> UInt8(bit))
-                    let i = k << 3 | bit
-                    inProgress.append((partial[i]!.receivedCount, i))
-                }
+            Bitfield.forEachSetBit(byteCount: open.count, of: { open[$0] & free[$0] & theirs[$0] }) { i in
+                inProgress.append((partial[i]!.receivedCount, i))
             }
             inProgress.sort { ($0.received, -$0.piece) > ($1.received, -$1.piece) }
             for (_, index) in inProgress where out.count < count {
@@ -122,15 +116,9 @@ public struct PiecePicker: Sendable {
         var best = -1
         var bestKey = (Int.max, Int.max)
         let candidates = unrequested.bytes, busy = started.bytes, theirs = peerHas.bytes
-        for k in candidates.indices {
-            var b = candidates[k] & ~busy[k] & theirs[k]
-            while b != 0 {
-                let bit = b.leadingZeroBitCount
-                b &= ~(0x80 >> UInt8(bit))
-                let i = k << 3 | bit
-                let key = (random ? 0 : availability[i], rank[i])
-                if key < bestKey { best = i; bestKey = key }
-            }
+        Bitfield.forEachSetBit(byteCount: candidates.count, of: { candidates[$0] & ~busy[$0] & theirs[$0] }) { i in
+            let key = (random ? 0 : availability[i], rank[i])
+            if key < bestKey { best = i; bestKey = key }
         }
         return best < 0 ? nil : best
     }
