@@ -363,7 +363,6 @@ public final class TorrentSession: @unchecked Sendable {
         let wasHeld = uncheckedBytes >= uncheckedLimit
         uncheckedBytes -= length
         guard failure == nil else { return }
-        defer { if wasHeld && uncheckedBytes < uncheckedLimit && !picker.isComplete { requestFromAll() } }
         let matches: Bool
         do {
             matches = try result.get()
@@ -390,7 +389,12 @@ public final class TorrentSession: @unchecked Sendable {
             if !link.bitfield[index] || link.isSeed { link.send(.have(piece: index)) }
             if link.amInterested { updateInterest(link) }
         }
-        if picker.isComplete { finish() }
+        if picker.isComplete {
+            finish()
+        } else if wasHeld && uncheckedBytes < uncheckedLimit {
+            // Requests stopped while the worker was behind (`request(from:)`); it has caught up.
+            requestFromAll()
+        }
     }
 
     /// Counts a bad piece against a peer; two strikes ban its address for the rest of the run.
@@ -549,9 +553,10 @@ public final class TorrentSession: @unchecked Sendable {
     static let maxSuggestionsKept = 256
 
     /// Pieces a distinct-first seed has assigned at once: about 250 ms of its measured upload,
-    /// at least eight and at least 2 MiB (small pieces: 64 KiB pieces need 32). Enough to keep the uplink busy while assigned peers (slow to wake on a
-    /// loaded host) ask for their next piece, and a fast peer on loopback from waiting a round
-    /// trip per piece; few, so each piece reaches its peer in a burst and can be passed on
+    /// at least eight and at least 2 MiB (64 KiB pieces need 32). Enough to keep the uplink
+    /// busy while assigned peers (slow to wake on a loaded host) ask for their next piece, and
+    /// a fast peer on loopback from waiting a round trip per piece; few, so each piece reaches
+    /// its peer in a burst and can be passed on
     /// within a fraction of a second. (With every peer fetching its own pieces at once, a
     /// piece trickled in at 1/15 of the uplink and sat unshareable for seconds; with four at
     /// 20mbit the uplink idled.)
