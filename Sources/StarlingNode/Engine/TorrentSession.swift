@@ -256,8 +256,9 @@ public final class TorrentSession: @unchecked Sendable {
 
     // MARK: downloading
 
-    /// Fills the peer's request pipeline. Its depth follows the measured rate from the peer:
-    /// about two seconds of data, so a fast link never idles waiting for the next request.
+    /// Fills the peer's request pipeline. Its depth follows the measured rate from the peer
+    /// (`EngineConfig.requestHorizon` of data): deep enough that the link never idles
+    /// waiting for the next request, shallow enough that little waits in queues on the way.
     func request(from link: PeerLink) {
         guard link.amInterested, !picker.isComplete, failure == nil else { return }
         // The piece worker is behind: ask again when it catches up (`pieceChecked`).
@@ -269,8 +270,7 @@ public final class TorrentSession: @unchecked Sendable {
         link.downloaded.roll()
         // A seed that assigns pieces decides how much we fetch from it: take all it hands out,
         // or its uplink idles while our earlier blocks still sit in a queue on the way.
-        let depth = link.assignsPieces ? config.maxPipeline
-            : min(config.maxPipeline, max(config.minPipeline, Int(link.downloaded.rate * 2 / Double(PieceLayout.blockSize))))
+        let depth = link.assignsPieces ? config.maxPipeline : config.pipelineDepth(forRate: link.downloaded.rate)
         let room = depth - link.outstanding.count
         guard room > 0 else { return }
         var has = link.bitfield
