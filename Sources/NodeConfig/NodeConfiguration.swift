@@ -178,6 +178,8 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var portRange: ClosedRange<Int>
     public var logLevel: LogLevel
     public var logFormat: LogFormat
+    /// TCP congestion control of peer-wire connections; nil keeps the host's default.
+    public var tcpCongestion: String?
     /// At least one role, each once, in the order given.
     public var roles: [Role]
     /// Present exactly when `roles` contains `.tracker`.
@@ -194,7 +196,7 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var http: HTTP
 
     public init(file: String = "", name: String, dataDir: String, ip: String, portRange: ClosedRange<Int> = 6881...6889,
-                logLevel: LogLevel = .info, logFormat: LogFormat = .text, roles: [Role], tracker: Tracker? = nil,
+                logLevel: LogLevel = .info, logFormat: LogFormat = .text, tcpCongestion: String? = nil, roles: [Role], tracker: Tracker? = nil,
                 trackers: [String] = [], torrents: [Torrent] = [], watchDir: String? = nil, rates: Rates = Rates(),
                 limits: Limits = Limits(), gossip: Gossip? = nil, http: HTTP) {
         self.file = file
@@ -204,6 +206,7 @@ public struct NodeConfiguration: Sendable, Hashable {
         self.portRange = portRange
         self.logLevel = logLevel
         self.logFormat = logFormat
+        self.tcpCongestion = tcpCongestion
         self.roles = roles
         self.tracker = tracker
         self.trackers = trackers

@@ -5,7 +5,7 @@ import Yams
 /// `config/README.md` documents the same; keep both in step.
 enum Schema {
     static let top = ["node", "roles", "tracker", "trackers", "torrents", "watch_dir", "rates", "limits", "gossip", "http"]
-    static let node = ["name", "data_dir", "ip", "port_range", "log_level", "log_format"]
+    static let node = ["name", "data_dir", "ip", "port_range", "log_level", "log_format", "tcp_congestion"]
     static let tracker = ["listen", "state_file", "interval", "allow_dir", "trusted_cidrs"]
     static let torrent = ["torrent", "path", "mode", "up_rate", "down_rate"]
     static let rates = ["up", "down"]
@@ -38,6 +38,7 @@ extension ConfigReader {
         var portRange = Schema.defaultPortRange
         var logLevel = Config.LogLevel.info
         var logFormat = Config.LogFormat.text
+        var tcpCongestion: String?
         var portRangeLine = top.line(of: "node")
         if let node = subsection(top, "node", allowed: Schema.node) {
             if let n = text(node, "name", expected: "a node name") {
@@ -65,6 +66,13 @@ extension ConfigReader {
             }
             logLevel = choice(node, "log_level", Config.LogLevel.self) ?? logLevel
             logFormat = choice(node, "log_format", Config.LogFormat.self) ?? logFormat
+            if let t = text(node, "tcp_congestion", expected: "a congestion control algorithm such as cubic") {
+                if let n = ValueParsing.congestionControl(t) {
+                    tcpCongestion = n
+                } else {
+                    report(line: node.line(of: "tcp_congestion"), "node.tcp_congestion: '\(t.prefix(40))' is not an algorithm name; expected e.g. cubic or bbr (letters, digits, '_'; at most 15)")
+                }
+            }
         } else if top.value("node") == nil {
             missing(top, "node", "a mapping with data_dir and ip")
         }
@@ -289,7 +297,7 @@ extension ConfigReader {
         if roles.contains(.tracker), tracker == nil { return nil }
         return NodeConfiguration(
             file: absoluteFile, name: name, dataDir: dataDir, ip: ip, portRange: portRange,
-            logLevel: logLevel, logFormat: logFormat, roles: roles, tracker: tracker,
+            logLevel: logLevel, logFormat: logFormat, tcpCongestion: tcpCongestion, roles: roles, tracker: tracker,
             trackers: announce, torrents: torrents, watchDir: watchDir, rates: rates, limits: limits,
             gossip: gossip,
             http: Config.HTTP(metricsListen: metricsListen, adminListen: adminListen, adminTokenFile: adminTokenFile))

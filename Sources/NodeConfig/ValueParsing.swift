@@ -38,7 +38,7 @@ enum ConfigPath {
 }
 
 /// Parsers for the scalar value kinds of the schema; nil means malformed.
-enum ValueParsing {
+public enum ValueParsing {
     /// `LO-HI` or a single port, within 1-65535 (the CLI's `--port-range`).
     static func portRange(_ text: String) -> ClosedRange<Int>? {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
@@ -47,6 +47,13 @@ enum ValueParsing {
         guard bounds.count == parts.count, let lo = bounds.first, let hi = bounds.last,
               lo >= 1, hi <= 65535, lo <= hi else { return nil }
         return lo...hi
+    }
+
+    /// A TCP congestion control name as Linux takes it (e.g. `cubic`): 1-15 letters, digits, `_`.
+    public static func congestionControl(_ text: String) -> String? {
+        guard (1...15).contains(text.utf8.count),
+              text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else { return nil }
+        return text
     }
 
     static func port(_ text: String) -> Int? {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BitTorrent
 import Logging
+import NodeConfig
 import StarlingNode
 
 /// Options shared by `seed` and `peer`.
@@ -50,6 +51,10 @@ struct SwarmCLIOptions: ParsableArguments {
     @Option(name: .long, help: "Interested peers uploaded to at once.")
     var uploadSlots: Int = 16
 
+    @Option(name: .long, help: ArgumentHelp("TCP congestion control of peer connections, e.g. cubic; default: the host's (net.ipv4.tcp_congestion_control).",
+                                            discussion: "Choices are in /proc/sys/net/ipv4/tcp_available_congestion_control. On a LAN of hosts that default to bbr, cubic finished a shaped 16-host swarm about 4 % sooner (README, Measured)."))
+    var tcpCongestion: String?
+
     @Option(name: .long, help: "Serve /metrics, /healthz and /status on IP:PORT.")
     var metricsListen: String?
 
@@ -68,6 +73,12 @@ struct SwarmCLIOptions: ParsableArguments {
         guard uploadSlots > 0 else { throw ValidationError("--upload-slots must be at least 1") }
         engine.maxPeers = maxPeers
         engine.uploadSlots = uploadSlots
+        if let name = tcpCongestion {
+            guard let valid = ValueParsing.congestionControl(name) else {
+                throw ValidationError("--tcp-congestion \(name): expected an algorithm name such as cubic or bbr (letters, digits, _; at most 15)")
+            }
+            engine.tcpCongestion = valid
+        }
         var options = SwarmOptions(engine: engine)
         options.noTracker = noTracker
         if let subnet = gossipSubnet {

@@ -104,9 +104,19 @@ watch_dir: /var/lib/starling/incoming
         #expect(c.rates == NodeConfiguration.Rates(up: 0, down: 0))
         #expect(c.limits == NodeConfiguration.Limits(maxPeers: 50, uploadSlots: 16))
         #expect(c.gossip == nil)
+        #expect(c.tcpCongestion == nil, "the host's own congestion control")
         #expect(c.http.metricsListen == NodeConfiguration.Endpoint(host: "10.0.0.7", port: 9460))
         #expect(c.http.adminListen == NodeConfiguration.Endpoint(host: "127.0.0.1", port: 9461))
         #expect(c.file == "/etc/starling/test.yaml" || c.file.hasSuffix("/test.yaml"))
+    }
+
+    @Test func tcpCongestionIsTakenOrRefusedWithItsLine() throws {
+        let node = "node:\n  data_dir: /var/lib/starling\n  ip: 10.0.0.7\n"
+        let rest = "roles: [peer]\nwatch_dir: /x\n"
+        #expect(try parse(node + "  tcp_congestion: cubic\n" + rest).tcpCongestion == "cubic")
+        #expect(errors(node + "  tcp_congestion: cubic; reno\n" + rest) == [
+            "test.yaml:4: node.tcp_congestion: 'cubic; reno' is not an algorithm name; expected e.g. cubic or bbr (letters, digits, '_'; at most 15)",
+        ])
     }
 
     @Test func relativePathsResolveAgainstTheConfigFolder() throws {
@@ -172,7 +182,7 @@ private let badFiles: [BadFile] = [
         roles: [peer]
         watch_dir: /x
         """, expected: [
-            "test.yaml:2: unknown key 'data_dri' in 'node'; did you mean 'data_dir'? (allowed: name, data_dir, ip, port_range, log_level, log_format)",
+            "test.yaml:2: unknown key 'data_dri' in 'node'; did you mean 'data_dir'? (allowed: name, data_dir, ip, port_range, log_level, log_format, tcp_congestion)",
         ], exactly: true),
     BadFile(name: "unknown top-level key", yaml: minimal + "torrent: []\n", expected: [
         "test.yaml:6: unknown top-level key 'torrent'; did you mean 'torrents'? (allowed: node, roles, tracker, trackers, torrents, watch_dir, rates, limits, gossip, http)",
@@ -186,8 +196,8 @@ private let badFiles: [BadFile] = [
         roles: [peer]
         watch_dir: /x
         """, expected: [
-            "test.yaml:4: unknown key 'log-level' in 'node'; did you mean 'log_level'? (allowed: name, data_dir, ip, port_range, log_level, log_format)",
-            "test.yaml:5: unknown key 'logFormat' in 'node'; did you mean 'log_format'? (allowed: name, data_dir, ip, port_range, log_level, log_format)",
+            "test.yaml:4: unknown key 'log-level' in 'node'; did you mean 'log_level'? (allowed: name, data_dir, ip, port_range, log_level, log_format, tcp_congestion)",
+            "test.yaml:5: unknown key 'logFormat' in 'node'; did you mean 'log_format'? (allowed: name, data_dir, ip, port_range, log_level, log_format, tcp_congestion)",
         ], exactly: true),
     BadFile(name: "unknown key without suggestion", yaml: minimal + "rates:\n  sideways: 1\n", expected: [
         "test.yaml:7: unknown key 'sideways' in 'rates' (allowed: up, down)",

@@ -38,6 +38,9 @@ public struct EngineConfig: Sendable {
     /// our queue, not in a deep socket buffer, so the seed decides what goes out next. Other
     /// sessions keep the kernel's deep buffers: they make no such decision.
     public var unsentLowWater = 128 * 1024
+    /// TCP congestion control of peer-wire connections (Linux `TCP_CONGESTION`, e.g. "cubic");
+    /// nil keeps the system's default (`net.ipv4.tcp_congestion_control`).
+    public var tcpCongestion: String?
     /// A seed that started complete uploads each block once before it uploads any block twice.
     public var distinctFirstSeeding = true
     /// How long a piece refused by a seed is looked for at other peers first.

@@ -1,4 +1,5 @@
 import BitTorrent
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -64,12 +65,25 @@ public final class PeerEngine: @unchecked Sendable {
                     .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                     .childChannelOption(.recvAllocator, value: Self.receiveBuffers)
                     .childChannelInitializer { [self] ch in
-                        ch.eventLoop.makeCompletedFuture { try self.configure(ch, dialledFor: nil) }
+                        self.setCongestionControl(on: ch).flatMapThrowing { try self.configure(ch, dialledFor: nil) }
                     }
                     .bind(host: config.ip, port: port).get()
+                if let name = config.tcpCongestion {
+                    // Checked on the listener, so a name the kernel refuses stops the start
+                    // with a clear error instead of failing every connection later.
+                    do {
+                        try await setCongestionControl(on: ch).get()
+                    } catch {
+                        try? await ch.close()
+                        throw CLIVisibleError("--tcp-congestion \(name): the kernel refused it (\(error)); "
+                            + "this host offers: \(Self.availableCongestionControls())")
+                    }
+                }
                 server = ch
                 listenPort = port
                 break
+            } catch let error as CLIVisibleError {
+                throw error
             } catch {
                 lastError = error
             }
@@ -191,6 +205,26 @@ public final class PeerEngine: @unchecked Sendable {
         }
     }
 
+    /// Sets `config.tcpCongestion` on a socket (nothing to do without one).
+    func setCongestionControl(on channel: Channel) -> EventLoopFuture<Void> {
+        guard let name = config.tcpCongestion else { return channel.eventLoop.makeSucceededVoidFuture() }
+        guard let provider = channel as? SocketOptionProvider else {
+            return channel.eventLoop.makeFailedFuture(CLIVisibleError("this channel has no socket options"))
+        }
+        return provider.unsafeSetSocketOption(level: SocketOptionLevel(IPPROTO_TCP), name: Self.congestionOption,
+                                              value: CongestionName(name).bytes)
+    }
+
+    /// Linux's TCP_CONGESTION (13 in linux/tcp.h).
+    static let congestionOption = SocketOptionName(13)
+
+    /// What `net.ipv4.tcp_available_congestion_control` lists, for error messages.
+    static func availableCongestionControls() -> String {
+        let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/tcp_available_congestion_control", encoding: .utf8)) ?? ""
+        let names = text.split(whereSeparator: \.isWhitespace)
+        return names.isEmpty ? "(unknown)" : names.joined(separator: " ")
+    }
+
     /// Linux's TCP_NOTSENT_LOWAT (25 in linux/tcp.h; NIO has no name for it).
     static let unsentLowWaterOption = ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: 25))
 
@@ -201,7 +235,7 @@ public final class PeerEngine: @unchecked Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.recvAllocator, value: Self.receiveBuffers)
             .channelInitializer { [self] ch in
-                ch.eventLoop.makeCompletedFuture { try self.configure(ch, dialledFor: infoHash) }
+                self.setCongestionControl(on: ch).flatMapThrowing { try self.configure(ch, dialledFor: infoHash) }
             }
             .bind(to: bindAddress)
             .connect(host: address.host, port: address.port)
@@ -266,5 +300,26 @@ public final class PeerEngine: @unchecked Sendable {
     func linkClosed(_ link: PeerLink, session: TorrentSession) {
         if let addr = link.listenAddress { candidates[session.infoHash]?[addr]?.failures = 0 }
         dialCandidates()
+    }
+}
+
+/// A congestion-control name as the kernel takes it: NUL-padded in 16 bytes (TCP_CA_NAME_MAX).
+struct CongestionName {
+    typealias Bytes = (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                       UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)
+    let bytes: Bytes
+
+    /// At most 15 characters (the kernel's limit, with the NUL); longer names are cut and refused.
+    init(_ name: String) {
+        var b: Bytes = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &b) { raw in
+            for (i, c) in name.utf8.prefix(15).enumerated() { raw[i] = c }
+        }
+        bytes = b
+    }
+
+    /// The name back from a 16-byte option value (up to the first NUL).
+    static func name(of bytes: Bytes) -> String {
+        withUnsafeBytes(of: bytes) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
     }
 }
