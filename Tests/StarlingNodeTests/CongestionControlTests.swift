@@ -20,12 +20,8 @@ struct CongestionControlTests {
 
     @Test("accepted and dialled connections run the configured algorithm", .timeLimit(.minutes(1)))
     func connectionsUseTheConfiguredAlgorithm() async throws {
-        let dir = try TestPaths.scratch("congestion-control")
+        let (dir, file, data, metainfo) = try scratchTorrent("congestion-control", size: 4 * 1024 * 1024, seed: 62)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let file = dir.appendingPathComponent("data.bin")
-        let data = randomData(4 * 1024 * 1024, seed: 62)
-        try data.write(to: file)
-        let metainfo = try TorrentBuilder().build(path: file.path).metainfo
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         // Two algorithms that differ from each other and from this machine's default (bbr).

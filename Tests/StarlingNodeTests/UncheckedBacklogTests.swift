@@ -14,14 +14,8 @@ struct UncheckedBacklogTests {
     @Test("while the piece worker is stuck, requests stop at the backlog limit; the download finishes once it resumes",
           .timeLimit(.minutes(1)))
     func requestsWaitForThePieceWorker() async throws {
-        let dir = try TestPaths.scratch("unchecked-backlog")
+        let (dir, file, data, metainfo) = try scratchTorrent("unchecked-backlog", size: 8 * 1024 * 1024, seed: 61, pieceLength: 64 * 1024)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let file = dir.appendingPathComponent("data.bin")
-        let data = randomData(8 * 1024 * 1024, seed: 61)
-        try data.write(to: file)
-        var builder = TorrentBuilder()
-        builder.pieceLength = 64 * 1024
-        let metainfo = try builder.build(path: file.path).metainfo
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         var seedConfig = EngineConfig(ip: "127.0.61.1")
