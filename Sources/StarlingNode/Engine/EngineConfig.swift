@@ -60,7 +60,7 @@ public struct EngineConfig: Sendable {
         let seconds = Double(requestHorizon.nanoseconds) / 1e9
         let blocks = (bytesPerSecond * seconds / Double(PieceLayout.blockSize)).rounded(.up)
         guard !blocks.isNaN else { return minPipeline }
-        return min(maxPipeline, max(minPipeline, blocks < Double(maxPipeline) ? Int(blocks) : maxPipeline))
+        return blocks >= Double(maxPipeline) ? maxPipeline : max(minPipeline, Int(blocks))
     }
 
     /// The client code of Starling's Azureus-style peer ids.

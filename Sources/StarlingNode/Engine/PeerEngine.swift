@@ -68,29 +68,28 @@ public final class PeerEngine: @unchecked Sendable {
                         self.setCongestionControl(on: ch).flatMapThrowing { try self.configure(ch, dialledFor: nil) }
                     }
                     .bind(host: config.ip, port: port).get()
-                if let name = config.tcpCongestion {
-                    // Checked on the listener, so a name the kernel refuses stops the start
-                    // with a clear error instead of failing every connection later.
-                    do {
-                        try await setCongestionControl(on: ch).get()
-                    } catch {
-                        try? await ch.close()
-                        throw CLIVisibleError("--tcp-congestion \(name): the kernel refused it (\(error)); "
-                            + "this host offers: \(Self.availableCongestionControls())")
-                    }
-                }
                 server = ch
                 listenPort = port
                 break
-            } catch let error as CLIVisibleError {
-                throw error
             } catch {
                 lastError = error
             }
         }
-        guard server != nil else {
+        guard let server else {
             throw CLIVisibleError("no free port in \(config.portRange.lowerBound)-\(config.portRange.upperBound) on \(config.ip)"
                 + (lastError.map { " (last error: \($0))" } ?? "") + "; choose another range with --port-range")
+        }
+        if let name = config.tcpCongestion {
+            // Checked on the listener, so a name the kernel refuses stops the start with a
+            // clear error instead of failing every connection later.
+            do {
+                try await setCongestionControl(on: server).get()
+            } catch {
+                try? await server.close()
+                self.server = nil
+                throw CLIVisibleError("--tcp-congestion \(name): the kernel refused it (\(error)); "
+                    + "this host offers: \(Self.availableCongestionControls())")
+            }
         }
         logger.info("listening", metadata: ["address": "\(PeerAddress(host: config.ip, port: listenPort))"])
         try await loop.submit {
