@@ -131,11 +131,13 @@ public final class SwarmRunner: Sendable {
                 guard role == .peer else { continue }
                 announcer.completed()
                 gossip?.announce(torrents: [(metainfo.infoHash, complete: true)], peerPort: UInt16(engine.listenPort))
-                let (took, fetched) = try await loop.submit {
-                    (session.completedAt.map { Double(($0 - session.startedAt).nanoseconds) / 1e9 } ?? 0, session.downloadedBytes)
+                let (took, fetched, wasted) = try await loop.submit {
+                    (session.completedAt.map { Double(($0 - session.startedAt).nanoseconds) / 1e9 } ?? 0,
+                     session.downloadedBytes, session.wastedBytes)
                 }.get()
+                // `wasted`: bytes received twice (endgame duplicates) or in pieces that failed their check.
                 logger.info("complete and verified", metadata: ["path": "\(path)", "seconds": "\(Units.format1(took))",
-                                                                "downloaded": "\(fetched)"])
+                                                                "downloaded": "\(fetched)", "wasted": "\(wasted)"])
                 if options.seedAfter <= 0 { break eventLoop }
                 logger.info("seeding for \(options.seedAfter) s before exiting")
                 loop.scheduleTask(in: .seconds(Int64(options.seedAfter))) { continuation.yield(.seedTimeOver) }
