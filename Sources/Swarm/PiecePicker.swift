@@ -62,7 +62,8 @@ public struct PiecePicker: Sendable {
     // MARK: picking
 
     /// Up to `count` block requests for `peer`, which has the pieces in `peerHas`.
-    /// `outstanding` are the peer's requests in flight (never duplicated to the same peer).
+    /// `outstanding` are the peer's requests in flight (never duplicated to the same peer; in
+    /// endgame a peer is asked for a duplicate only when it has none).
     /// `suggested` pieces (the peer's BEP 6 suggestions) come first; with `onlySuggested`
     /// nothing else is asked of this peer but endgame duplicates (a seeder that hands out
     /// distinct pieces to each peer refuses the others).
@@ -92,20 +93,33 @@ public struct PiecePicker: Sendable {
                 takeBlocks(piece: index, peer: peer, max: count - out.count, into: &out)
             }
         }
-        // 3. Endgame: ask for blocks already requested elsewhere, a bounded number of times.
-        if out.count < count, unrequested.isEmpty {
-            for (index, p) in partial.sorted(by: { $0.key < $1.key }) where peerHas[index] {
-                for b in 0..<p.received.count where !p.received[b] {
-                    guard out.count < count else { break }
-                    let req = blockRequest(piece: index, block: b)
-                    if p.requesters[b].contains(peer) || outstanding.contains(req) { continue }
-                    if p.requesters[b].count >= endgameDuplicates { continue }
-                    partial[index]!.requesters[b].append(peer)
-                    out.append(req)
-                }
-            }
+        // 3. Endgame: a peer with nothing left to deliver is asked for one block already
+        // requested elsewhere, in case that request is stuck behind a slow or vanished peer.
+        // Idle links only, one block at a time (libtorrent's rule too): when the downlink is
+        // the bottleneck, every duplicate delays the copy already on its way, and asking every
+        // link for duplicates at once wasted 2-8 % of each download in a 16-host lab run.
+        if out.isEmpty, outstanding.isEmpty, unrequested.isEmpty, let req = endgameBlock(for: peer, peerHas: peerHas) {
+            partial[req.piece]!.requesters[req.begin / PieceLayout.blockSize].append(peer)
+            out.append(req)
         }
         return out
+    }
+
+    /// The endgame duplicate for `peer`: a missing block it was not asked for and fewer than
+    /// `endgameDuplicates` peers were, with the fewest requesters, then of the piece nearest to
+    /// complete (it can be verified and shared soonest), then the lowest piece and block.
+    private func endgameBlock(for peer: Int, peerHas: Bitfield) -> BlockRequest? {
+        var best: (requesters: Int, missing: Int, piece: Int, block: Int)?
+        for (index, p) in partial where peerHas[index] {
+            let missing = p.received.count - p.receivedCount
+            for b in 0..<p.received.count where !p.received[b] {
+                let n = p.requesters[b].count
+                guard n < endgameDuplicates, !p.requesters[b].contains(peer) else { continue }
+                let key = (n, missing, index, b)
+                if best.map({ key < $0 }) ?? true { best = key }
+            }
+        }
+        return best.map { blockRequest(piece: $0.piece, block: $0.block) }
     }
 
     /// The unstarted piece the peer has that is rarest, ties broken by the random rank (during

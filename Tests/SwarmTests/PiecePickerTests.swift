@@ -240,29 +240,41 @@ struct PiecePickerTests {
         #expect(p.pick(for: 3, peerHas: bits(2, [0]), count: 10, outstanding: []).isEmpty)
     }
 
-    @Test("endgame: duplicates bounded by endgameDuplicates; the first arrival cancels the others")
+    @Test("endgame: only an idle peer is asked for a duplicate, one block at a time, nearest-complete piece first")
     func endgame() {
         let l = layout(pieces: 2, blocksPerPiece: 2)
         var p = picker(l)
         p.endgameDuplicates = 3
-        for _ in 0..<4 { p.peerHas(all(2)) }
+        for _ in 0..<8 { p.peerHas(all(2)) }
         let r1 = p.pick(for: 1, peerHas: all(2), count: 4, outstanding: [])
-        #expect(r1.count == 4)
+        #expect(Set(r1).count == 4)
         #expect(p.inEndgame)
         // peer 1 asks again: no block twice to the same peer
         #expect(p.pick(for: 1, peerHas: all(2), count: 4, outstanding: Set(r1)).isEmpty)
-        let r2 = p.pick(for: 2, peerHas: all(2), count: 4, outstanding: [])
-        let r3 = p.pick(for: 3, peerHas: all(2), count: 4, outstanding: [])
-        #expect(Set(r2) == Set(r1))
-        #expect(Set(r3) == Set(r1))
-        // the third duplicate is the limit: a fourth peer gets nothing
-        #expect(p.pick(for: 4, peerHas: all(2), count: 4, outstanding: []).isEmpty)
-        // peer 2 delivers a block: peers 1 and 3 must cancel it
-        let got = p.blockReceived(r1[0], from: 2)
-        #expect(got.accepted)
-        #expect(Set(got.cancelFrom) == [1, 3])
-        // the late copy from peer 1 is not wanted
-        #expect(p.blockReceived(r1[0], from: 1) .accepted == false)
+        // piece 0 is one block from complete: its missing block is duplicated first
+        let b00 = BlockRequest(piece: 0, begin: 0, length: block)
+        let b01 = BlockRequest(piece: 0, begin: block, length: block)
+        let b10 = BlockRequest(piece: 1, begin: 0, length: block)
+        let b11 = BlockRequest(piece: 1, begin: block, length: block)
+        #expect(p.blockReceived(b00, from: 1).accepted)
+        let d2 = p.pick(for: 2, peerHas: all(2), count: 4, outstanding: [])
+        #expect(d2 == [b01])
+        // a peer with a request in flight gets no duplicate, however much room it has
+        #expect(p.pick(for: 2, peerHas: all(2), count: 4, outstanding: Set(d2)).isEmpty)
+        #expect(p.pick(for: 3, peerHas: all(2), count: 4, outstanding: [b10]).isEmpty)
+        // the fewest requesters come first: b01 has two now
+        #expect(p.pick(for: 3, peerHas: all(2), count: 4, outstanding: []) == [b10])
+        #expect(p.pick(for: 4, peerHas: all(2), count: 4, outstanding: []) == [b11])
+        #expect(p.pick(for: 5, peerHas: all(2), count: 4, outstanding: []) == [b01])
+        #expect(p.pick(for: 6, peerHas: all(2), count: 4, outstanding: []) == [b10])
+        #expect(p.pick(for: 7, peerHas: all(2), count: 4, outstanding: []) == [b11])
+        // three peers per block is the limit
+        #expect(p.pick(for: 8, peerHas: all(2), count: 4, outstanding: []).isEmpty)
+        // peer 2 delivers b01: peers 1 and 5 must cancel it, and a late copy is not wanted
+        let got = p.blockReceived(b01, from: 2)
+        #expect(got.accepted && got.pieceComplete)
+        #expect(Set(got.cancelFrom) == [1, 5])
+        #expect(p.blockReceived(b01, from: 1).accepted == false)
     }
 
     @Test("endgame with the default bound of 2 peers per block")
@@ -271,12 +283,14 @@ struct PiecePickerTests {
         var p = picker(l)
         #expect(p.endgameDuplicates == 2)
         let r1 = p.pick(for: 1, peerHas: all(1), count: 3, outstanding: [])
-        let r2 = p.pick(for: 2, peerHas: all(1), count: 3, outstanding: [])
-        #expect(Set(r2) == Set(r1))
-        #expect(p.pick(for: 3, peerHas: all(1), count: 3, outstanding: []).isEmpty)
+        #expect(r1.count == 3)
+        var duplicates: [BlockRequest] = []
+        for peer in 2...4 { duplicates += p.pick(for: peer, peerHas: all(1), count: 3, outstanding: []) }
+        #expect(duplicates == r1, "each idle peer takes the next block with a single requester")
+        #expect(p.pick(for: 5, peerHas: all(1), count: 3, outstanding: []).isEmpty)
         // a dropped duplicate makes room for another peer
         p.requestDropped(r1[1], by: 1)
-        #expect(p.pick(for: 3, peerHas: all(1), count: 3, outstanding: []) == [r1[1]])
+        #expect(p.pick(for: 5, peerHas: all(1), count: 3, outstanding: []) == [r1[1]])
     }
 
     @Test("blocks that do not fit are refused, never trapping", arguments: [
