@@ -48,7 +48,7 @@ struct SwarmCLIOptions: ParsableArguments {
     @Option(name: .long, help: "Most connections per torrent.")
     var maxPeers: Int = 50
 
-    @Option(name: .long, help: "Interested peers uploaded to at once.")
+    @Option(name: .long, help: "Interested peers uploaded to at once (a seed that started complete serves every interested peer: it hands out pieces to each in turn).")
     var uploadSlots: Int = 16
 
     @Option(name: .long, help: ArgumentHelp("TCP congestion control of peer connections, e.g. cubic; default: the host's (net.ipv4.tcp_congestion_control).",

@@ -1,74 +1,7 @@
 import BitTorrent
-import Foundation
-import Logging
 import NIOCore
-import NIOEmbedded
-import NIOPosix
 @testable import StarlingNode
-import Storage
 import Testing
-
-/// A downloading session on an embedded loop with two peers on embedded channels: the test
-/// plays both peers and reads back what the session asks each of them for.
-private final class SessionHarness {
-    let loop = EmbeddedEventLoop()
-    let pool = NIOThreadPool(numberOfThreads: 1)
-    let dir: URL
-    let data: Data
-    let metainfo: Metainfo
-    let session: TorrentSession
-    var decoders: [Int: PeerWireDecoder] = [:]
-
-    /// 8 pieces of 64 KiB, 4 blocks each.
-    init(_ name: String) throws {
-        let scratch = try scratchTorrent(name, size: 512 * 1024, seed: 63, pieceLength: 64 * 1024)
-        (dir, data, metainfo) = (scratch.dir, scratch.data, scratch.metainfo)
-        pool.start()
-        let out = dir.appendingPathComponent("out.bin").path
-        let store = try PieceStore(metainfo: metainfo, target: out, mode: .download)
-        session = TorrentSession(metainfo: metainfo, store: store, have: Bitfield(count: metainfo.pieceCount),
-                                 loop: loop, pieceWorker: pool, config: EngineConfig(ip: "127.0.0.1"),
-                                 logger: Logger(label: name))
-    }
-
-    /// A connected peer that has every piece and has not unchoked us yet.
-    func connect(id: Int, fast: Bool) throws -> PeerLink {
-        let channel = EmbeddedChannel(loop: loop)
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.63.\(id)", port: 6881)).wait()
-        let link = PeerLink(id: id, channel: channel, outbound: true,
-                            remote: PeerAddress(host: "127.0.63.\(id)", port: 6881), pieceCount: metainfo.pieceCount)
-        link.fast = fast
-        decoders[id] = PeerWireDecoder(pieceCount: metainfo.pieceCount, expectHandshake: false)
-        session.attach(link)
-        session.handle(.bitfield(Bitfield(count: metainfo.pieceCount, allSet: true).bytes), from: link)
-        return link
-    }
-
-    /// The requests the session has written to `link` since the last call.
-    func requests(to link: PeerLink) throws -> [BlockRequest] {
-        var found: [BlockRequest] = []
-        while var bytes = try (link.channel as! EmbeddedChannel).readOutbound(as: ByteBuffer.self) {
-            while let frame = try decoders[link.id]!.decode(buffer: &bytes) {
-                if case .message(.request(let r)) = frame { found.append(r) }
-            }
-        }
-        return found
-    }
-
-    /// The block as `link` would send it.
-    func deliver(_ r: BlockRequest, from link: PeerLink) {
-        var block = ByteBuffer()
-        block.writeBytes(data[(r.piece * metainfo.pieceLength + r.begin)...].prefix(r.length))
-        session.handle(.piece(index: r.piece, begin: r.begin, data: block), from: link)
-        session.readBatchEnded(link)
-    }
-
-    func close() throws {
-        session.closeAll()
-        try pool.syncShutdownGracefully()
-        try? FileManager.default.removeItem(at: dir)
-    }
-}
 
 @Suite("Requests across a choke")
 struct ChokeRequestTests {

@@ -16,7 +16,9 @@ public struct EngineConfig: Sendable {
     public var downRate: Int64 = 0
     /// Most connections per torrent.
     public var maxPeers = 50
-    /// Interested peers served at once; generous, since a fleet is a trusted swarm.
+    /// Interested peers served at once while downloading, or seeding after a download;
+    /// generous, since a fleet is a trusted swarm. (A distinct-first seed serves every
+    /// interested peer: see `TorrentSession.rechoke`.)
     public var uploadSlots = 16
     /// How far ahead each peer is asked for blocks, in time at the rate it delivers. Enough
     /// to keep our downlink busy, short on purpose: every byte asked for and not yet here sits
