@@ -135,7 +135,8 @@ public final class SwarmRunner: Sendable {
                     (session.completedAt.map { Double(($0 - session.startedAt).nanoseconds) / 1e9 } ?? 0,
                      session.downloadedBytes, session.wastedBytes)
                 }.get()
-                // `wasted`: bytes received twice (endgame duplicates) or in pieces that failed their check.
+                // `wasted`: blocks received twice (an endgame duplicate, or a cancel crossed them)
+                // or in pieces that failed their check.
                 logger.info("complete and verified", metadata: ["path": "\(path)", "seconds": "\(Units.format1(took))",
                                                                 "downloaded": "\(fetched)", "wasted": "\(wasted)"])
                 if options.seedAfter <= 0 { break eventLoop }

@@ -155,8 +155,8 @@ public final class TorrentSession: @unchecked Sendable {
             // Without the fast extension a choke discards our requests: ask elsewhere. With it
             // (BEP 6) the peer rejects each request it will not serve and the blocks it already
             // sent still arrive, so the requests stand until a block or a reject answers them.
-            // Asking elsewhere at once fetched those blocks twice: 2-5 % of each download when
-            // peers of a 16-host lab swarm choked one another as their interest came and went.
+            // Asking elsewhere at once fetched those blocks twice: about 2 % of each download
+            // when peers of a 16-host lab swarm choked one another as their interest came and went.
             guard !link.fast else { return }
             for req in link.outstanding { picker.requestDropped(req, by: link.id) }
             link.outstanding.removeAll()
