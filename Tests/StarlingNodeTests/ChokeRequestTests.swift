@@ -5,15 +5,26 @@ import Testing
 
 @Suite("Requests across a choke")
 struct ChokeRequestTests {
+    /// Two peers A and B with every piece; A unchokes us and is asked for a full pipeline.
+    func askOnePeer(_ name: String, fast: Bool) throws -> (h: SessionHarness, a: PeerLink, b: PeerLink, asked: [BlockRequest]) {
+        let h = try SessionHarness(name)
+        do {
+            let a = try h.connect(id: 1, fast: fast)
+            let b = try h.connect(id: 2, fast: fast)
+            h.session.handle(.unchoke, from: a)
+            let asked = try h.requests(to: a)
+            try #require(asked.count == h.session.config.minPipeline)
+            return (h, a, b, asked)
+        } catch {
+            try? h.close()
+            throw error
+        }
+    }
+
     @Test("with the fast extension a choke keeps our requests: the blocks sent before it count, and only a reject frees a block")
     func fastChokeKeepsRequests() throws {
-        let h = try SessionHarness("choke-fast")
+        let (h, a, b, asked) = try askOnePeer("choke-fast", fast: true)
         defer { try? h.close() }
-        let a = try h.connect(id: 1, fast: true)
-        let b = try h.connect(id: 2, fast: true)
-        h.session.handle(.unchoke, from: a)
-        let asked = try h.requests(to: a)
-        try #require(asked.count == EngineConfig(ip: "127.0.0.1").minPipeline)
 
         h.session.handle(.choke, from: a)
         #expect(a.outstanding == Set(asked), "requests stand until a block or a reject answers them")
@@ -37,13 +48,8 @@ struct ChokeRequestTests {
 
     @Test("without the fast extension a choke discards our requests: they are asked elsewhere at once")
     func plainChokeDropsRequests() throws {
-        let h = try SessionHarness("choke-plain")
+        let (h, a, b, asked) = try askOnePeer("choke-plain", fast: false)
         defer { try? h.close() }
-        let a = try h.connect(id: 1, fast: false)
-        let b = try h.connect(id: 2, fast: false)
-        h.session.handle(.unchoke, from: a)
-        let asked = try h.requests(to: a)
-        try #require(!asked.isEmpty)
 
         h.session.handle(.choke, from: a)
         #expect(a.outstanding.isEmpty)
