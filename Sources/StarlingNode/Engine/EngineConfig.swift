@@ -18,7 +18,7 @@ public struct EngineConfig: Sendable {
     public var maxPeers = 50
     /// Interested peers served at once while downloading, or seeding after a download;
     /// generous, since a fleet is a trusted swarm. (A distinct-first seed serves every
-    /// interested peer: see `TorrentSession.rechoke`.)
+    /// interested peer: see `TorrentSession.init`.)
     public var uploadSlots = 16
     /// How far ahead each peer is asked for blocks, in time at the rate it delivers. Enough
     /// to keep our downlink busy, short on purpose: every byte asked for and not yet here sits

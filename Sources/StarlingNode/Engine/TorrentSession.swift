@@ -65,7 +65,16 @@ public final class TorrentSession: @unchecked Sendable {
         if have.isComplete {
             completedAt = .now()
             completion.succeed(())
-            if config.distinctFirstSeeding { distinctFirst = DistinctFirstServing(layout: metainfo.layout, random: &rng) }
+            if config.distinctFirstSeeding {
+                distinctFirst = DistinctFirstServing(layout: metainfo.layout, random: &rng)
+                // A distinct-first seed unchokes every interested peer: it shares its uplink by
+                // handing out pieces (`assignPieces`), a few at a time, not by how many
+                // connections TCP splits it over, so each unchoked peer costs nothing but gets
+                // its share of fresh pieces. Held to the upload slots, the origin of a 40-host
+                // swarm fed only its first 16 peers; they traded among themselves, and the
+                // other 23 ran at 8-15 of 20 Mbit/s for the first 30 s.
+                choker.uploadSlots = .max
+            }
         }
     }
 
@@ -604,12 +613,6 @@ public final class TorrentSession: @unchecked Sendable {
     // MARK: periodic work
 
     /// Chooses whom to upload to. Called on the rechoke timer and when interest changes.
-    ///
-    /// A distinct-first seed unchokes every interested peer: it shares its uplink by handing
-    /// out pieces (`assignPieces`), a few at a time, not by how many connections TCP splits it
-    /// over, so each unchoked peer costs nothing but gets its share of fresh pieces. Held to
-    /// the upload slots, the origin of a 40-host swarm fed only its first 16 peers; they traded
-    /// among themselves, and the other 23 ran at 8-15 of 20 Mbit/s for the first 30 s.
     func rechoke() {
         let seeding = picker.isComplete
         let candidates = peers.values.map { link -> Choker.Candidate in
@@ -619,9 +622,7 @@ public final class TorrentSession: @unchecked Sendable {
                                     rate: seeding ? link.uploaded.rate : link.downloaded.rate,
                                     pieces: link.bitfield.setCount)
         }
-        let unchoke = distinctFirst != nil
-            ? Set(candidates.filter(\.interested).map(\.id))
-            : choker.unchoked(candidates, now: UInt64(NIODeadline.now().uptimeNanoseconds), random: &rng)
+        let unchoke = choker.unchoked(candidates, now: UInt64(NIODeadline.now().uptimeNanoseconds), random: &rng)
         for link in peers.values {
             let shouldChoke = !unchoke.contains(link.id)
             guard shouldChoke != link.amChoking else { continue }
