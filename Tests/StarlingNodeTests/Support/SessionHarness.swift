@@ -23,10 +23,10 @@ final class SessionHarness {
     init(_ name: String, seeding: Bool = false) throws {
         let scratch = try scratchTorrent(name, size: 512 * 1024, seed: 63, pieceLength: 64 * 1024)
         (dir, data, metainfo) = (scratch.dir, scratch.data, scratch.metainfo)
-        pool.start()
         let store = seeding
             ? try PieceStore(metainfo: metainfo, target: scratch.file.path, mode: .seed)
             : try PieceStore(metainfo: metainfo, target: dir.appendingPathComponent("out.bin").path, mode: .download)
+        pool.start()
         session = TorrentSession(metainfo: metainfo, store: store,
                                  have: Bitfield(count: metainfo.pieceCount, allSet: seeding),
                                  loop: loop, pieceWorker: pool, config: EngineConfig(ip: "127.0.0.1"),
