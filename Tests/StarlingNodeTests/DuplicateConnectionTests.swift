@@ -3,7 +3,6 @@ import Foundation
 import NIOCore
 import NIOPosix
 @testable import StarlingNode
-import Storage
 import Testing
 
 // Two engines in this process on 127.0.60.1 and 127.0.60.2, ports 7601-7602.
@@ -17,11 +16,8 @@ struct DuplicateConnectionTests {
 
     @Test("a peer dialled again at its listen address keeps its established link and is not dialled again")
     func establishedLinkSurvivesRedial() async throws {
-        let dir = try TestPaths.scratch("duplicate-connections")
+        let (dir, file, _, metainfo) = try scratchTorrent("duplicate-connections", size: 512 * 1024, seed: 60)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let file = dir.appendingPathComponent("data.bin")
-        try randomData(512 * 1024, seed: 60).write(to: file)
-        let metainfo = try TorrentBuilder().build(path: file.path).metainfo
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         var seedConfig = EngineConfig(ip: "127.0.60.1")

@@ -13,9 +13,9 @@ import Testing
     @Test func depthIsTheHorizonOfTheRateInBlocks() {
         // 20 Mbit/s over 500 ms is 1.25 MB: 76.3 blocks of 16 KiB, rounded up.
         #expect(config.pipelineDepth(forRate: 2_500_000) == 77)
-        var halfSecond = config
-        halfSecond.requestHorizon = .milliseconds(250)
-        #expect(halfSecond.pipelineDepth(forRate: 2_500_000) == 39)
+        var quarterSecond = config
+        quarterSecond.requestHorizon = .milliseconds(250)
+        #expect(quarterSecond.pipelineDepth(forRate: 2_500_000) == 39)
     }
 
     @Test func aSlowPeerKeepsTheMinimumAndAFastOneTheMaximum() {
