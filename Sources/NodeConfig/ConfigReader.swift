@@ -5,7 +5,8 @@ import Yams
 ///
 /// Only the schema's shape is walked (at most three levels), so hostile input (aliases that
 /// repeat a node many times, deep nesting under an unknown key) costs at most one visit per
-/// node it names; collection stops after `maxErrors` problems.
+/// node it names; collection stops after `maxErrors` problems. Aliases in keys are bounded
+/// before composing, by `AliasKeyGuard`.
 final class ConfigReader {
     let file: String
     let baseDirectory: String

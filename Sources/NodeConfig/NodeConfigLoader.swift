@@ -48,6 +48,7 @@ extension NodeConfiguration {
                 file: file, line: 0,
                 message: "the configuration file is larger than \(maxFileSize / 1024) KiB; is this the right file?")])
         }
+        if let bomb = AliasKeyGuard.check(yaml, file: file) { throw NodeConfigErrors([bomb]) }
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)

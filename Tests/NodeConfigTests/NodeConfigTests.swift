@@ -540,6 +540,25 @@ private let badFiles: [BadFile] = [
         #expect(!found.isEmpty && found.count <= 60)
     }
 
+    /// Yams hashes keys while composing; an aliased key used to be expanded there (10^8 nodes
+    /// here: minutes of CPU before any error).
+    @Test(.timeLimit(.minutes(1)), arguments: ["? *h\n: 1\n", "node: {*h : 1}\n", "? [*h, *h]\n: 1\n"])
+    func aliasBombAsAKeyIsRefusedWithItsLine(_ key: String) {
+        var yaml = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        for (name, previous) in zip("bcdefgh", "abcdefg") {
+            yaml += "\(name): &\(name) [" + Array(repeating: "*\(previous)", count: 10).joined(separator: ", ") + "]\n"
+        }
+        let found = errors(yaml + key)
+        #expect(found.count == 1, "\(found)")
+        #expect(found.first?.hasPrefix("test.yaml:9:") == true, "\(found)")
+        #expect(found.first?.contains("keys must be plain names") == true, "\(found)")
+    }
+
+    @Test func smallAliasedKeysStillParse() {
+        let yaml = minimal + "torrents:\n  - &k torrent\n  - {*k : a.torrent}\n"
+        #expect(!errors(yaml).contains { $0.contains("keys must be plain names") })
+    }
+
     @Test func manyErrorsAreCapped() {
         var yaml = minimal
         for i in 0..<500 { yaml += "bogus\(i): 1\n" }
