@@ -83,6 +83,19 @@ public enum FilePaths {
         return String(cString: p)
     }
 
+    /// Where a write to `path` lands: its real path when it exists (symlinks followed), else
+    /// its folder's real path and its name; nil when the folder does not exist either.
+    public static func resolvedTarget(_ path: String) -> String? {
+        if let real = realPath(path) { return real }
+        guard let folder = realPath(parent(path)) else { return nil }
+        return folder == "/" ? "/" + lastComponent(path) : folder + "/" + lastComponent(path)
+    }
+
+    /// True when real path `path` is `root` itself or lies under it.
+    public static func isSameOrInside(_ path: String, _ root: String) -> Bool {
+        path == root || path.hasPrefix(root == "/" ? "/" : root + "/")
+    }
+
     public static func exists(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0
@@ -118,8 +131,10 @@ public enum FilePaths {
     /// Writes `bytes` to `path` through a temporary file and rename, so readers never see a partial file.
     public static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
         let tmp = path + ".tmp-\(getpid())"
+        // A leftover of that name (even a symlink to something precious) is replaced, never written through.
+        unlink(tmp)
         do {
-            let f = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_TRUNC)
+            let f = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL)
             try bytes.withUnsafeBytes { (buf) throws in try f.write(buf, at: 0) }
             try f.sync()
         } catch {

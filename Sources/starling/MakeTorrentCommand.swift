@@ -70,6 +70,13 @@ struct MakeTorrentCommand: ParsableCommand {
             throw CLIError("cannot write \(output): folder \(outputDir) is not writable (\(String(cString: strerror(errno))))")
         }
         guard !FilePaths.isDirectory(output) else { throw CLIError("cannot write \(output): it is a folder") }
+        // The torrent replaces whatever --output names: never the input, nor a file of its folder.
+        let input = FilePaths.realPath(path)
+        if let input, let target = FilePaths.resolvedTarget(output), FilePaths.isSameOrInside(target, input) {
+            throw CLIError(target == input
+                ? "--output \(output) is the input \(path) itself: writing the torrent there would destroy it; choose another --output"
+                : "--output \(output) is inside the folder being shared (\(path)): choose an --output outside it")
+        }
 
         var source = path
         var tarball: String?
@@ -82,10 +89,9 @@ struct MakeTorrentCommand: ParsableCommand {
             let archiveName = base.hasSuffix(".tgz") ? base : base + ".tgz"
             let archive = FilePaths.join(outputDir, [archiveName])
             let partial = archive + ".part"
-            // An archive written inside the folder it packs would be packed by the next run.
-            if let folder = FilePaths.realPath(path), let dir = FilePaths.realPath(outputDir),
-               dir == folder || dir.hasPrefix(folder == "/" ? "/" : folder + "/") {
-                throw CLIError("--tgz would write \(archive) inside the folder it packs: choose an --output outside \(path)")
+            // An archive written over or inside the folder it packs would destroy it or be packed by the next run.
+            if let input, [archive, partial].contains(where: { FilePaths.resolvedTarget($0).map { FilePaths.isSameOrInside($0, input) } ?? false }) {
+                throw CLIError("--tgz would write \(archive) over or inside the folder it packs: choose an --output outside \(path)")
             }
             guard FilePaths.lastComponent(output) != archiveName else {
                 throw CLIError("--output \(output) is the archive itself: choose another name for the .torrent")

@@ -168,6 +168,53 @@ struct CLITests {
         }
     }
 
+    @Test("make-torrent refuses an --output that is its input file, also through a symlink, and keeps the file")
+    func makeOutputOverInput() throws {
+        try withTempDir { dir in
+            let artifact = pseudoRandomBytes(70_000, seed: 17)
+            try writeFile(dir.sub("app.rpm"), artifact)
+            #expect(symlink(dir.sub("app.rpm"), dir.sub("link.torrent")) == 0)
+            for output in [dir.sub("app.rpm"), dir.sub("link.torrent")] {
+                let r = try StarlingBinary.run(["make-torrent", dir.sub("app.rpm"), "--output", output])
+                expectCleanFailure(r, mentioning: "would destroy it")
+                #expect(try readFile(dir.sub("app.rpm")) == artifact)
+            }
+            let relative = try StarlingBinary.run(["make-torrent", "app.rpm", "--output", "./app.rpm"], cwd: dir.path)
+            expectCleanFailure(relative, mentioning: "would destroy it")
+            #expect(try readFile(dir.sub("app.rpm")) == artifact)
+            #expect(listing(dir.path) == ["app.rpm", "link.torrent"])
+        }
+    }
+
+    @Test("make-torrent refuses an --output inside the folder it shares (directly or through a symlink) and keeps its files")
+    func makeOutputInsideFolder() throws {
+        try withTempDir { dir in
+            try makeSampleFolder(at: dir.sub("release"))
+            #expect(symlink(dir.sub("release"), dir.sub("alias")) == 0)
+            let before = listing(dir.sub("release"))
+            let apple = try readFile(dir.sub("release/apple"))
+            for output in [dir.sub("release/apple"), dir.sub("release/sub/new.torrent"), dir.sub("alias/apple")] {
+                let r = try StarlingBinary.run(["make-torrent", dir.sub("release"), "--output", output])
+                expectCleanFailure(r, mentioning: "inside the folder")
+            }
+            #expect(listing(dir.sub("release")) == before)
+            #expect(listing(dir.sub("release/sub")) == ["Deep"])
+            #expect(try readFile(dir.sub("release/apple")) == apple)
+        }
+    }
+
+    @Test("--tgz refuses an archive path that is the folder it packs")
+    func tgzOverInput() throws {
+        try withTempDir { dir in
+            try makeSampleFolder(at: dir.sub("release.tgz"))
+            let before = listing(dir.sub("release.tgz"))
+            let r = try StarlingBinary.run(["make-torrent", dir.sub("release.tgz"), "--tgz", "--output", dir.sub("r.torrent")])
+            expectCleanFailure(r, mentioning: "over or inside the folder")
+            #expect(listing(dir.path) == ["release.tgz"])
+            #expect(listing(dir.sub("release.tgz")) == before)
+        }
+    }
+
     // MARK: bad input
 
     static let badTorrents: [(String, [UInt8])] = {
