@@ -228,7 +228,7 @@ extension ConfigReader {
             metricsListen = endpoint(s, "metrics_listen") ?? metricsListen
             adminListen = endpoint(s, "admin_listen") ?? adminListen
             adminTokenFile = path(s, "admin_token_file")
-            if !ValueParsing.isLoopback(adminListen.host), adminTokenFile == nil, s.value("admin_token_file") == nil {
+            if ValueParsing.adminNeedsToken(listenHost: adminListen.host), adminTokenFile == nil, s.value("admin_token_file") == nil {
                 report(line: s.line(of: "admin_listen"), "http.admin_listen \(adminListen) is not a loopback address, so http.admin_token_file is required (admin actions need a token off-host)")
             }
         }

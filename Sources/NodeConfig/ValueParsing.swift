@@ -109,6 +109,12 @@ public enum ValueParsing {
         return !host.isEmpty && host.allSatisfy { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "[" || $0 == "]" || $0 == ":" }
     }
 
+    /// Admin actions on a listener off loopback need a bearer token: anyone who reaches the port
+    /// could otherwise change caps or add torrents. The one rule for the node config and the CLI.
+    public static func adminNeedsToken(listenHost host: String) -> Bool {
+        !isLoopback(host)
+    }
+
     static func isLoopback(_ host: String) -> Bool {
         guard let ip = IPAddress(host) else { return false }
         if let v4 = ip.ipv4Bytes { return v4[0] == 127 }

@@ -3,6 +3,7 @@ import BitTorrent
 import Logging
 import NodeConfig
 import StarlingNode
+import Storage
 
 /// Options shared by `seed` and `peer`.
 struct SwarmCLIOptions: ParsableArguments {
@@ -61,6 +62,9 @@ struct SwarmCLIOptions: ParsableArguments {
     @Option(name: .long, help: "Serve the admin endpoint (POST /rate, used by `starling ctl rate`) and the metrics on IP:PORT; keep it on loopback or a management network.")
     var adminListen: String?
 
+    @Option(name: .long, help: "File holding the bearer token admin requests must carry (`starling ctl --token-file`); required when --admin-listen is not a loopback address.")
+    var adminTokenFile: String?
+
     @OptionGroup var log: LogOptions
 
     func swarmOptions() throws -> SwarmOptions {
@@ -94,8 +98,15 @@ struct SwarmCLIOptions: ParsableArguments {
         for (flag, value, admin) in [("--metrics-listen", metricsListen, false), ("--admin-listen", adminListen, true)] {
             guard let value else { continue }
             guard let a = PeerAddress(value) else { throw ValidationError("\(flag) \(value): expected IP:PORT") }
-            options.http.append(NodeHTTPServer.Listener(host: a.host, port: a.port, admin: admin))
+            var token: String?
+            if admin, let file = adminTokenFile {
+                do { token = try FilePaths.readTrimmedText(file) } catch { throw CLIError("--admin-token-file: \(error)") }
+            } else if admin, ValueParsing.adminNeedsToken(listenHost: a.host) {
+                throw CLIError("--admin-listen \(value) is not a loopback address, so admin actions need a token: pass --admin-token-file FILE, or listen on 127.0.0.1")
+            }
+            options.http.append(NodeHTTPServer.Listener(host: a.host, port: a.port, admin: admin, token: token))
         }
+        if adminTokenFile != nil, adminListen == nil { throw ValidationError("--admin-token-file needs --admin-listen IP:PORT") }
         options.staticPeers = try peer.map { text in
             guard let a = PeerAddress(text) else { throw ValidationError("--peer \(text): expected IP:PORT") }
             return a

@@ -215,6 +215,34 @@ struct CLITests {
         }
     }
 
+    @Test("seed and peer refuse an admin listener off loopback without a token, naming the fix",
+          arguments: ["0.0.0.0:9471", "10.77.0.1:9471", "[::]:9471"])
+    func adminOffLoopbackNeedsToken(_ listen: String) throws {
+        try withTempDir { dir in
+            try writeFile(dir.sub("f.bin"), pseudoRandomBytes(40_000, seed: 5))
+            let made = try StarlingBinary.run(["make-torrent", dir.sub("f.bin"), "--output", dir.sub("f.torrent")])
+            #expect(made.status == 0, "\(made.stderr)")
+            for args in [["seed", dir.sub("f.torrent"), dir.sub("f.bin")], ["peer", dir.sub("f.torrent"), dir.sub("out.bin")]] {
+                // Before the fix the seeder started and served unauthenticated admin actions (killed here by the timeout).
+                let r = try Shell.run(StarlingBinary.path, args + ["--ip", "127.0.0.1", "--no-tracker", "--admin-listen", listen],
+                                      timeout: 20)
+                expectCleanFailure(r, mentioning: "--admin-token-file")
+            }
+        }
+    }
+
+    @Test("inspect refuses a FIFO, a device and a folder at once, before reading")
+    func inspectSpecialFiles() throws {
+        try withTempDir { dir in
+            #expect(mkfifo(dir.sub("pipe.torrent"), 0o600) == 0)
+            for input in [dir.sub("pipe.torrent"), "/dev/zero", dir.path] {
+                // Before the fix, opening the FIFO blocked until Shell.run's timeout killed it.
+                let r = try Shell.run(StarlingBinary.path, ["inspect", input], timeout: 20)
+                expectCleanFailure(r, mentioning: "not a regular file")
+            }
+        }
+    }
+
     // MARK: bad input
 
     static let badTorrents: [(String, [UInt8])] = {
