@@ -24,6 +24,8 @@ public final class NodeDaemon: @unchecked Sendable {
     private var torrents: [InfoHash: Running] = [:]
     /// .torrent files of the watch folder already started (by path).
     private var watched: Set<String> = []
+    /// Watch-folder entries that could not be read, already logged.
+    private var unreadable: Set<String> = []
 
     struct Running {
         var session: TorrentSession
@@ -202,8 +204,18 @@ public final class NodeDaemon: @unchecked Sendable {
     /// A .torrent dropped into the watch folder starts a fetch into the data folder.
     private func scanWatchDir() async {
         guard let dir = config.watchDir, engine != nil, FilePaths.isDirectory(dir) else { return }
-        guard let files = try? DirectoryWalker.files(under: dir) else { return }
-        for f in files where f.relative.count == 1 && f.fullPath.hasSuffix(".torrent") && !watched.contains(f.fullPath) {
+        let listing: (files: [WalkedFile], problems: [String])
+        do {
+            listing = try DirectoryWalker.regularFiles(in: dir) { $0.hasSuffix(".torrent") }
+        } catch {
+            return
+        }
+        // Logged once each (the folder is scanned every few seconds), retried every scan.
+        for p in listing.problems where !unreadable.contains(p) {
+            unreadable.insert(p)
+            logger.warning("watch folder: skipping \(p)")
+        }
+        for f in listing.files where !watched.contains(f.fullPath) {
             watched.insert(f.fullPath)
             let spec = NodeConfiguration.Torrent(torrent: f.fullPath, mode: .fetch)
             do {

@@ -22,7 +22,32 @@ public enum DirectoryWalker {
         return out
     }
 
-    private static func walk(_ dir: String, relative: [String], into out: inout [WalkedFile]) throws {
+    /// The regular files directly in `folder` whose names pass `include` (symlinks followed),
+    /// sorted by name, and one message per such entry that cannot be read (a dangling
+    /// symlink, a symlink loop, a FIFO...), so one bad entry does not hide the others.
+    /// Never descends into subfolders.
+    public static func regularFiles(in folder: String, where include: (String) -> Bool)
+        throws -> (files: [WalkedFile], problems: [String]) {
+        var files: [WalkedFile] = []
+        var problems: [String] = []
+        for name in try names(in: folder).sorted() where include(name) {
+            let full = folder + "/" + name
+            var st = stat()
+            guard stat(full, &st) == 0 else {
+                problems.append("\(full): \(String(cString: strerror(errno)))")
+                continue
+            }
+            guard st.st_mode & S_IFMT == S_IFREG else {
+                problems.append("\(full): not a regular file")
+                continue
+            }
+            files.append(WalkedFile(relative: [name], fullPath: full, size: Int64(st.st_size),
+                                    mode: UInt32(st.st_mode & 0o7777), modificationTime: Int64(st.st_mtim.tv_sec)))
+        }
+        return (files, problems)
+    }
+
+    private static func names(in dir: String) throws -> [String] {
         guard let d = opendir(dir) else { throw StorageError.system("cannot list folder", path: dir) }
         defer { closedir(d) }
         var names: [String] = []
@@ -33,7 +58,11 @@ public enum DirectoryWalker {
             if name == "." || name == ".." { continue }
             names.append(name)
         }
-        for name in names {
+        return names
+    }
+
+    private static func walk(_ dir: String, relative: [String], into out: inout [WalkedFile]) throws {
+        for name in try names(in: dir) {
             let full = dir + "/" + name
             var st = stat()
             // stat follows symlinks, as mktorrent does.

@@ -131,3 +131,51 @@ struct NodeEndToEndTests {
         }
     }
 }
+
+/// Bad entries a node meets on its own disk: each is logged and skipped, none stops the node.
+@Suite(.serialized)
+struct NodeBadEntriesTests {
+    @Test func watchFolderSkipsBrokenLinksAndAdminRefusesAFIFO() async throws {
+        let dir = try TestPaths.scratch("node-bad-entries")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let watch = dir.appendingPathComponent("watch")
+        try FileManager.default.createDirectory(at: watch, withIntermediateDirectories: true)
+        let file = dir.appendingPathComponent("good.bin")
+        try randomData(100_000, seed: 53).write(to: file)
+        let torrent = try await makeTorrent(file, in: dir)
+        // Sorted before the good one, so a scan that stops at the first bad entry never reaches it.
+        #expect(symlink(dir.appendingPathComponent("missing").path, watch.appendingPathComponent("a-dangling.torrent").path) == 0)
+        #expect(symlink(watch.appendingPathComponent("b-loop.torrent").path, watch.appendingPathComponent("b-loop.torrent").path) == 0)
+        #expect(symlink(watch.path, watch.appendingPathComponent("c-self").path) == 0)
+        try FileManager.default.copyItem(at: torrent, to: watch.appendingPathComponent("d-good.torrent"))
+        let fifo = dir.appendingPathComponent("pipe.torrent")
+        #expect(mkfifo(fifo.path, 0o600) == 0)
+
+        let yaml = dir.appendingPathComponent("node.yaml")
+        try NodeEndToEndTests.write("""
+            node:
+              data_dir: \(dir.appendingPathComponent("data").path)
+              ip: 127.0.41.1
+              port_range: 7961-7961
+            roles: [peer]
+            watch_dir: \(watch.path)
+            http:
+              metrics_listen: 127.0.41.1:9482
+              admin_listen: 127.0.41.1:9483
+            """, to: yaml)
+        let node = try TestProcess.starling(["node", "--config", yaml.path], log: dir.appendingPathComponent("node.log"), name: "node")
+        defer { node.stop() }
+        try await node.waitForOutput("node running", timeout: 30)
+        try await node.waitForOutput("good.bin", timeout: 20)
+        #expect(node.output.contains("a-dangling.torrent"), "\(node.output)")
+        #expect(node.output.contains("b-loop.torrent"), "\(node.output)")
+
+        // Opening a FIFO without a writer blocks: the node must refuse it, not hang on it.
+        let ctl = try TestProcess.starling(["ctl", "add", fifo.path, "--admin", "http://127.0.41.1:9483"],
+                                           log: dir.appendingPathComponent("ctl.log"), name: "ctl add")
+        #expect(try await ctl.wait(timeout: 10) == 0, "\(ctl.output)")
+        try await node.waitForOutput("not a regular file", timeout: 10)
+        node.signal(SIGTERM)
+        #expect(try await node.wait(timeout: 8) == 0, "\(node.output.suffix(2000))")
+    }
+}
