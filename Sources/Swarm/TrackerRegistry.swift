@@ -7,8 +7,11 @@ import BitTorrent
 /// for the hand-out: each swarm keeps seeders and leechers in arrays with an index map,
 /// removed by swap-remove, so a uniform random sample never scans the swarm.
 ///
-/// Peers are keyed by their 20-byte peer id (every BEP 3 announce carries one), so a client
-/// that changes address or port keeps one entry.
+/// Peers are keyed by address and port (as opentracker does), never by peer id: an id is
+/// not a secret, so keying by it let any host stop or re-point another peer's entry. Only
+/// the address itself, or a trusted proxy announcing for it (`address` is then the one the
+/// proxy names), can change or remove an entry. Peer ids are kept for the state file but
+/// never handed out (BEP 23's `no_peer_id`, always).
 public struct TrackerRegistry: Sendable {
     /// Limits and defaults.
     public struct Configuration: Sendable {
@@ -65,11 +68,10 @@ public struct TrackerRegistry: Sendable {
     /// peer: when a leecher reports `left=0` (with `completed`, a regular announce, or even
     /// `stopped`), or when an unknown peer announces `completed`. A leecher gets a uniform
     /// random sample of seeders and leechers, never itself; a seeder gets leechers only,
-    /// since seeders have nothing to give each other. Peer ids are included only for
-    /// `compact=0` requests (the dictionary model is the only one that can carry them).
+    /// since seeders have nothing to give each other. Answers carry no peer ids.
     public mutating func announce(_ request: AnnounceRequest, address: IPAddress, now: Int64,
                                   using rng: inout some RandomNumberGenerator) throws(TrackerError) -> AnnounceResult {
-        let key = PeerKey(request.peerID)
+        let key = PeerKey(ip: address, port: request.port)
         if request.event == .stopped {
             guard swarms[request.infoHash] != nil else { return AnnounceResult(peers: [], complete: 0, incomplete: 0) }
             var removed = false
@@ -88,7 +90,7 @@ public struct TrackerRegistry: Sendable {
             return AnnounceResult(peers: [], complete: s.complete, incomplete: s.incomplete)
         }
         let isSeeder = request.left == 0
-        let entry = Entry(key: key, ip: address, port: request.port, lastSeen: now)
+        let entry = Entry(key: key, id: PackedPeerID(request.peerID), lastSeen: now)
         let wantCount = min(max(request.numWant ?? configuration.defaultNumWant, 0), configuration.maxNumWant)
         let full = peerCount >= configuration.maxPeers
 
@@ -107,7 +109,7 @@ public struct TrackerRegistry: Sendable {
             if outcome == .becameSeeder || (request.event == .completed && outcome == .inserted && isSeeder) {
                 swarm.downloaded += 1
             }
-            result.peers = swarm.sample(for: key, seeder: isSeeder, count: wantCount, withIDs: !request.compact, using: &rng)
+            result.peers = swarm.sample(for: key, seeder: isSeeder, count: wantCount, using: &rng)
             result.complete = swarm.seeders.count
             result.incomplete = swarm.leechers.count
         }
@@ -156,7 +158,7 @@ public struct TrackerRegistry: Sendable {
     ///
     /// Restored peers count as seen at `now`: they could not announce while the tracker was
     /// down, so each gets one full timeout to come back before it expires.
-    /// Peers without a 20-byte id or an IP address are skipped.
+    /// Peers without an IP address are skipped.
     public mutating func restore(_ snapshot: TrackerSnapshot, now: Int64) {
         swarms = [:]
         peerCount = 0
@@ -164,9 +166,10 @@ public struct TrackerRegistry: Sendable {
             var swarm = Swarm()
             swarm.downloaded = s.downloaded
             for p in s.peers {
-                guard let id = p.peer.peerID, id.count == 20, let ip = p.peer.ip else { continue }
+                guard let ip = p.peer.ip else { continue }
                 guard peerCount < configuration.maxPeers else { break }
-                let e = Entry(key: PeerKey(id), ip: ip, port: p.peer.port, lastSeen: max(p.lastSeen, now))
+                let e = Entry(key: PeerKey(ip: ip, port: p.peer.port), id: PackedPeerID(p.peer.peerID ?? []),
+                              lastSeen: max(p.lastSeen, now))
                 if swarm.upsert(e, seeder: p.isSeeder, allowNew: true) == .inserted { peerCount += 1 }
             }
             if swarm.seeders.count + swarm.leechers.count > 0 || swarm.downloaded > 0 {
@@ -208,8 +211,14 @@ public struct TrackerSnapshot: Sendable, Equatable {
     public var peerCount: Int { swarms.reduce(0) { $0 + $1.peers.count } }
 }
 
-/// A peer id packed into integers: hashing it is cheap and allocation-free.
+/// What a swarm entry is keyed by: where the peer listens.
 struct PeerKey: Hashable, Sendable {
+    var ip: IPAddress
+    var port: UInt16
+}
+
+/// A peer id packed into integers: no heap object per peer.
+struct PackedPeerID: Sendable {
     var a: UInt64, b: UInt64, c: UInt32
 
     init(_ id: [UInt8]) {
@@ -226,7 +235,7 @@ struct PeerKey: Hashable, Sendable {
         self.c = c
     }
 
-    /// The 20 bytes back (every id the registry holds is exactly 20 bytes long).
+    /// 20 bytes back (a shorter id comes back zero-padded).
     var bytes: [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(20)
@@ -237,15 +246,16 @@ struct PeerKey: Hashable, Sendable {
     }
 }
 
-/// One registered peer, all plain values: no heap object per peer (the 20-byte id lives in
-/// `key`), so 100,000 peers cost little memory and a sample copies no reference-counted data.
+/// One registered peer, all plain values: no heap object per peer (the 20-byte id is packed
+/// in `id`), so 100,000 peers cost little memory and a sample copies no reference-counted data.
 struct Entry: Sendable {
     var key: PeerKey
-    var ip: IPAddress
-    var port: UInt16
+    /// The id it last announced with, for the state file only.
+    var id: PackedPeerID
     var lastSeen: Int64
 
-    var peer: TrackerPeer { TrackerPeer(ip: ip, port: port, peerID: key.bytes) }
+    /// With its id, for snapshots; answers use `key` alone.
+    var peer: TrackerPeer { TrackerPeer(ip: key.ip, port: key.port, peerID: id.bytes) }
 }
 
 /// Peers in an array for O(1) random access, with an index map for O(1) lookup and swap-remove.
@@ -337,9 +347,7 @@ struct Swarm: Sendable {
 
     /// Up to `count` distinct peers, uniformly at random, never `me`. A seeder draws from
     /// leechers only; a leecher from seeders followed by leechers (one virtual array).
-    /// `withIDs: false` leaves peer ids out: compact lists cannot carry them, and not copying
-    /// the id arrays (a retain and release each) is a measurable share of an announce.
-    func sample(for me: PeerKey, seeder: Bool, count: Int, withIDs: Bool,
+    func sample(for me: PeerKey, seeder: Bool, count: Int,
                 using rng: inout some RandomNumberGenerator) -> [TrackerPeer] {
         let s = seeder ? 0 : seeders.count
         let total = s + leechers.count
@@ -365,7 +373,7 @@ struct Swarm: Sendable {
                     var v = virtualIndex
                     if let ex = excluded, v >= ex { v += 1 }
                     let e = v < s ? sb.baseAddress! + v : lb.baseAddress! + (v - s)
-                    out.append(TrackerPeer(ip: e.pointee.ip, port: e.pointee.port, peerID: withIDs ? e.pointee.key.bytes : nil))
+                    out.append(TrackerPeer(ip: e.pointee.key.ip, port: e.pointee.key.port))
                 }
                 if k == available {
                     for v in 0..<available { append(v) }

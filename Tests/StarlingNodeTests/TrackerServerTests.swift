@@ -119,9 +119,9 @@ struct TrackerServerTests {
         #expect(first.interval >= 15 && first.interval <= 18 && first.minInterval == 7)
         let second = try await client.announce(url: S.url(server), request: S.request(Self.hash, 2, left: 100, event: .started))
         #expect(second.peers == [TrackerPeer(host: "127.0.0.1", port: 7001)])
-        // Dictionary model carries peer ids.
+        // The dictionary model hands out no peer ids (they would let anyone claim another's entry).
         let dict = try await client.announce(url: S.url(server), request: S.request(Self.hash, 2, left: 100, compact: false))
-        #expect(dict.peers == [TrackerPeer(host: "127.0.0.1", port: 7001, peerID: S.peerID(1))])
+        #expect(dict.peers == [TrackerPeer(host: "127.0.0.1", port: 7001)])
         // The seeder is told about the leecher only.
         let seeder = try await client.announce(url: S.url(server), request: S.request(Self.hash, 1, left: 0))
         #expect(seeder.peers == [TrackerPeer(host: "127.0.0.1", port: 7002)])
@@ -336,6 +336,36 @@ struct TrackerServerTests {
         #expect(throws: TrackerClientError.self) { try TrackerURL("http://h/a").scrapeURL() }
         #expect(throws: TrackerClientError.self) { try TrackerURL("https://h/announce") }
         #expect(throws: TrackerClientError.self) { try TrackerURL("http://h:99999/announce") }
+    }
+
+    /// A stranger who knows a peer's id (a dictionary answer used to leak it) can neither stop
+    /// it nor move it to its own port; a trusted proxy still announces for the peers behind it.
+    @Test func peerIDHijackIsRefusedAndTrustedProxiesKeepTheirMeaning() throws {
+        let proxy = try CIDR(parsing: "192.168.0.0/24")
+        let service = TrackerService(configuration: TrackerConfiguration(host: "127.0.0.1", port: 0, trustedNetworks: [proxy]))
+        func announce(_ request: AnnounceRequest, from address: String) -> TrackerHTTPResponse {
+            service.handle(TrackerHTTPRequest(method: "GET", target: "/announce?" + request.queryString(), keepAlive: true),
+                           remote: IPAddress(address), now: 1000)
+        }
+        func seenBy(_ n: Int) throws -> (peers: [TrackerPeer], body: [UInt8]) {
+            let r = announce(S.request(Self.hash, n, left: 10, compact: false), from: "10.0.0.\(n)")
+            return (try AnnounceResponse.decode(r.body).peers.filter { $0.port != UInt16(7000 + n) }, r.body)
+        }
+        #expect(announce(S.request(Self.hash, 1, left: 0), from: "10.0.0.1").status == 200)
+        let victimID = S.peerID(1)
+        let stop = AnnounceRequest(infoHash: Self.hash, peerID: victimID, port: 7001, left: 0, event: .stopped)
+        #expect(announce(stop, from: "10.0.0.66").status == 200)
+        let move = AnnounceRequest(infoHash: Self.hash, peerID: victimID, port: 9999, left: 0)
+        #expect(announce(move, from: "10.0.0.66").status == 200)
+
+        let (peers, body) = try seenBy(2)
+        #expect(Set(peers) == [TrackerPeer(host: "10.0.0.1", port: 7001), TrackerPeer(host: "10.0.0.66", port: 9999)])
+        #expect(!String(decoding: body, as: UTF8.self).contains("peer id"), "a dictionary answer hands out peer ids")
+
+        // The proxy speaks for 10.0.0.1 (ip=), so it may stop that peer.
+        let viaProxy = AnnounceRequest(infoHash: Self.hash, peerID: victimID, port: 7001, left: 0, event: .stopped, ip: "10.0.0.1")
+        #expect(announce(viaProxy, from: "192.168.0.1").status == 200)
+        #expect(try seenBy(2).peers == [TrackerPeer(host: "10.0.0.66", port: 9999)])
     }
 
     /// The routes without a socket: `TrackerService` is what the NIO handler calls.

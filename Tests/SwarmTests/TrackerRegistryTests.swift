@@ -34,9 +34,9 @@ struct TrackerRegistryTests {
         let r = try announce(&reg, 3, left: 100)
         #expect(r.complete == 1 && r.incomplete == 4)
         #expect(Set(r.peers.map(\.port)) == [6001, 6002, 6004, 6005])
-        // Peer ids only for the dictionary model (compact lists cannot carry them).
+        // No peer ids, in either model: an id handed out is an id another host can claim.
         #expect(r.peers.allSatisfy { $0.peerID == nil })
-        #expect(try announce(&reg, 3, left: 100, compact: false).peers.allSatisfy { $0.peerID != nil })
+        #expect(try announce(&reg, 3, left: 100, compact: false).peers.allSatisfy { $0.peerID == nil })
     }
 
     @Test mutating func seedersGetLeechersOnly() throws {
@@ -109,14 +109,30 @@ struct TrackerRegistryTests {
         #expect(reg.swarmCount == 0 && reg.peerCount == 0)
     }
 
-    @Test mutating func addressAndPortFollowThePeerID() throws {
+    /// A stranger that knows a victim's peer id can neither stop it nor point it elsewhere.
+    @Test mutating func onlyItsOwnAddressChangesOrRemovesAnEntry() throws {
         var reg = TrackerRegistry()
-        try announce(&reg, 1, left: 0)
-        let r = AnnounceRequest(infoHash: Self.hash, peerID: Self.id(1), port: 7777, left: 0)
-        _ = try reg.announce(r, address: IPAddress("11.0.0.1")!, now: 1000, using: &rng)
+        try announce(&reg, 1, left: 0) // the victim: 10.0.0.1:6001
+        let stranger = IPAddress("11.0.0.9")!
+        let stop = AnnounceRequest(infoHash: Self.hash, peerID: Self.id(1), port: 6001, left: 0, event: .stopped)
+        _ = try reg.announce(stop, address: stranger, now: 1000, using: &rng)
+        let repoint = AnnounceRequest(infoHash: Self.hash, peerID: Self.id(1), port: 7777, left: 0)
+        _ = try reg.announce(repoint, address: stranger, now: 1000, using: &rng)
+        let seen = try announce(&reg, 2, left: 10).peers
+        #expect(Set(seen) == [TrackerPeer(host: "10.0.0.1", port: 6001), TrackerPeer(host: "11.0.0.9", port: 7777)])
+        // The victim's own stop still works.
+        try announce(&reg, 1, left: 0, event: .stopped)
+        #expect(try announce(&reg, 2, left: 10).peers == [TrackerPeer(host: "11.0.0.9", port: 7777)])
+    }
+
+    /// The same address and port with a new id (a restarted client) is one entry, not two.
+    @Test mutating func aRestartedClientKeepsOneEntry() throws {
+        var reg = TrackerRegistry()
+        try announce(&reg, 1, left: 10)
+        _ = try reg.announce(AnnounceRequest(infoHash: Self.hash, peerID: Self.id(99), port: 6001, left: 10),
+                             address: Self.ip(1), now: 1001, using: &rng)
         #expect(reg.peerCount == 1)
-        let seen = try announce(&reg, 2, left: 10, compact: false).peers
-        #expect(seen == [TrackerPeer(host: "11.0.0.1", port: 7777, peerID: Self.id(1))])
+        #expect(reg.snapshot().swarms.first?.peers.map(\.peer.peerID) == [Self.id(99)])
     }
 
     @Test mutating func maxPeersRefusesNewcomersOnly() throws {
