@@ -3,6 +3,7 @@ import BitTorrent
 import NIOCore
 import NIOPosix
 import Storage
+import Swarm
 import Testing
 @testable import StarlingNode
 #if canImport(Glibc)
@@ -366,6 +367,41 @@ struct TrackerServerTests {
         let viaProxy = AnnounceRequest(infoHash: Self.hash, peerID: victimID, port: 7001, left: 0, event: .stopped, ip: "10.0.0.1")
         #expect(announce(viaProxy, from: "192.168.0.1").status == 200)
         #expect(try seenBy(2).peers == [TrackerPeer(host: "10.0.0.66", port: 9999)])
+    }
+
+    /// 100,000 swarms: a full scrape reads every one under the registry's lock, so a flood of
+    /// them starved announces. Within the cache window the body is built once.
+    @Test func fullScrapesWithinTheCacheWindowBuildTheBodyOnce() throws {
+        let service = TrackerService(configuration: TrackerConfiguration(host: "127.0.0.1", port: 0, fullScrapeCacheSeconds: 5))
+        service.restore(Self.swarms(100_000), now: 1000)
+        #expect(service.counts.swarms == 100_000)
+        let scrape = TrackerHTTPRequest(method: "GET", target: "/scrape", keepAlive: true)
+        let me = IPAddress("10.0.0.1")
+        let first = service.handle(scrape, remote: me, now: 1000)
+        #expect(try ScrapeResponse.decode(first.body).files.count == TrackerService.maxFullScrape)
+        for t in Int64(1000)...1004 {
+            for _ in 0..<20 { #expect(service.handle(scrape, remote: me, now: t).body == first.body) }
+            // Announces go on meanwhile; they do not rebuild the body.
+            #expect(service.handle(TrackerHTTPRequest(method: "GET", target: "/announce?" + S.request(Self.hash, Int(t), left: 5).queryString(),
+                                                      keepAlive: true), remote: me, now: t).status == 200)
+        }
+        #expect(service.fullScrapeBuilds == 1)
+        _ = service.handle(scrape, remote: me, now: 1005)
+        #expect(service.fullScrapeBuilds == 2)
+        // A clock stepped back is not a reason to serve an answer from the future.
+        _ = service.handle(scrape, remote: me, now: 990)
+        #expect(service.fullScrapeBuilds == 3)
+    }
+
+    /// `count` swarms of one seeder each (distinct info-hashes).
+    static func swarms(_ count: Int) -> TrackerSnapshot {
+        TrackerSnapshot(swarms: (0..<count).map { t in
+            var bytes = [UInt8](repeating: 0, count: 20)
+            for i in 0..<4 { bytes[i] = UInt8(truncatingIfNeeded: t >> (8 * i)) }
+            let peer = TrackerPeer(ip: IPAddress(bytes: [10, 1, UInt8(t >> 8 & 0xff), UInt8(t & 0xff)])!, port: 6881, peerID: S.peerID(t))
+            return TrackerSnapshot.Swarm(infoHash: InfoHash(bytes: bytes)!, downloaded: 0,
+                                         peers: [TrackerSnapshot.Peer(peer: peer, isSeeder: true, lastSeen: 1000)])
+        })
     }
 
     /// The routes without a socket: `TrackerService` is what the NIO handler calls.

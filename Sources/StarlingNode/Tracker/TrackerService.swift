@@ -36,12 +36,14 @@ public struct TrackerConfiguration: Sendable {
     public var idleTimeout: Int
     /// Event-loop threads (default: one per core).
     public var threads: Int?
+    /// Seconds a full-scrape answer is served again before it is rebuilt.
+    public var fullScrapeCacheSeconds: Int
 
     public init(host: String = "0.0.0.0", port: Int = 6969, interval: Int = 15, minInterval: Int? = nil,
                 peerTimeout: Int? = nil, defaultNumWant: Int = 50, maxNumWant: Int = 200, maxPeers: Int = 2_000_000,
                 allowDir: String? = nil, allowDirPollInterval: Int = 2, stateFile: String? = nil, saveInterval: Int = 30,
                 trustedNetworks: [CIDR] = [], maxHeadSize: Int = 8192, maxConnections: Int = 10_000,
-                idleTimeout: Int = 15, threads: Int? = nil) {
+                idleTimeout: Int = 15, threads: Int? = nil, fullScrapeCacheSeconds: Int = 5) {
         self.host = host
         self.port = port
         self.interval = interval
@@ -60,6 +62,7 @@ public struct TrackerConfiguration: Sendable {
         self.maxConnections = maxConnections
         self.idleTimeout = idleTimeout
         self.threads = threads
+        self.fullScrapeCacheSeconds = fullScrapeCacheSeconds
     }
 }
 
@@ -69,6 +72,7 @@ public final class TrackerService: Sendable {
     public let configuration: TrackerConfiguration
     private let state: Locked<(registry: TrackerRegistry, rng: TrackerRandom)>
     private let allow: Locked<AllowList?>
+    private let fullScrapeCache = Locked(FullScrapeCache())
     private let metrics = TrackerMetrics()
     let logger: Logger
 
@@ -93,7 +97,7 @@ public final class TrackerService: Sendable {
         }
         switch request.path {
         case "/announce": return announce(query: request.query, remote: remote, now: now)
-        case "/scrape": return scrape(query: request.query)
+        case "/scrape": return scrape(query: request.query, now: now)
         case "/metrics":
             refreshGauges()
             return TrackerHTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
@@ -141,7 +145,7 @@ public final class TrackerService: Sendable {
         return TrackerHTTPResponse(status: 200, body: response.encoded(compact: request.compact))
     }
 
-    func scrape(query: Substring) -> TrackerHTTPResponse {
+    func scrape(query: Substring, now: Int64) -> TrackerHTTPResponse {
         let request: ScrapeRequest
         do {
             request = try ScrapeRequest.parse(query: query)
@@ -149,28 +153,55 @@ public final class TrackerService: Sendable {
             metrics.scrapes.invalid.increment()
             return Self.failure(error.message, status: 400)
         }
+        if request.infoHashes.isEmpty {
+            metrics.scrapes.ok.increment()
+            return TrackerHTTPResponse(status: 200, body: fullScrape(now: now))
+        }
         let allowed = allow.withLock { $0?.infoHashes }
         var files: [InfoHash: ScrapeStats] = [:]
         state.withLock { s in
-            if request.infoHashes.isEmpty {
-                // A full scrape (BEP 48): every swarm (or every allowed one), the largest first
-                // and at most `maxFullScrape`, so an open tracker's answer stays bounded.
-                let all = s.registry.allStats().filter { allowed?.contains($0.key) ?? true }
-                if all.count <= Self.maxFullScrape {
-                    files = all
-                } else {
-                    let top = all.sorted { $0.value.complete + $0.value.incomplete > $1.value.complete + $1.value.incomplete }
-                    files = Dictionary(uniqueKeysWithValues: top.prefix(Self.maxFullScrape).map { ($0.key, $0.value) })
-                }
-            } else {
-                for h in request.infoHashes where allowed?.contains(h) ?? true {
-                    files[h] = s.registry.stats(h) ?? ScrapeStats(complete: 0, incomplete: 0, downloaded: 0)
-                }
+            for h in request.infoHashes where allowed?.contains(h) ?? true {
+                files[h] = s.registry.stats(h) ?? ScrapeStats(complete: 0, incomplete: 0, downloaded: 0)
             }
         }
         metrics.scrapes.ok.increment()
         return TrackerHTTPResponse(status: 200, body: ScrapeResponse(files: files).encoded())
     }
+
+    /// The last full-scrape body and when it was built.
+    struct FullScrapeCache {
+        var body: [UInt8]?
+        var builtAt: Int64 = 0
+        var builds = 0
+    }
+
+    /// A full scrape (BEP 48): every swarm (or every allowed one), the largest first and at most
+    /// `maxFullScrape`, so an open tracker's answer stays bounded.
+    ///
+    /// Building it reads every swarm under the registry's lock: with 100,000 swarms a flood of
+    /// full scrapes took announces from 1 ms to about 1 s. So the body is built at most once per
+    /// `fullScrapeCacheSeconds`, only the stats are copied under the registry's lock, and
+    /// concurrent full scrapes wait on the cache's lock (not the registry's) for one build.
+    func fullScrape(now: Int64) -> [UInt8] {
+        fullScrapeCache.withLock { cache in
+            if let body = cache.body, now >= cache.builtAt, now - cache.builtAt < Int64(configuration.fullScrapeCacheSeconds) {
+                return body
+            }
+            let allowed = allow.withLock { $0?.infoHashes }
+            let all = state.withLock { $0.registry.allStats() }.filter { allowed?.contains($0.key) ?? true }
+            var files = all
+            if all.count > Self.maxFullScrape {
+                let top = all.sorted { $0.value.complete + $0.value.incomplete > $1.value.complete + $1.value.incomplete }
+                files = Dictionary(uniqueKeysWithValues: top.prefix(Self.maxFullScrape).map { ($0.key, $0.value) })
+            }
+            let body = ScrapeResponse(files: files).encoded()
+            cache = FullScrapeCache(body: body, builtAt: now, builds: cache.builds + 1)
+            return body
+        }
+    }
+
+    /// Full-scrape bodies built so far (each served until it is `fullScrapeCacheSeconds` old).
+    var fullScrapeBuilds: Int { fullScrapeCache.withLock { $0.builds } }
 
     /// Most torrents in an answer to a scrape without `info_hash`.
     public static let maxFullScrape = 1000
@@ -233,6 +264,8 @@ public final class TrackerService: Sendable {
         let list = try AllowList.load(folder: dir)
         for p in list.problems { logger.warning("allow-dir: skipping \(p)") }
         allow.withLock { $0 = list }
+        // The next full scrape must not serve torrents the new list dropped.
+        fullScrapeCache.withLock { $0.body = nil }
         logger.info("allow-list: \(list.infoHashes.count) torrents from \(dir)")
         return true
     }
