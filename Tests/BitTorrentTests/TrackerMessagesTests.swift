@@ -107,6 +107,26 @@ struct TrackerMessagesTests {
         #expect(try AnnounceResponse.decode(bytes) == r)
     }
 
+    /// A hostile tracker's answer lists as many peers as 1 MiB holds (170,000 compact ones);
+    /// a client takes the first `maxPeersTaken`, in every form.
+    @Test func peersTakenFromOneAnswerAreCapped() throws {
+        let many = (0..<170_000).map { (n: Int) -> TrackerPeer in
+            let ip = IPAddress(high: 0, low: 0xffff_0a00_0000 | UInt64(n))
+            return TrackerPeer(ip: ip, port: 6881)
+        }
+        let compact = AnnounceResponse(interval: 15, peers: many).encoded(compact: true)
+        #expect(compact.count <= AnnounceResponse.maxResponseSize)
+        let taken = try AnnounceResponse.decode(compact).peers
+        #expect(taken == Array(many.prefix(AnnounceResponse.maxPeersTaken)))
+        let dictionary = AnnounceResponse(interval: 15, peers: Array(many.prefix(5000))).encoded(compact: false)
+        #expect(try AnnounceResponse.decode(dictionary).peers.count == AnnounceResponse.maxPeersTaken)
+        let v6 = (0..<300).map { (n: Int) -> TrackerPeer in TrackerPeer(ip: IPAddress(high: 0x2001_0db8 << 32, low: UInt64(n)), port: 1) }
+        let mixed = AnnounceResponse(interval: 15, peers: Array(many.prefix(150)) + v6).encoded(compact: true)
+        let both = try AnnounceResponse.decode(mixed).peers
+        #expect(both.count == AnnounceResponse.maxPeersTaken)
+        #expect(both.filter { $0.host.contains(":") }.count == AnnounceResponse.maxPeersTaken - 150)
+    }
+
     @Test func emptyCompactResponse() throws {
         let bytes = AnnounceResponse(interval: 15).encoded(compact: true)
         #expect(String(decoding: bytes, as: UTF8.self) == "d8:intervali15e5:peers0:e")

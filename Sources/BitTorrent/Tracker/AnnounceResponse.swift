@@ -137,9 +137,14 @@ public struct AnnounceResponse: Sendable, Hashable {
     /// Largest response body a client accepts (about 170,000 compact peers).
     public static let maxResponseSize = 1 << 20
 
-    /// Decodes a tracker's answer: compact or dictionary `peers`, and `peers6`.
-    /// A `failure reason` is thrown as `TrackerError.failure` with the tracker's text.
-    public static func decode(_ bytes: [UInt8]) throws(TrackerError) -> AnnounceResponse {
+    /// Most peers taken from one answer (a tracker hands out at most a few hundred; a hostile
+    /// one listing 170,000 per answer grew a peer by hundreds of MiB).
+    public static let maxPeersTaken = 200
+
+    /// Decodes a tracker's answer: compact or dictionary `peers`, and `peers6`, the first
+    /// `maxPeers` of them. A `failure reason` is thrown as `TrackerError.failure` with the
+    /// tracker's text.
+    public static func decode(_ bytes: [UInt8], maxPeers: Int = maxPeersTaken) throws(TrackerError) -> AnnounceResponse {
         let root = try decodeRoot(bytes)
         guard let interval = root["interval"]?.integerValue, interval >= 0, interval <= Int64(Int32.max) else {
             throw .invalidResponse("missing or invalid 'interval'")
@@ -152,9 +157,9 @@ public struct AnnounceResponse: Sendable, Hashable {
         r.trackerID = root["tracker id"]?.stringValue
         switch root["peers"] {
         case .bytes(let b)?:
-            r.peers = try compactPeers(b, width: 4, key: "peers")
+            r.peers = try compactPeers(b, width: 4, key: "peers", max: maxPeers)
         case .list(let items)?:
-            for (i, item) in items.enumerated() {
+            for (i, item) in items.prefix(maxPeers).enumerated() {
                 guard let host = item["ip"]?.stringValue, !host.isEmpty,
                       let port = item["port"]?.integerValue, let p = UInt16(exactly: port) else {
                     throw .invalidResponse("peers[\(i)] lacks a valid 'ip' or 'port'")
@@ -169,20 +174,21 @@ public struct AnnounceResponse: Sendable, Hashable {
         }
         if let p6 = root["peers6"] {
             guard let b = p6.bytesValue else { throw .invalidResponse("'peers6' is not a byte string") }
-            r.peers += try compactPeers(b, width: 16, key: "peers6")
+            r.peers += try compactPeers(b, width: 16, key: "peers6", max: maxPeers - r.peers.count)
         }
         return r
     }
 
-    static func compactPeers(_ b: [UInt8], width: Int, key: String) throws(TrackerError) -> [TrackerPeer] {
+    static func compactPeers(_ b: [UInt8], width: Int, key: String, max: Int) throws(TrackerError) -> [TrackerPeer] {
         let entry = width + 2
         guard b.count % entry == 0 else {
             throw .invalidResponse("'\(key)' is \(b.count) bytes, not a multiple of \(entry)")
         }
+        let end = Swift.max(0, Swift.min(b.count, max * entry))
         var out: [TrackerPeer] = []
-        out.reserveCapacity(b.count / entry)
+        out.reserveCapacity(end / entry)
         var i = 0
-        while i < b.count {
+        while i < end {
             guard let ip = IPAddress(bytes: b[i..<(i + width)]) else { throw .invalidResponse("bad address in '\(key)'") }
             let port = UInt16(b[i + width]) << 8 | UInt16(b[i + width + 1])
             out.append(TrackerPeer(ip: ip, port: port))
