@@ -71,3 +71,29 @@ struct RateCapTests {
         #expect(try Data(contentsOf: dir.appendingPathComponent("copy.bin")) == Data(contentsOf: file))
     }
 }
+
+/// A seeder's admin listener off loopback answers only requests that carry its token.
+@Suite(.serialized)
+struct AdminTokenTests {
+    @Test func adminOnAllAddressesRefusesRequestsWithoutTheToken() async throws {
+        let dir = try TestPaths.scratch("admintoken")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("artifact.bin")
+        try randomData(200_000, seed: 37).write(to: file)
+        let torrent = try await makeTorrent(file, in: dir)
+        let token = dir.appendingPathComponent("admin.token")
+        try "s3cret-token-for-the-test\n".write(to: token, atomically: true, encoding: .utf8)
+        let seeder = try TestProcess.starling(["seed", torrent.path, file.path, "--ip", "127.0.4.5", "--port-range", "7405-7405",
+                                               "--no-tracker", "--admin-listen", "0.0.0.0:9405", "--admin-token-file", token.path],
+                                              log: dir.appendingPathComponent("seed.log"), name: "seeder")
+        defer { seeder.stop() }
+        try await seeder.waitForOutput("admin and metrics listening", timeout: 30)
+        func ctl(_ extra: [String], _ name: String) async throws -> Int32 {
+            let p = try TestProcess.starling(["ctl", "rate", "--up", "1mbit", "--admin", "http://127.0.0.1:9405"] + extra,
+                                             log: dir.appendingPathComponent("\(name).log"), name: name)
+            return try await p.wait(timeout: 10)
+        }
+        #expect(try await ctl([], "anonymous") != 0, "an unauthenticated POST /rate was accepted")
+        #expect(try await ctl(["--token-file", token.path], "authorised") == 0)
+    }
+}
