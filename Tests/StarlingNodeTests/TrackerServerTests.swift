@@ -393,6 +393,28 @@ struct TrackerServerTests {
         #expect(service.fullScrapeBuilds == 3)
     }
 
+    /// A torrent dropped from --allow-dir leaves the full scrape at once, cache or not.
+    @Test func allowListReloadDropsTheCachedFullScrape() throws {
+        let dir = try S.tempDir("allow-cache")
+        defer { S.removeTree(dir) }
+        let first = S.torrentBytes(name: "one.bin"), second = S.torrentBytes(name: "two.bin")
+        try FilePaths.writeAtomically(first, to: dir + "/one.torrent")
+        try FilePaths.writeAtomically(second, to: dir + "/two.torrent")
+        let h1 = try Metainfo(bytes: first).infoHash, h2 = try Metainfo(bytes: second).infoHash
+        let service = TrackerService(configuration: TrackerConfiguration(host: "127.0.0.1", port: 0, allowDir: dir))
+        #expect(try service.refreshAllowList())
+        let me = IPAddress("10.0.0.1")
+        for h in [h1, h2] {
+            let q = S.request(h, 1, left: 0).queryString()
+            #expect(service.handle(TrackerHTTPRequest(method: "GET", target: "/announce?" + q, keepAlive: true), remote: me, now: 1000).status == 200)
+        }
+        let scrape = TrackerHTTPRequest(method: "GET", target: "/scrape", keepAlive: true)
+        #expect(Set(try ScrapeResponse.decode(service.handle(scrape, remote: me, now: 1000).body).files.keys) == [h1, h2])
+        FilePaths.remove(dir + "/two.torrent")
+        #expect(try service.refreshAllowList())
+        #expect(Set(try ScrapeResponse.decode(service.handle(scrape, remote: me, now: 1000).body).files.keys) == [h1])
+    }
+
     /// `count` swarms of one seeder each (distinct info-hashes).
     static func swarms(_ count: Int) -> TrackerSnapshot {
         TrackerSnapshot(swarms: (0..<count).map { t in

@@ -173,6 +173,10 @@ public final class TrackerService: Sendable {
         var body: [UInt8]?
         var builtAt: Int64 = 0
         var builds = 0
+        /// A build is under way (its caller holds no lock meanwhile).
+        var building = false
+        /// Bumped when the allow-list changes, so a build begun before is not kept.
+        var generation = 0
     }
 
     /// A full scrape (BEP 48): every swarm (or every allowed one), the largest first and at most
@@ -180,24 +184,40 @@ public final class TrackerService: Sendable {
     ///
     /// Building it reads every swarm under the registry's lock: with 100,000 swarms a flood of
     /// full scrapes took announces from 1 ms to about 1 s. So the body is built at most once per
-    /// `fullScrapeCacheSeconds`, only the stats are copied under the registry's lock, and
-    /// concurrent full scrapes wait on the cache's lock (not the registry's) for one build.
+    /// `fullScrapeCacheSeconds`, only the stats are copied under the registry's lock, and while
+    /// one request rebuilds it the others get the previous body rather than wait (each waiting
+    /// request would hold an event loop, and the announces queued on it).
     func fullScrape(now: Int64) -> [UInt8] {
-        fullScrapeCache.withLock { cache in
-            if let body = cache.body, now >= cache.builtAt, now - cache.builtAt < Int64(configuration.fullScrapeCacheSeconds) {
-                return body
+        enum Next { case serve([UInt8]), build(generation: Int) }
+        let next: Next = fullScrapeCache.withLock { cache in
+            if let body = cache.body {
+                let fresh = now >= cache.builtAt && now - cache.builtAt < Int64(configuration.fullScrapeCacheSeconds)
+                if fresh || cache.building { return .serve(body) }
             }
-            let allowed = allow.withLock { $0?.infoHashes }
-            let all = state.withLock { $0.registry.allStats() }.filter { allowed?.contains($0.key) ?? true }
-            var files = all
-            if all.count > Self.maxFullScrape {
-                let top = all.sorted { $0.value.complete + $0.value.incomplete > $1.value.complete + $1.value.incomplete }
-                files = Dictionary(uniqueKeysWithValues: top.prefix(Self.maxFullScrape).map { ($0.key, $0.value) })
-            }
-            let body = ScrapeResponse(files: files).encoded()
-            cache = FullScrapeCache(body: body, builtAt: now, builds: cache.builds + 1)
-            return body
+            cache.building = true
+            return .build(generation: cache.generation)
         }
+        let generation: Int
+        switch next {
+        case .serve(let body): return body
+        case .build(let g): generation = g
+        }
+        let allowed = allow.withLock { $0?.infoHashes }
+        let all = state.withLock { $0.registry.allStats() }.filter { allowed?.contains($0.key) ?? true }
+        var files = all
+        if all.count > Self.maxFullScrape {
+            let top = all.sorted { $0.value.complete + $0.value.incomplete > $1.value.complete + $1.value.incomplete }
+            files = Dictionary(uniqueKeysWithValues: top.prefix(Self.maxFullScrape).map { ($0.key, $0.value) })
+        }
+        let body = ScrapeResponse(files: files).encoded()
+        fullScrapeCache.withLock { cache in
+            cache.builds += 1
+            cache.building = false
+            guard cache.generation == generation else { return }
+            cache.body = body
+            cache.builtAt = now
+        }
+        return body
     }
 
     /// Full-scrape bodies built so far (each served until it is `fullScrapeCacheSeconds` old).
@@ -265,7 +285,10 @@ public final class TrackerService: Sendable {
         for p in list.problems { logger.warning("allow-dir: skipping \(p)") }
         allow.withLock { $0 = list }
         // The next full scrape must not serve torrents the new list dropped.
-        fullScrapeCache.withLock { $0.body = nil }
+        fullScrapeCache.withLock { cache in
+            cache.body = nil
+            cache.generation += 1
+        }
         logger.info("allow-list: \(list.infoHashes.count) torrents from \(dir)")
         return true
     }
