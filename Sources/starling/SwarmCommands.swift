@@ -59,7 +59,7 @@ struct SwarmCLIOptions: ParsableArguments {
     @Option(name: .long, help: "Serve /metrics, /healthz and /status on IP:PORT.")
     var metricsListen: String?
 
-    @Option(name: .long, help: "Serve the admin endpoint (POST /rate, used by `starling ctl rate`) and the metrics on IP:PORT; keep it on loopback or a management network.")
+    @Option(name: .long, help: "Serve the admin endpoint (POST /rate, used by `starling ctl rate`) and the metrics on IP:PORT; off loopback it needs --admin-token-file.")
     var adminListen: String?
 
     @Option(name: .long, help: "File holding the bearer token admin requests must carry (`starling ctl --token-file`); required when --admin-listen is not a loopback address.")
