@@ -235,7 +235,7 @@ struct PackedPeerID: Sendable {
         self.c = c
     }
 
-    /// 20 bytes back (a shorter id comes back zero-padded).
+    /// The 20 bytes back (announces carry exactly 20; a state file without one gives zeros).
     var bytes: [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(20)
