@@ -244,10 +244,10 @@ public struct PiecePicker: Sendable {
 
     /// Forgets every block `peer` delivered to pieces still being fetched (it was banned:
     /// its other blocks are as suspect as the ones that proved bad). Pieces already complete
-    /// are with the hash check, which judges them. Returns true when any block was dropped.
+    /// are with the hash check, which judges them. Returns the bytes dropped.
     @discardableResult
-    public mutating func discardBlocks(from peer: Int) -> Bool {
-        var dropped = false
+    public mutating func discardBlocks(from peer: Int) -> Int {
+        var dropped = 0
         for (index, var p) in partial where p.receivedCount < p.received.count {
             var changed = false
             for b in p.received.indices where p.received[b] && p.requesters[b] == [peer] {
@@ -255,13 +255,13 @@ public struct PiecePicker: Sendable {
                 p.receivedCount -= 1
                 p.requesters[b] = []
                 p.unrequestedCount += 1
+                dropped += layout.length(ofBlock: b, inPiece: index)
                 changed = true
             }
             if p.owner == peer { p.owner = nil; changed = true }
             guard changed else { continue }
             partial[index] = p
             unrequested.set(index)
-            dropped = true
         }
         return dropped
     }

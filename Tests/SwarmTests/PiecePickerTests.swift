@@ -400,11 +400,11 @@ struct PiecePickerTests {
         _ = p.blockReceived(b[0], from: 2)
         #expect(p.holdsBlocks(from: 1))
         let dropped = p.discardBlocks(from: 1)
-        #expect(dropped)
+        #expect(dropped == 2 * block)
         #expect(!p.holdsBlocks(from: 1))
         #expect(p.holdsBlocks(from: 2))
         let droppedAgain = p.discardBlocks(from: 1)
-        #expect(!droppedAgain)
+        #expect(droppedAgain == 0)
         // Its blocks are wanted again; peer 2's block stays.
         let refetch = p.pick(for: 3, peerHas: bits(2, [0]), count: 4, outstanding: [])
         #expect(Set(refetch) == Set(a + [BlockRequest(piece: 0, begin: 3 * block, length: block)]))

@@ -452,14 +452,17 @@ public final class TorrentSession: @unchecked Sendable {
         guard host != "?", banned.insert(host).inserted else { return }
         logger.warning("banning peer that sent corrupt data", metadata: ["peer": "\(host)", "piece": "\(piece)"])
         metrics.banned.increment()
+        var discarded = 0
         for p in peers.values where p.remote.host == host {
-            picker.discardBlocks(from: p.id)
+            discarded += picker.discardBlocks(from: p.id)
             p.channel.close(promise: nil)
         }
         for (id, h) in departedHosts where h == host {
-            picker.discardBlocks(from: id)
+            discarded += picker.discardBlocks(from: id)
             departedHosts[id] = nil
         }
+        wastedBytes += Int64(discarded)
+        metrics.wasted.increment(by: Int64(discarded))
     }
 
     /// The address a link had, also after it closed (see `departedHosts`).
