@@ -122,6 +122,7 @@ struct HostilePeerTests {
             #expect(try await attacker.wait(timeout: 120) == 0, "\(attacker.output)")
             if closes { #expect(attacker.output.contains("closed by target: True"), "\(mode): \(attacker.output)") }
             let peak = peakRSS(target)
+            print("\(role) under \(mode) (\(count)): peak RSS \(peak / 1024) MiB; \(attacker.output)", terminator: "")
             #expect(peak > 0 && peak < Self.rssLimitKiB, "\(role) reached \(peak / 1024) MiB under \(mode)")
         }
         #expect(target.process.isRunning, "\(target.output.suffix(2000))")
