@@ -18,6 +18,15 @@ struct HostilePeerTests {
         return (file, torrent, hash, pieces)
     }
 
+    /// A seed of `a` on IP:PORT, started and seeding.
+    private func seed(_ a: (file: URL, torrent: URL, hash: String, pieces: Int), ip: String, port: Int, extra: [String] = [],
+                      dir: URL) async throws -> TestProcess {
+        let seeder = try TestProcess.starling(["seed", a.torrent.path, a.file.path, "--ip", ip, "--port-range", "\(port)-\(port)"] + extra,
+                                              log: dir.appendingPathComponent("seed.log"), name: "seeder")
+        try await seeder.waitForOutput("seeding", timeout: 30)
+        return seeder
+    }
+
     private func hostile(_ mode: String, from ip: String, to target: String, _ a: (file: URL, torrent: URL, hash: String, pieces: Int),
                          count: Int = 1, seconds: Double = 5, dir: URL) throws -> TestProcess {
         try TestProcess("/usr/bin/python3", [TestPaths.fixtures.appendingPathComponent("hostile_peer.py").path, mode, ip, target,
@@ -44,10 +53,8 @@ struct HostilePeerTests {
         let dir = try TestPaths.scratch("unsolicited")
         defer { try? FileManager.default.removeItem(at: dir) }
         let a = try await artifact(dir, seed: 21)
-        let seeder = try TestProcess.starling(["seed", a.torrent.path, a.file.path, "--ip", "127.0.7.1", "--port-range", "7701-7701",
-                                               "--up-rate", "2MB"], log: dir.appendingPathComponent("seed.log"), name: "seeder")
+        let seeder = try await seed(a, ip: "127.0.7.1", port: 7701, extra: ["--up-rate", "2MB"], dir: dir)
         defer { seeder.stop() }
-        try await seeder.waitForOutput("seeding", timeout: 30)
         let out = dir.appendingPathComponent("copy.bin")
         let peer = try TestProcess.starling(["peer", a.torrent.path, out.path, "--ip", "127.0.7.2", "--port-range", "7702-7702",
                                              "--peer", "127.0.7.1:7701", "--timeout", "60"],
@@ -73,10 +80,8 @@ struct HostilePeerTests {
                                    log: dir.appendingPathComponent("liar.log"), name: "liar")
         defer { liar.stop() }
         try await liar.waitForOutput("listening", timeout: 10)
-        let seeder = try TestProcess.starling(["seed", a.torrent.path, a.file.path, "--ip", "127.0.7.11", "--port-range", "7711-7711",
-                                               "--up-rate", "3MB"], log: dir.appendingPathComponent("seed.log"), name: "seeder")
+        let seeder = try await seed(a, ip: "127.0.7.11", port: 7711, extra: ["--up-rate", "3MB"], dir: dir)
         defer { seeder.stop() }
-        try await seeder.waitForOutput("seeding", timeout: 30)
         let out = dir.appendingPathComponent("copy.bin")
         let peer = try TestProcess.starling(["peer", a.torrent.path, out.path, "--ip", "127.0.7.12", "--port-range", "7712-7712",
                                              "--peer", "127.0.7.19:7719", "--peer", "127.0.7.11:7711", "--timeout", "60"],
@@ -94,11 +99,8 @@ struct HostilePeerTests {
         let dir = try TestPaths.scratch("flood-\(role)")
         defer { try? FileManager.default.removeItem(at: dir) }
         let a = try await artifact(dir, seed: 23)
-        let seeder = try TestProcess.starling(["seed", a.torrent.path, a.file.path, "--ip", "127.0.8.1", "--port-range", "7801-7801"]
-                                              + (role == "peer" ? ["--up-rate", "256KiB"] : []),
-                                              log: dir.appendingPathComponent("seed.log"), name: "seeder")
+        let seeder = try await seed(a, ip: "127.0.8.1", port: 7801, extra: role == "peer" ? ["--up-rate", "256KiB"] : [], dir: dir)
         defer { seeder.stop() }
-        try await seeder.waitForOutput("seeding", timeout: 30)
         var target = seeder
         var targetAddress = "127.0.8.1:7801"
         var downloader: TestProcess?
@@ -151,10 +153,8 @@ struct HostilePeerTests {
         let dir = try TestPaths.scratch("slots")
         defer { try? FileManager.default.removeItem(at: dir) }
         let a = try await artifact(dir, seed: 24)
-        let seeder = try TestProcess.starling(["seed", a.torrent.path, a.file.path, "--ip", "127.0.9.1", "--port-range", "7901-7901"],
-                                              log: dir.appendingPathComponent("seed.log"), name: "seeder")
+        let seeder = try await seed(a, ip: "127.0.9.1", port: 7901, dir: dir)
         defer { seeder.stop() }
-        try await seeder.waitForOutput("seeding", timeout: 30)
         let sameAddress = try hostile("same-address", from: "127.0.9.200", to: "127.0.9.1:7901", a, count: 10, dir: dir)
         #expect(try await sameAddress.wait(timeout: 60) == 0)
         #expect(sameAddress.output.contains("open 4 of 10"), "\(sameAddress.output)")
@@ -178,11 +178,8 @@ struct HostilePeerTests {
         let dir = try TestPaths.scratch("allow")
         defer { try? FileManager.default.removeItem(at: dir) }
         let a = try await artifact(dir, seed: 25)
-        let seeder = try TestProcess.starling(["seed", a.torrent.path, a.file.path, "--ip", "127.0.10.1", "--port-range", "7951-7951",
-                                               "--allow-peers", "127.0.10.0/30"],
-                                              log: dir.appendingPathComponent("seed.log"), name: "seeder")
+        let seeder = try await seed(a, ip: "127.0.10.1", port: 7951, extra: ["--allow-peers", "127.0.10.0/30"], dir: dir)
         defer { seeder.stop() }
-        try await seeder.waitForOutput("seeding", timeout: 30)
         let stranger = try hostile("handshake", from: "127.0.10.9", to: "127.0.10.1:7951", a, dir: dir)
         #expect(try await stranger.wait(timeout: 30) == 0)
         #expect(stranger.output.contains("closed"), "\(stranger.output)")
