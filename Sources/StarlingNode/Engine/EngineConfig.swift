@@ -55,6 +55,10 @@ public struct EngineConfig: Sendable {
     /// Most connections per torrent from one address: a host that opens more is hoarding
     /// slots (one peer needs one, two while both ends dial at once).
     public var maxConnectionsPerAddress = 4
+    /// Most addresses kept to dial per torrent, from every source together. A tracker that
+    /// listed millions of fake peers grew a peer by 620 MiB; a real swarm needs far fewer
+    /// than this, since only `maxPeers` are connected at once.
+    public var maxCandidates = 1000
     /// How long a connection may move no block before a newcomer can take its slot.
     public var turnoverIdle: TimeAmount = .seconds(10)
     public var peerID: [UInt8]

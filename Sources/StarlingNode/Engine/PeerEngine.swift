@@ -156,15 +156,27 @@ public final class PeerEngine: @unchecked Sendable {
     }
 
     /// Peers learned from a tracker, gossip or the command line; dialled on the next tick.
+    /// Past `maxCandidates` for the torrent, new addresses are dropped (known ones stay).
     public func addCandidates(_ addresses: [PeerAddress], for infoHash: InfoHash) {
         loop.execute {
             var known = self.candidates[infoHash, default: [:]]
+            var dropped = 0
             for a in addresses where !(a.host == self.config.ip && a.port == self.listenPort) && self.config.allows(host: a.host) {
-                if known[a] == nil { known[a] = Candidate() }
+                guard known[a] == nil else { continue }
+                guard known.count < self.config.maxCandidates else { dropped += 1; continue }
+                known[a] = Candidate()
+            }
+            if dropped > 0 {
+                self.logger.debug("candidate list full: addresses dropped", metadata: ["dropped": "\(dropped)", "kept": "\(known.count)"])
             }
             self.candidates[infoHash] = known
             self.dialCandidates()
         }
+    }
+
+    /// How many addresses are kept to dial for `infoHash`.
+    func candidateCount(for infoHash: InfoHash) async -> Int {
+        (try? await loop.submit { self.candidates[infoHash]?.count ?? 0 }.get()) ?? 0
     }
 
     /// `/status` as JSON: caps, then each torrent's progress, rates and peers. On the loop.
