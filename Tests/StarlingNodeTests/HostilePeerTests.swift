@@ -146,6 +146,30 @@ struct HostilePeerTests {
 
     @Test func floodsAgainstAPeerStayBounded() async throws { try await floods(against: "peer") }
 
+    /// A tracker that answers every announce with 170,000 fake peers, once a second: the peer
+    /// keeps a bounded candidate list and stays under 64 MiB (ten answers took main to 274 MiB).
+    @Test func hostileTrackerDoesNotGrowAPeer() async throws {
+        let dir = try TestPaths.scratch("fake-tracker")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("artifact.bin")
+        try randomData(1 << 20, seed: 26).write(to: file)
+        let torrent = try await makeTorrent(file, in: dir, extra: ["--tracker", "http://127.0.11.1:7981/announce"])
+        let tracker = try TestProcess("/usr/bin/python3", [TestPaths.fixtures.appendingPathComponent("fake_tracker.py").path,
+                                                           "127.0.11.1", "7981", "170000"],
+                                      log: dir.appendingPathComponent("tracker.log"), name: "fake tracker")
+        defer { tracker.stop() }
+        try await tracker.waitForOutput("listening", timeout: 10)
+        let peer = try TestProcess.starling(["peer", torrent.path, dir.appendingPathComponent("copy.bin").path, "--ip", "127.0.11.2",
+                                             "--port-range", "7982-7982", "--timeout", "60"],
+                                            log: dir.appendingPathComponent("peer.log"), name: "peer")
+        defer { peer.stop() }
+        try await tracker.waitForOutput("answered 10", timeout: 60)
+        let peak = peakRSS(peer)
+        print("peer after 10 answers of 170,000 fake peers: peak RSS \(peak / 1024) MiB")
+        #expect(peer.process.isRunning, "\(peer.output.suffix(2000))")
+        #expect(peak > 0 && peak < Self.rssLimitKiB, "peer reached \(peak / 1024) MiB")
+    }
+
     /// 60 connections from 60 addresses that handshake and then do nothing take every slot of a
     /// seed; once they have idled, an honest peer takes a slot from one of them. At most four
     /// connections per torrent are taken from one address.
