@@ -191,6 +191,8 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var watchDir: String?
     public var rates: Rates
     public var limits: Limits
+    /// Peer-wire connections only from and to these networks (`peer.allow_cidrs`); empty: any.
+    public var allowedPeers: [CIDR]
     /// Nil: no gossip.
     public var gossip: Gossip?
     public var http: HTTP
@@ -198,7 +200,7 @@ public struct NodeConfiguration: Sendable, Hashable {
     public init(file: String = "", name: String, dataDir: String, ip: String, portRange: ClosedRange<Int> = 6881...6889,
                 logLevel: LogLevel = .info, logFormat: LogFormat = .text, tcpCongestion: String? = nil, roles: [Role], tracker: Tracker? = nil,
                 trackers: [String] = [], torrents: [Torrent] = [], watchDir: String? = nil, rates: Rates = Rates(),
-                limits: Limits = Limits(), gossip: Gossip? = nil, http: HTTP) {
+                limits: Limits = Limits(), allowedPeers: [CIDR] = [], gossip: Gossip? = nil, http: HTTP) {
         self.file = file
         self.name = name
         self.dataDir = dataDir
@@ -214,6 +216,7 @@ public struct NodeConfiguration: Sendable, Hashable {
         self.watchDir = watchDir
         self.rates = rates
         self.limits = limits
+        self.allowedPeers = allowedPeers
         self.gossip = gossip
         self.http = http
     }

@@ -4,12 +4,13 @@ import Yams
 /// The schema: which keys each section allows, their types, defaults and cross-checks.
 /// `config/README.md` documents the same; keep both in step.
 enum Schema {
-    static let top = ["node", "roles", "tracker", "trackers", "torrents", "watch_dir", "rates", "limits", "gossip", "http"]
+    static let top = ["node", "roles", "tracker", "trackers", "torrents", "watch_dir", "rates", "limits", "peer", "gossip", "http"]
     static let node = ["name", "data_dir", "ip", "port_range", "log_level", "log_format", "tcp_congestion"]
     static let tracker = ["listen", "state_file", "interval", "allow_dir", "trusted_cidrs"]
     static let torrent = ["torrent", "path", "mode", "up_rate", "down_rate"]
     static let rates = ["up", "down"]
     static let limits = ["max_peers", "upload_slots"]
+    static let peer = ["allow_cidrs"]
     static let gossip = ["subnet", "port", "key_file", "seeds", "insecure", "no_tracker"]
     static let http = ["metrics_listen", "admin_listen", "admin_token_file"]
 
@@ -109,12 +110,7 @@ extension ConfigReader {
             let stateFile = path(t, "state_file")
             let interval = int(t, "interval", range: 1...86_400, default: 15)
             let allowDir = path(t, "allow_dir")
-            var cidrs: [CIDR] = []
-            if let node = t.value("trusted_cidrs"), let items = list(node, t.path("trusted_cidrs"), of: "CIDR networks") {
-                for item in items.prefix(Self.maxListItems) {
-                    if let net = network(item, t.path("trusted_cidrs")) { cidrs.append(net) }
-                }
-            }
+            let cidrs = networks(t, "trusted_cidrs")
             if let listen {
                 tracker = Config.Tracker(listen: listen, stateFile: stateFile, interval: interval,
                                          allowDir: allowDir, trustedCIDRs: cidrs)
@@ -177,6 +173,15 @@ extension ConfigReader {
         if let s = subsection(top, "limits", allowed: Schema.limits) {
             limits = Config.Limits(maxPeers: int(s, "max_peers", range: 1...10_000, default: 50),
                                    uploadSlots: int(s, "upload_slots", range: 1...10_000, default: 16))
+        }
+
+        var allowedPeers: [CIDR] = []
+        if let s = subsection(top, "peer", allowed: Schema.peer) {
+            allowedPeers = networks(s, "allow_cidrs")
+            if let ip, !ValueParsing.isUnspecified(ip), let own = IPAddress(ip), !allowedPeers.isEmpty,
+               !allowedPeers.contains(where: { $0.contains(own) }) {
+                report(line: s.line(of: "allow_cidrs"), "peer.allow_cidrs does not contain node.ip \(ip): this node could not talk to its own network")
+            }
         }
 
         // gossip
@@ -299,8 +304,14 @@ extension ConfigReader {
             file: absoluteFile, name: name, dataDir: dataDir, ip: ip, portRange: portRange,
             logLevel: logLevel, logFormat: logFormat, tcpCongestion: tcpCongestion, roles: roles, tracker: tracker,
             trackers: announce, torrents: torrents, watchDir: watchDir, rates: rates, limits: limits,
-            gossip: gossip,
+            allowedPeers: allowedPeers, gossip: gossip,
             http: Config.HTTP(metricsListen: metricsListen, adminListen: adminListen, adminTokenFile: adminTokenFile))
+    }
+
+    /// A list of CIDR networks under `key` of `section` (absent: none).
+    private func networks(_ section: Section, _ key: String) -> [CIDR] {
+        guard let node = section.value(key), let items = list(node, section.path(key), of: "CIDR networks") else { return [] }
+        return items.prefix(Self.maxListItems).compactMap { network($0, section.path(key)) }
     }
 
     private func list(ofNode node: Node) -> [Node]? {

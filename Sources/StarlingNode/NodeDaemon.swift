@@ -104,6 +104,7 @@ public final class NodeDaemon: @unchecked Sendable {
         ec.downRate = config.rates.down
         ec.maxPeers = config.limits.maxPeers
         ec.uploadSlots = config.limits.uploadSlots
+        ec.allowedPeers = config.allowedPeers
         ec.tcpCongestion = config.tcpCongestion
         engine = try PeerEngine(config: ec, loop: group.next(), logger: logger)
         try FilePaths.makeDirectories(config.dataDir)

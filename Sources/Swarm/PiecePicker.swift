@@ -22,12 +22,18 @@ public struct PiecePicker: Sendable {
     private var unrequested: Bitfield
     /// Pieces in `partial`: bit sets, so finding a new piece scans bytes, not hash tables.
     private var started: Bitfield
+    /// Pieces that failed their hash: fetched again from one peer only (`PartialPiece.owner`),
+    /// so the next copy either verifies (and shows which earlier blocks were bad) or has a
+    /// single sender to blame. Mixed again, a liar's blocks could keep spoiling it.
+    private var suspect: Set<Int> = []
 
     struct PartialPiece: Sendable {
         var requesters: [[Int]]   // per block: peers it is requested from
         var received: [Bool]
         var receivedCount = 0
         var unrequestedCount: Int
+        /// The one peer a suspect piece is fetched from.
+        var owner: Int?
 
         init(blocks: Int) {
             requesters = Array(repeating: [], count: blocks)
@@ -73,7 +79,7 @@ public struct PiecePicker: Sendable {
         guard count > 0 else { return [] }
         var out: [BlockRequest] = []
         for index in suggested where out.count < count {
-            guard index >= 0, index < layout.pieceCount, peerHas[index], unrequested[index] else { continue }
+            guard index >= 0, index < layout.pieceCount, peerHas[index], unrequested[index], mayTake(index, peer) else { continue }
             takeBlocks(piece: index, peer: peer, max: count - out.count, into: &out)
         }
         if !onlySuggested {
@@ -85,7 +91,7 @@ public struct PiecePicker: Sendable {
                 inProgress.append((partial[i]!.receivedCount, i))
             }
             inProgress.sort { ($0.received, -$0.piece) > ($1.received, -$1.piece) }
-            for (_, index) in inProgress where out.count < count {
+            for (_, index) in inProgress where out.count < count && mayTake(index, peer) {
                 takeBlocks(piece: index, peer: peer, max: count - out.count, into: &out)
             }
             // 2. New pieces: random for the first few, then rarest first with a random tie-break.
@@ -111,7 +117,7 @@ public struct PiecePicker: Sendable {
     /// complete (it can be verified and shared soonest), then the lowest piece and block.
     private func endgameBlock(for peer: Int, peerHas: Bitfield) -> BlockRequest? {
         var best: (requesters: Int, missing: Int, piece: Int, block: Int)?
-        for (index, p) in partial where peerHas[index] {
+        for (index, p) in partial where peerHas[index] && (p.owner ?? peer) == peer {
             let missing = p.received.count - p.receivedCount
             for b in 0..<p.received.count where !p.received[b] {
                 let n = p.requesters[b].count
@@ -138,8 +144,14 @@ public struct PiecePicker: Sendable {
         return best < 0 ? nil : best
     }
 
+    /// False for a suspect piece that another peer is fetching.
+    private func mayTake(_ index: Int, _ peer: Int) -> Bool {
+        (partial[index]?.owner ?? peer) == peer
+    }
+
     private mutating func takeBlocks(piece index: Int, peer: Int, max: Int, into out: inout [BlockRequest]) {
         var p = partial.removeValue(forKey: index) ?? PartialPiece(blocks: layout.blockCount(ofPiece: index))
+        if suspect.contains(index) { p.owner = peer }
         var taken = 0
         for b in 0..<p.requesters.count where taken < max && p.requesters[b].isEmpty && !p.received[b] {
             p.requesters[b] = [peer]
@@ -161,7 +173,7 @@ public struct PiecePicker: Sendable {
 
     /// What receiving a block means for the engine.
     public struct Received: Sendable, Equatable {
-        /// False when the block was not wanted (already received, or never requested).
+        /// False when the block was not wanted: already received, or not asked of this peer.
         public var accepted: Bool
         /// True when every block of the piece has now arrived: hash and store it.
         public var pieceComplete: Bool
@@ -169,39 +181,43 @@ public struct PiecePicker: Sendable {
         public var cancelFrom: [Int]
     }
 
+    /// Takes a block only from a peer it is requested from: a block nobody asked this peer for
+    /// could be anyone's bytes, and once in a piece it spoils the piece and the blame for it.
     public mutating func blockReceived(_ req: BlockRequest, from peer: Int) -> Received {
         let b = req.begin / PieceLayout.blockSize
         // The index comes from the wire: check it before `have` (a Bitfield subscript traps out of range).
         guard req.piece >= 0, req.piece < layout.pieceCount, req.begin >= 0,
               !have[req.piece], let existing = partial[req.piece], b < existing.received.count,
               req.begin % PieceLayout.blockSize == 0, req.length == layout.length(ofBlock: b, inPiece: req.piece),
-              !existing.received[b] else {
+              !existing.received[b], existing.requesters[b].contains(peer) else {
             return Received(accepted: false, pieceComplete: false, cancelFrom: [])
         }
         // Taken out of the dictionary so the arrays inside are mutated in place, not copied.
         var p = partial.removeValue(forKey: req.piece)!
-        if p.requesters[b].isEmpty {
-            // Unrequested but valid (e.g. after a cancel crossed the data): keep it.
-            p.unrequestedCount -= 1
-        }
         let others = p.requesters[b].filter { $0 != peer }
         p.received[b] = true
         p.receivedCount += 1
+        // From here on the one entry is the block's sender, for blame if the piece fails.
         p.requesters[b] = [peer]
         partial[req.piece] = p
-        if p.unrequestedCount == 0 { unrequested.clear(req.piece) }
         return Received(accepted: true, pieceComplete: p.receivedCount == p.received.count, cancelFrom: others)
     }
 
     /// The peer will not deliver `req` (choked, rejected, gone, snubbed): the block is free again.
     public mutating func requestDropped(_ req: BlockRequest, by peer: Int) {
         let b = req.begin / PieceLayout.blockSize
-        guard var p = partial[req.piece], b < p.received.count, !p.received[b] else { return }
+        guard req.piece >= 0, req.piece < layout.pieceCount,
+              var p = partial[req.piece], b < p.received.count, !p.received[b] else { return }
         guard let k = p.requesters[b].firstIndex(of: peer) else { return }
         p.requesters[b].remove(at: k)
         if p.requesters[b].isEmpty {
             p.unrequestedCount += 1
             unrequested.set(req.piece)
+        }
+        if p.owner == peer, !p.requesters.indices.contains(where: { !p.received[$0] && !p.requesters[$0].isEmpty }) {
+            // Its owner stopped fetching a suspect piece: start it over with the next peer, so
+            // the piece still comes from one sender.
+            p = PartialPiece(blocks: p.received.count)
         }
         partial[req.piece] = p
     }
@@ -209,19 +225,50 @@ public struct PiecePicker: Sendable {
     /// The piece hashed correctly and is stored.
     public mutating func pieceVerified(_ index: Int) {
         partial[index] = nil
+        suspect.remove(index)
         started.clear(index)
         unrequested.clear(index)
         have.set(index)
     }
 
-    /// The piece failed its hash: every block must be fetched again. Returns the peers that
-    /// sent its blocks, for the engine's ban accounting.
-    public mutating func pieceFailed(_ index: Int) -> Set<Int> {
-        let senders = Set(partial[index]?.requesters.flatMap { $0 } ?? [])
+    /// The piece failed its hash: every block must be fetched again, from one peer (see
+    /// `suspect`). Returns the sender of each block, for the engine's blame.
+    public mutating func pieceFailed(_ index: Int) -> [Int] {
+        let senders = partial[index]?.requesters.compactMap(\.first) ?? []
         partial[index] = nil
+        suspect.insert(index)
         started.clear(index)
         unrequested.set(index)
         return senders
+    }
+
+    /// Forgets every block `peer` delivered to pieces still being fetched (it was banned:
+    /// its other blocks are as suspect as the ones that proved bad). Pieces already complete
+    /// are with the hash check, which judges them. Returns the bytes dropped.
+    @discardableResult
+    public mutating func discardBlocks(from peer: Int) -> Int {
+        var dropped = 0
+        for (index, var p) in partial where p.receivedCount < p.received.count {
+            var changed = false
+            for b in p.received.indices where p.received[b] && p.requesters[b] == [peer] {
+                p.received[b] = false
+                p.receivedCount -= 1
+                p.requesters[b] = []
+                p.unrequestedCount += 1
+                dropped += layout.length(ofBlock: b, inPiece: index)
+                changed = true
+            }
+            if p.owner == peer { p.owner = nil; changed = true }
+            guard changed else { continue }
+            partial[index] = p
+            unrequested.set(index)
+        }
+        return dropped
+    }
+
+    /// True while a piece in progress holds a block delivered by `peer`.
+    public func holdsBlocks(from peer: Int) -> Bool {
+        partial.values.contains { p in p.received.indices.contains { p.received[$0] && p.requesters[$0] == [peer] } }
     }
 
     /// True when we lack a piece the peer has (so we are interested in it).

@@ -49,6 +49,10 @@ struct SwarmCLIOptions: ParsableArguments {
     @Option(name: .long, help: "Most connections per torrent.")
     var maxPeers: Int = 50
 
+    @Option(name: .long, help: ArgumentHelp("Accept peer connections from, and dial, only this network (CIDR, repeatable), e.g. 10.0.0.0/16; default: any address.",
+                                            discussion: "Connections from elsewhere are closed before the handshake, so the artifact is served only to the fleet."))
+    var allowPeers: [String] = []
+
     @Option(name: .long, help: "Interested peers uploaded to at once (a seed that started complete serves every interested peer: it hands out pieces to each in turn).")
     var uploadSlots: Int = 16
 
@@ -76,6 +80,13 @@ struct SwarmCLIOptions: ParsableArguments {
         guard maxPeers > 0 else { throw ValidationError("--max-peers must be at least 1") }
         guard uploadSlots > 0 else { throw ValidationError("--upload-slots must be at least 1") }
         engine.maxPeers = maxPeers
+        engine.allowedPeers = try allowPeers.map { text in
+            guard let net = CIDR(text) else { throw ValidationError("--allow-peers \(text): expected a network in CIDR notation, e.g. 10.0.0.0/16") }
+            return net
+        }
+        if !engine.allowedPeers.isEmpty, let own = IPAddress(ip), !own.isUnspecified, !engine.allows(host: ip) {
+            throw ValidationError("--allow-peers does not contain --ip \(ip): this host could not talk to its own network")
+        }
         engine.uploadSlots = uploadSlots
         if let name = tcpCongestion {
             guard let valid = ValueParsing.congestionControl(name) else {

@@ -110,6 +110,20 @@ watch_dir: /var/lib/starling/incoming
         #expect(c.file == "/etc/starling/test.yaml" || c.file.hasSuffix("/test.yaml"))
     }
 
+    @Test func peerAllowListIsTakenOrRefusedWithItsLine() throws {
+        let node = "node:\n  data_dir: /var/lib/starling\n  ip: 10.0.0.7\n"
+        let rest = "roles: [peer]\nwatch_dir: /x\n"
+        #expect(try parse(minimal).allowedPeers.isEmpty, "no allow-list: any address")
+        #expect(try parse(node + rest + "peer:\n  allow_cidrs: [10.0.0.0/16, fd00::/8]\n").allowedPeers
+                == [CIDR("10.0.0.0/16")!, CIDR("fd00::/8")!])
+        #expect(errors(node + rest + "peer:\n  allow_cidrs: [192.168.0.0/16]\n") == [
+            "test.yaml:7: peer.allow_cidrs does not contain node.ip 10.0.0.7: this node could not talk to its own network",
+        ])
+        #expect(errors(node + rest + "peer:\n  allow_cidrs: [10.0.0.1/8]\n") == [
+            "test.yaml:7: peer.allow_cidrs: 10.0.0.1/8 has host bits set; did you mean 10.0.0.0/8?",
+        ])
+    }
+
     @Test func tcpCongestionIsTakenOrRefusedWithItsLine() throws {
         let node = "node:\n  data_dir: /var/lib/starling\n  ip: 10.0.0.7\n"
         let rest = "roles: [peer]\nwatch_dir: /x\n"
@@ -185,7 +199,7 @@ private let badFiles: [BadFile] = [
             "test.yaml:2: unknown key 'data_dri' in 'node'; did you mean 'data_dir'? (allowed: name, data_dir, ip, port_range, log_level, log_format, tcp_congestion)",
         ], exactly: true),
     BadFile(name: "unknown top-level key", yaml: minimal + "torrent: []\n", expected: [
-        "test.yaml:6: unknown top-level key 'torrent'; did you mean 'torrents'? (allowed: node, roles, tracker, trackers, torrents, watch_dir, rates, limits, gossip, http)",
+        "test.yaml:6: unknown top-level key 'torrent'; did you mean 'torrents'? (allowed: node, roles, tracker, trackers, torrents, watch_dir, rates, limits, peer, gossip, http)",
     ]),
     BadFile(name: "unknown key in another spelling", yaml: """
         node:
@@ -409,7 +423,7 @@ private let badFiles: [BadFile] = [
         "test.yaml:1: the file holds no settings; expected at least 'node' and 'roles' (see config/README.md)",
     ]),
     BadFile(name: "not a mapping", yaml: "- node\n- roles\n", expected: [
-        "test.yaml:1: expected a mapping at the top level (keys: node, roles, tracker, trackers, torrents, watch_dir, rates, limits, gossip, http), found a list",
+        "test.yaml:1: expected a mapping at the top level (keys: node, roles, tracker, trackers, torrents, watch_dir, rates, limits, peer, gossip, http), found a list",
     ]),
 ]
 

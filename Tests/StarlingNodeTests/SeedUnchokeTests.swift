@@ -7,7 +7,11 @@ struct SeedUnchokeTests {
     /// `n` interested peers with nothing, and how many of them the session unchoked.
     func unchokedCount(_ h: SessionHarness, peers n: Int) throws -> (unchoked: Int, slots: Int) {
         let links = try (1...n).map { try h.connect(id: $0, fast: true, complete: false) }
-        for link in links { h.session.handle(.interested, from: link) }
+        for link in links {
+            h.session.handle(.interested, from: link)
+            // The read batch ends, as channelReadComplete ends it: interest changes rechoke then.
+            h.session.readBatchEnded(link)
+        }
         return (links.filter { !$0.amChoking }.count, h.session.config.uploadSlots)
     }
 

@@ -64,17 +64,7 @@ struct SwarmEndToEndTests {
         let first = try TestProcess.starling(args + ["--metrics-listen", "127.0.2.2:9402"],
                                              log: dir.appendingPathComponent("peer1.log"), name: "peer (first run)")
         // Kill it once a quarter is verified (read from its /status, whatever the machine's load).
-        var progress = 0.0
-        let deadline = Date().addingTimeInterval(30)
-        while progress < 0.25, Date() < deadline {
-            try await Task.sleep(nanoseconds: 100_000_000)
-            let curl = try TestProcess("/usr/bin/curl", ["-sf", "http://127.0.2.2:9402/status"],
-                                       log: dir.appendingPathComponent("curl.log"), name: "curl")
-            guard try await curl.wait(timeout: 5) == 0,
-                  let json = try? JSONSerialization.jsonObject(with: Data(curl.output.utf8)) as? [String: Any],
-                  let t = (json["torrents"] as? [[String: Any]])?.first else { continue }
-            progress = (t["progress"] as? NSNumber)?.doubleValue ?? 0
-        }
+        let progress = try await waitForStatus("127.0.2.2:9402", "progress", dir: dir, timeout: 30) { $0 >= 0.25 }
         #expect(progress >= 0.25 && progress < 1, "first run progress \(progress) when killed")
         first.signal(SIGKILL)
         try await first.wait(timeout: 10)
@@ -84,12 +74,8 @@ struct SwarmEndToEndTests {
         let second = try TestProcess.starling(args, log: dir.appendingPathComponent("peer2.log"), name: "peer (second run)")
         let status = try await second.wait(timeout: 60)
         #expect(status == 0, "\(second.output.suffix(2000))")
-        let log = second.output
-        let resumed = log.range(of: #"verified pieces=(\d+)/64"#, options: .regularExpression).map { String(log[$0]) } ?? ""
-        let verified = Int(resumed.dropFirst("verified pieces=".count).split(separator: "/").first ?? "") ?? 0
-        #expect(verified > 0, "the second run should resume from verified pieces; log:\n\(log.suffix(2000))")
-        let fetched = log.range(of: #"downloaded=(\d+)"#, options: .regularExpression)
-            .flatMap { Int(log[$0].dropFirst("downloaded=".count)) } ?? -1
+        let (verified, fetched) = resumeFigures(second.output)
+        #expect(verified > 0, "the second run should resume from verified pieces; log:\n\(second.output.suffix(2000))")
         #expect(fetched >= 0 && fetched <= size - verified * 256 * 1024,
                 "second run fetched \(fetched) bytes although \(verified) pieces were already verified")
         #expect(try Data(contentsOf: out) == Data(contentsOf: file))

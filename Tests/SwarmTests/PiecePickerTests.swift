@@ -230,7 +230,7 @@ struct PiecePickerTests {
         #expect(!complete)
         for r in b { complete = p.blockReceived(r, from: 2).pieceComplete }
         #expect(complete)
-        #expect(p.pieceFailed(0) == [1, 2])
+        #expect(p.pieceFailed(0) == [1, 1, 2, 2])
         #expect(!p.have[0])
         let again = p.pick(for: 3, peerHas: bits(2, [0]), count: 10, outstanding: [])
         #expect(Set(again) == Set(a + b))
@@ -343,5 +343,70 @@ struct PiecePickerTests {
         }
         #expect(p.isComplete)
         #expect(asked == 12 * 4)
+    }
+
+    @Test("a block is taken only from a peer it was asked of")
+    func unrequestedBlocksRefused() {
+        let l = layout(pieces: 2)
+        var p = picker(l)
+        p.peerHas(all(2))
+        let a = p.pick(for: 1, peerHas: bits(2, [0]), count: 2, outstanding: [])
+        #expect(a.count == 2)
+        // Peer 9 was asked nothing: neither a block asked of peer 1 nor one asked of nobody counts.
+        #expect(!p.blockReceived(a[0], from: 9).accepted)
+        #expect(!p.blockReceived(BlockRequest(piece: 0, begin: 3 * block, length: block), from: 9).accepted)
+        #expect(!p.blockReceived(BlockRequest(piece: 1, begin: 0, length: block), from: 1).accepted)
+        // A dropped request no longer admits its block.
+        p.requestDropped(a[1], by: 1)
+        #expect(!p.blockReceived(a[1], from: 1).accepted)
+        #expect(p.blockReceived(a[0], from: 1).accepted)
+    }
+
+    @Test("a piece that failed its hash is fetched again from one peer only, and starts over if that peer stops")
+    func failedPieceHasOneOwner() {
+        let l = layout(pieces: 1)
+        var p = picker(l)
+        p.peerHas(all(1))
+        p.peerHas(all(1))
+        let first = p.pick(for: 1, peerHas: all(1), count: 2, outstanding: []) + p.pick(for: 2, peerHas: all(1), count: 2, outstanding: [])
+        for r in first.prefix(2) { _ = p.blockReceived(r, from: 1) }
+        for r in first.suffix(2) { _ = p.blockReceived(r, from: 2) }
+        #expect(p.pieceFailed(0) == [1, 1, 2, 2])
+        let owned = p.pick(for: 2, peerHas: all(1), count: 2, outstanding: [])
+        #expect(owned.count == 2)
+        // Blocks are left, but the piece is peer 2's: peer 1 gets none of them, endgame included.
+        #expect(p.pick(for: 1, peerHas: all(1), count: 4, outstanding: []).isEmpty)
+        #expect(p.blockReceived(owned[0], from: 2).accepted)
+        // Peer 2 stops (choked, snubbed, gone): the piece starts over for whoever asks next.
+        p.requestDropped(owned[1], by: 2)
+        let again = p.pick(for: 1, peerHas: all(1), count: 4, outstanding: [])
+        #expect(again.count == 4)
+        #expect(p.pick(for: 2, peerHas: all(1), count: 4, outstanding: []).isEmpty)
+        var complete = false
+        for r in again { complete = p.blockReceived(r, from: 1).pieceComplete }
+        #expect(complete)
+        p.pieceVerified(0)
+        #expect(p.isComplete)
+    }
+
+    @Test("discardBlocks forgets what a banned peer delivered to pieces in progress")
+    func discardBannedBlocks() {
+        let l = layout(pieces: 2)
+        var p = picker(l)
+        p.peerHas(all(2))
+        let a = p.pick(for: 1, peerHas: bits(2, [0]), count: 2, outstanding: [])
+        let b = p.pick(for: 2, peerHas: bits(2, [0]), count: 1, outstanding: [])
+        for r in a { _ = p.blockReceived(r, from: 1) }
+        _ = p.blockReceived(b[0], from: 2)
+        #expect(p.holdsBlocks(from: 1))
+        let dropped = p.discardBlocks(from: 1)
+        #expect(dropped == 2 * block)
+        #expect(!p.holdsBlocks(from: 1))
+        #expect(p.holdsBlocks(from: 2))
+        let droppedAgain = p.discardBlocks(from: 1)
+        #expect(droppedAgain == 0)
+        // Its blocks are wanted again; peer 2's block stays.
+        let refetch = p.pick(for: 3, peerHas: bits(2, [0]), count: 4, outstanding: [])
+        #expect(Set(refetch) == Set(a + [BlockRequest(piece: 0, begin: 3 * block, length: block)]))
     }
 }

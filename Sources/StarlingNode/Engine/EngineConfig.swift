@@ -49,11 +49,30 @@ public struct EngineConfig: Sendable {
     public var refusalMemory: TimeAmount = .seconds(3)
     public var snubTimeout: TimeAmount = .seconds(30)
     public var handshakeTimeout: TimeAmount = .seconds(10)
+    /// Peer-wire connections are taken from and made to these networks only (empty: any),
+    /// so a fleet's artifact is served only to the fleet.
+    public var allowedPeers: [CIDR] = []
+    /// Most connections per torrent from one address: a host that opens more is hoarding
+    /// slots (one peer needs one, two while both ends dial at once).
+    public var maxConnectionsPerAddress = 4
+    /// Most addresses kept to dial per torrent, from every source together. A tracker that
+    /// listed millions of fake peers grew a peer by 620 MiB; a real swarm needs far fewer
+    /// than this, since only `maxPeers` are connected at once.
+    public var maxCandidates = 1000
+    /// How long a connection may move no block before a newcomer can take its slot.
+    public var turnoverIdle: TimeAmount = .seconds(10)
     public var peerID: [UInt8]
 
     public init(ip: String, peerID: [UInt8] = EngineConfig.makePeerID()) {
         self.ip = ip
         self.peerID = peerID
+    }
+
+    /// True when `host` may connect or be dialled under `allowedPeers`.
+    public func allows(host: String) -> Bool {
+        guard !allowedPeers.isEmpty else { return true }
+        guard let ip = IPAddress(host) else { return false }
+        return allowedPeers.contains { $0.contains(ip) }
     }
 
     /// Blocks to keep requested from a peer that delivers `bytesPerSecond`: `requestHorizon`

@@ -65,7 +65,12 @@ public final class PeerEngine: @unchecked Sendable {
                     .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                     .childChannelOption(.recvAllocator, value: Self.receiveBuffers)
                     .childChannelInitializer { [self] ch in
-                        self.setCongestionControl(on: ch).flatMapThrowing { try self.configure(ch, dialledFor: nil) }
+                        // Outside the allow-list: closed before a byte of the handshake is read.
+                        if let host = ch.remoteAddress.flatMap(PeerAddress.init)?.host, !self.config.allows(host: host) {
+                            self.logger.debug("refusing connection from outside the allowed networks", metadata: ["peer": "\(host)"])
+                            return ch.eventLoop.makeFailedFuture(CLIVisibleError("\(host) is outside the allowed networks"))
+                        }
+                        return self.setCongestionControl(on: ch).flatMapThrowing { try self.configure(ch, dialledFor: nil) }
                     }
                     .bind(host: config.ip, port: port).get()
                 server = ch
@@ -151,15 +156,27 @@ public final class PeerEngine: @unchecked Sendable {
     }
 
     /// Peers learned from a tracker, gossip or the command line; dialled on the next tick.
+    /// Past `maxCandidates` for the torrent, new addresses are dropped (known ones stay).
     public func addCandidates(_ addresses: [PeerAddress], for infoHash: InfoHash) {
         loop.execute {
             var known = self.candidates[infoHash, default: [:]]
-            for a in addresses where !(a.host == self.config.ip && a.port == self.listenPort) {
-                if known[a] == nil { known[a] = Candidate() }
+            var dropped = 0
+            for a in addresses where !(a.host == self.config.ip && a.port == self.listenPort) && self.config.allows(host: a.host) {
+                guard known[a] == nil else { continue }
+                guard known.count < self.config.maxCandidates else { dropped += 1; continue }
+                known[a] = Candidate()
+            }
+            if dropped > 0 {
+                self.logger.debug("candidate list full: addresses dropped", metadata: ["dropped": "\(dropped)", "kept": "\(known.count)"])
             }
             self.candidates[infoHash] = known
             self.dialCandidates()
         }
+    }
+
+    /// How many addresses are kept to dial for `infoHash`.
+    func candidateCount(for infoHash: InfoHash) async -> Int {
+        (try? await loop.submit { self.candidates[infoHash]?.count ?? 0 }.get()) ?? 0
     }
 
     /// `/status` as JSON: caps, then each torrent's progress, rates and peers. On the loop.
@@ -260,8 +277,20 @@ public final class PeerEngine: @unchecked Sendable {
             logger.debug("closing connection to self", metadata: ["peer": "\(remote)"])
             return nil
         }
-        guard !session.isBanned(remote.host) else { return nil }
-        guard session.connectedPeers < config.maxPeers + 10 else { return nil }
+        guard !session.isBanned(remote.host), config.allows(host: remote.host) else { return nil }
+        let fromSameAddress = session.peers.values.filter { $0.remote.host == remote.host }.count
+        guard fromSameAddress < config.maxConnectionsPerAddress else {
+            logger.debug("refusing connection: too many from one address", metadata: ["peer": "\(remote)", "connections": "\(fromSameAddress)"])
+            return nil
+        }
+        if session.connectedPeers >= config.maxPeers + Self.inboundSlack {
+            guard let victim = session.turnoverVictim() else {
+                logger.debug("refusing connection: every slot is busy", metadata: ["peer": "\(remote)"])
+                return nil
+            }
+            victim.closeReason = "idle for \(config.turnoverIdle) while another peer needed the slot"
+            victim.channel.close(promise: nil)
+        }
         var knownListenAddress: PeerAddress?
         if let existing = session.peers.values.first(where: { $0.peerID == handshake.peerID }) {
             // We dialled its listen address: now we know it, and stop dialling it again.
@@ -292,6 +321,10 @@ public final class PeerEngine: @unchecked Sendable {
     /// Reads of up to 256 KiB (NIO's default stops at 64 KiB): a busy peer connection moves
     /// several MB/s, and each read is a syscall and a pass through the decoder.
     static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16 * 1024, maximum: 256 * 1024)
+
+    /// Inbound connections accepted beyond `maxPeers`, so peers that dial us are not refused
+    /// because our own dials filled the slots.
+    static let inboundSlack = 10
 
     /// A connection this old is the one kept when the same peer connects again.
     static let establishedAfter: TimeAmount = .seconds(2)

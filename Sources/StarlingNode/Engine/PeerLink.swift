@@ -37,6 +37,14 @@ final class PeerLink: @unchecked Sendable {  // confined to the engine loop
     var lastBlockAt: NIODeadline
     var connectedAt: NIODeadline
     var snubbed = false
+    /// Last time (loop uptime, ns) a block moved either way: connection turnover evicts the idle.
+    var lastUsefulAt: UInt64 = 0
+    /// Why we closed the connection, for the session's log when it detaches.
+    var closeReason: String?
+    /// Messages and bytes queued while the connection was not writable (the peer is not
+    /// reading): past `maxUnreadMessages` or `maxUnreadBytes` the connection is closed.
+    private var unreadMessages = 0
+    private var unreadBytes = 0
     /// Address a peer listens on, once known (the remote address for outbound links).
     var listenAddress: PeerAddress?
 
@@ -51,12 +59,36 @@ final class PeerLink: @unchecked Sendable {  // confined to the engine loop
         if outbound { listenAddress = remote }
     }
 
+    /// The peer reads again: its queue drained below the low-water mark.
+    func becameWritable() {
+        unreadMessages = 0
+        unreadBytes = 0
+    }
+
     var isSeed: Bool { bitfield.isComplete }
     /// A Starling seed that suggests pieces hands each peer its own: ask it for nothing else.
     /// (Other clients' suggestions are hints about their cache, not assignments.)
     var assignsPieces: Bool { suggests && isSeed && peerID.starts(with: EngineConfig.peerIDPrefix) }
 
+    /// Most messages and bytes queued for a peer that stopped reading. Piece data waits for
+    /// writability (`TorrentSession.serve`), but rejects, haves, chokes and suggests answer
+    /// what the peer sends: without a bound, a peer that sends requests and never reads grew
+    /// a seed by 860 MiB. A reading peer drains its queue within a round trip; a slow one
+    /// gets at most a few hundred haves and rejects in that time.
+    static let maxUnreadMessages = 4096
+    static let maxUnreadBytes = 1 << 20
+
     func send(_ message: PeerMessage, flush: Bool = true) {
+        if !channel.isWritable {
+            guard closeReason == nil else { return }
+            unreadMessages += 1
+            unreadBytes += message.wireLength
+            if unreadMessages > Self.maxUnreadMessages || unreadBytes > Self.maxUnreadBytes {
+                closeReason = "peer does not read: \(unreadMessages) messages (\(unreadBytes) bytes) queued"
+                channel.close(promise: nil)
+                return
+            }
+        }
         var buffer = channel.allocator.buffer(capacity: message.wireLength)
         message.write(into: &buffer)
         if flush {

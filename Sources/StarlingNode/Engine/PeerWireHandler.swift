@@ -75,7 +75,10 @@ final class PeerWireHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if let session, let link, context.channel.isWritable { session.serve(link) }
+        if let session, let link, context.channel.isWritable {
+            link.becameWritable()
+            session.serve(link)
+        }
         context.fireChannelWritabilityChanged()
     }
 

@@ -26,7 +26,10 @@ public final class TorrentSession: @unchecked Sendable {
     /// Bytes of complete pieces handed to the piece worker and not yet checked.
     private(set) var uncheckedBytes = 0
     private var uncheckedLimit: Int { max(config.maxUncheckedBytes, 2 * metainfo.pieceLength) }
-    private var strikes: [String: Int] = [:]
+    /// Who sent which blocks of pieces that failed, to ban only the peer that lied.
+    private var blame = BlameLedger<String>()
+    /// Addresses of links gone while the picker still holds blocks they sent (blame needs them).
+    private var departedHosts: [Int: String] = [:]
     private(set) var banned: Set<String> = []
     let startedAt = NIODeadline.now()
     private(set) var completedAt: NIODeadline?
@@ -41,6 +44,9 @@ public final class TorrentSession: @unchecked Sendable {
     private var upCap: TokenBucket?
     private var downCap: TokenBucket?
     private var capRetryScheduled = false
+
+    /// Interest changed during this read batch: rechoke when it ends.
+    private var rechokeDue = false
 
     /// Set while this session seeds with the distinct-first rule.
     private var distinctFirst: DistinctFirstServing?
@@ -96,11 +102,22 @@ public final class TorrentSession: @unchecked Sendable {
 
     func isBanned(_ host: String) -> Bool { banned.contains(host) }
 
+    /// The connection that gives up its slot to a newcomer (`ConnectionTurnover`), if any is idle.
+    func turnoverVictim() -> PeerLink? {
+        let policy = ConnectionTurnover(idleAfter: UInt64(config.turnoverIdle.nanoseconds))
+        let candidates = peers.values.map {
+            ConnectionTurnover.Candidate(id: $0.id, connectedAt: UInt64($0.connectedAt.uptimeNanoseconds), lastUsefulAt: $0.lastUsefulAt,
+                                         interested: $0.peerInterested || $0.amInterested)
+        }
+        return policy.victim(among: candidates, now: nowNanos).flatMap { peers[$0] }
+    }
+
     // MARK: connection life
 
     func attach(_ link: PeerLink) {
         loop.preconditionInEventLoop()
         peers[link.id] = link
+        link.lastUsefulAt = nowNanos
         if distinctFirst != nil, config.unsentLowWater > 0 {
             // Requests then wait in our queue until the connection can take them, which is
             // where a distinct-first seed decides what to send (see `serve`).
@@ -121,12 +138,17 @@ public final class TorrentSession: @unchecked Sendable {
     func detach(_ link: PeerLink) {
         loop.preconditionInEventLoop()
         guard peers.removeValue(forKey: link.id) != nil else { return }
+        if let reason = link.closeReason {
+            logger.info("closing connection", metadata: ["peer": "\(link.remote)", "reason": "\(reason)"])
+            metrics.protocolErrors.increment()
+        }
         link.incoming.removeAll()
         distinctFirst?.release(peer: link.id)
         link.suggestedByUs.removeAll()
         for req in link.outstanding { picker.requestDropped(req, by: link.id) }
         link.outstanding.removeAll()
         picker.peerGone(had: link.bitfield)
+        if picker.holdsBlocks(from: link.id) { rememberDeparted(link) }
         metrics.peersChanged(peers.values)
         logger.debug("peer disconnected", metadata: [
             "peer": "\(link.remote)", "uploaded": "\(link.uploaded.total)", "downloaded": "\(link.downloaded.total)"])
@@ -175,10 +197,10 @@ public final class TorrentSession: @unchecked Sendable {
             request(from: link)
         case .interested:
             link.peerInterested = true
-            rechoke()
+            rechokeDue = true
         case .notInterested:
             link.peerInterested = false
-            rechoke()
+            rechokeDue = true
         case .have(let piece):
             guard piece >= 0, piece < metainfo.pieceCount else { return drop(link, reason: "have for piece \(piece) out of range") }
             if !link.bitfield[piece] {
@@ -314,8 +336,11 @@ public final class TorrentSession: @unchecked Sendable {
     }
 
     private func received(_ req: BlockRequest, data: ByteBuffer, from link: PeerLink) {
+        // A banned peer's connection is closing: nothing more of it enters a piece.
+        guard !banned.contains(link.remote.host) else { return }
         link.outstanding.remove(req)
         link.lastBlockAt = .now()
+        link.lastUsefulAt = nowNanos
         link.snubbed = false
         link.downloaded.add(req.length)
         downloadedBytes += Int64(req.length)
@@ -349,6 +374,12 @@ public final class TorrentSession: @unchecked Sendable {
 
     /// End of a batch of reads on `link`: send the requests it made room for.
     func readBatchEnded(_ link: PeerLink) {
+        if rechokeDue {
+            // Once per read batch, not per message: a peer flipping its interest a million
+            // times costs a million flag writes, not a million rechokes and choke messages.
+            rechokeDue = false
+            rechoke()
+        }
         guard link.needsRequests, peers[link.id] != nil else { return }
         link.needsRequests = false
         request(from: link)
@@ -361,35 +392,42 @@ public final class TorrentSession: @unchecked Sendable {
         guard let data = pieceBuffers.removeValue(forKey: index) else { return }
         uncheckedBytes += data.count
         let store = self.store
-        pieceWorker.runIfActive(eventLoop: loop) { () throws -> Bool in
-            guard data.withUnsafeBytes({ store.matches(piece: index, data: $0) }) else { return false }
-            try data.withUnsafeBytes { try store.write(piece: index, data: $0) }
-            return true
+        let suspect = blame.isSuspect(index)
+        pieceWorker.runIfActive(eventLoop: loop) { () throws -> PieceCheck in
+            let matches = data.withUnsafeBytes { store.matches(piece: index, data: $0) }
+            // Block digests only for blame: of a bad copy, and of the good copy of a piece that failed before.
+            let digests = matches && !suspect ? nil : data.withUnsafeBytes(PieceCheck.blockDigests)
+            if matches { try data.withUnsafeBytes { try store.write(piece: index, data: $0) } }
+            return PieceCheck(matches: matches, blockDigests: digests)
         }.whenComplete { result in
             self.pieceChecked(index, length: data.count, result: result)
         }
     }
 
-    private func pieceChecked(_ index: Int, length: Int, result: Result<Bool, Error>) {
+    private func pieceChecked(_ index: Int, length: Int, result: Result<PieceCheck, Error>) {
         let wasHeld = uncheckedBytes >= uncheckedLimit
         uncheckedBytes -= length
         guard failure == nil else { return }
-        let matches: Bool
+        let check: PieceCheck
         do {
-            matches = try result.get()
+            check = try result.get()
         } catch {
             fail("cannot store piece \(index): \(error)")
             return
         }
-        guard matches else {
-            let senders = picker.pieceFailed(index)
+        guard check.matches else {
+            let senders = picker.pieceFailed(index).map { host(of: $0) ?? "?" }
             metrics.hashFailures.increment()
             wastedBytes += Int64(length)
             metrics.wasted.increment(by: Int64(length))
-            logger.warning("piece failed its hash check", metadata: ["piece": "\(index)"])
-            for s in senders { strike(peers[s], weight: senders.count == 1 ? 2 : 1) }
+            logger.warning("piece failed its hash check", metadata: ["piece": "\(index)", "senders": "\(Set(senders).sorted())"])
+            let liars = blame.pieceFailed(index, senders: senders, digests: check.blockDigests ?? [])
+            for host in liars { ban(host, piece: index) }
             requestFromAll()
             return
+        }
+        if let digests = check.blockDigests {
+            for host in blame.pieceVerified(index, digests: digests) { ban(host, piece: index) }
         }
         picker.pieceVerified(index)
         metrics.update(progress: progress, verified: picker.have.setCount)
@@ -408,15 +446,33 @@ public final class TorrentSession: @unchecked Sendable {
         }
     }
 
-    /// Counts a bad piece against a peer; two strikes ban its address for the rest of the run.
-    private func strike(_ link: PeerLink?, weight: Int) {
-        guard let link else { return }
-        let host = link.remote.host
-        strikes[host, default: 0] += weight
-        if strikes[host]! >= 2, banned.insert(host).inserted {
-            logger.warning("banning peer that sent corrupt data", metadata: ["peer": "\(link.remote)"])
-            metrics.banned.increment()
-            for p in peers.values where p.remote.host == host { p.channel.close(promise: nil) }
+    /// Bans an address proven to have sent a bad block of `piece` for the rest of the run:
+    /// closes its connections and forgets every block it sent to pieces still in progress.
+    private func ban(_ host: String, piece: Int) {
+        guard host != "?", banned.insert(host).inserted else { return }
+        logger.warning("banning peer that sent corrupt data", metadata: ["peer": "\(host)", "piece": "\(piece)"])
+        metrics.banned.increment()
+        var discarded = 0
+        for p in peers.values where p.remote.host == host {
+            discarded += picker.discardBlocks(from: p.id)
+            p.channel.close(promise: nil)
+        }
+        for (id, h) in departedHosts where h == host {
+            discarded += picker.discardBlocks(from: id)
+            departedHosts[id] = nil
+        }
+        wastedBytes += Int64(discarded)
+        metrics.wasted.increment(by: Int64(discarded))
+    }
+
+    /// The address a link had, also after it closed (see `departedHosts`).
+    private func host(of linkID: Int) -> String? { peers[linkID]?.remote.host ?? departedHosts[linkID] }
+
+    private func rememberDeparted(_ link: PeerLink) {
+        departedHosts[link.id] = link.remote.host
+        // Churn must not grow this without bound: forget links whose blocks have all left the picker.
+        if departedHosts.count > 2 * config.maxPeers {
+            departedHosts = departedHosts.filter { picker.holdsBlocks(from: $0.key) }
         }
     }
 
@@ -541,6 +597,7 @@ public final class TorrentSession: @unchecked Sendable {
                 switch result {
                 case .success:
                     link.uploaded.add(req.length)
+                    link.lastUsefulAt = self.nowNanos
                     self.uploadedBytes += Int64(req.length)
                     self.metrics.uploaded.increment(by: Int64(req.length))
                     self.serve(link)
@@ -701,4 +758,17 @@ public final class TorrentSession: @unchecked Sendable {
 public struct CLIVisibleError: Error, CustomStringConvertible {
     public var description: String
     public init(_ d: String) { description = d }
+}
+
+/// What the piece worker found. Block digests come with a bad copy, and with the good copy
+/// of a piece that failed before: `BlameLedger` compares them to find who lied.
+struct PieceCheck: Sendable {
+    var matches: Bool
+    var blockDigests: [SHA1Digest]?
+
+    static func blockDigests(_ data: UnsafeRawBufferPointer) -> [SHA1Digest] {
+        stride(from: 0, to: data.count, by: PieceLayout.blockSize).map { start in
+            SHA1Hasher.hash(UnsafeRawBufferPointer(rebasing: data[start..<min(start + PieceLayout.blockSize, data.count)]))
+        }
+    }
 }
