@@ -19,8 +19,6 @@ final class PeerSourceSet: @unchecked Sendable {
     private var task: Task<Void, Never>?
     private let key = String(UInt32.random(in: 0...UInt32.max), radix: 16)
     private let metrics = TrackerClientMetrics()
-    /// Locked: announces run from the loop, `completed()` and `stop()` tasks at once.
-    private let budget = Locked(CandidateBudget())
 
     /// `extraTrackers` (a node's configured trackers) form a last tier after the torrent's own.
     init(engine: PeerEngine, session: TorrentSession, noTracker: Bool, extraTrackers: [String] = [],
@@ -91,10 +89,9 @@ final class PeerSourceSet: @unchecked Sendable {
                     let response = try await client.announce(url: url, request: request)
                     if i > 0 { tiers[t].insert(tiers[t].remove(at: i), at: 0) }
                     metrics.announced(ok: true)
-                    let offered = response.peers.compactMap { p -> PeerAddress? in
+                    let peers = response.peers.compactMap { p -> PeerAddress? in
                         p.port > 0 ? PeerAddress(host: p.host, port: Int(p.port)) : nil
                     }
-                    let peers = budget.withLock { $0.admit(offered) }
                     logger.debug("announced", metadata: ["tracker": "\(url)", "event": "\(event?.rawValue ?? "-")", "peers": "\(peers.count)"])
                     engine.addCandidates(peers, for: session.infoHash)
                     if let w = response.warning { logger.warning("tracker warning", metadata: ["tracker": "\(url)", "warning": "\(w)"]) }
@@ -107,30 +104,6 @@ final class PeerSourceSet: @unchecked Sendable {
             }
         }
         return nil
-    }
-}
-
-/// The tracker-learned addresses of one torrent, at most `limit`: the engine keeps every
-/// candidate it is given for the torrent's life, so a tracker listing millions of fake peers
-/// (27 answers, 4.7 million peers: 36 to 658 MiB) would otherwise grow it without bound.
-/// Once full, new addresses are dropped; the ones admitted stay usable.
-struct CandidateBudget {
-    static let defaultLimit = 1000
-    let limit: Int
-    private(set) var admitted: Set<PeerAddress> = []
-
-    init(limit: Int = defaultLimit) {
-        self.limit = limit
-    }
-
-    /// The addresses that may go to the engine: those already admitted, and new ones while room lasts.
-    mutating func admit(_ addresses: [PeerAddress]) -> [PeerAddress] {
-        addresses.filter { a in
-            if admitted.contains(a) { return true }
-            guard admitted.count < limit else { return false }
-            admitted.insert(a)
-            return true
-        }
     }
 }
 
