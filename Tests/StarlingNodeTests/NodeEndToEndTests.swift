@@ -173,8 +173,8 @@ struct NodeBadEntriesTests {
         // Opening a FIFO without a writer blocks: the node must refuse it, not hang on it.
         let ctl = try TestProcess.starling(["ctl", "add", fifo.path, "--admin", "http://127.0.41.1:9483"],
                                            log: dir.appendingPathComponent("ctl.log"), name: "ctl add")
-        #expect(try await ctl.wait(timeout: 10) == 0, "\(ctl.output)")
-        try await node.waitForOutput("not a regular file", timeout: 10)
+        #expect(try await ctl.wait(timeout: 10) != 0)
+        #expect(ctl.output.contains("not a regular file"), "\(ctl.output)")
         node.signal(SIGTERM)
         #expect(try await node.wait(timeout: 8) == 0, "\(node.output.suffix(2000))")
     }

@@ -116,6 +116,10 @@ enum NodeRoutes {
                 guard let torrent = param("torrent"), torrent.hasPrefix("/") else {
                     return json(400, #"{"error":"torrent= must be the absolute path of a .torrent on the node"}"#)
                 }
+                // Answer the operator now; the node's read refuses it again should it change meanwhile.
+                guard FilePaths.isRegularFile(torrent) else {
+                    return json(400, "{\"error\":" + JSONText.quote("\(torrent) is missing or not a regular file") + "}")
+                }
                 let mode = param("mode") ?? "fetch"
                 guard mode == "fetch" || mode == "seed" else { return json(400, #"{"error":"mode= is fetch or seed"}"#) }
                 onAdminAction(.add(torrent: torrent, path: param("path"), seed: mode == "seed"))
