@@ -21,11 +21,20 @@ extension NodeConfiguration {
         }
         let data: Data
         do {
-            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: absolute))
-            defer { try? handle.close() }
-            data = try handle.read(upToCount: maxFileSize + 1) ?? Data()
+            let fd = try RegularFile.open(absolute).fd
+            defer { close(fd) }
+            var bytes: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 64 << 10)
+            while bytes.count <= maxFileSize {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n < 0, errno == EINTR { continue }
+                if n < 0 { throw RegularFile.OpenError.system(errno) }
+                if n == 0 { break }
+                bytes += buffer[0..<n]
+            }
+            data = Data(bytes)
         } catch {
-            throw fail("cannot read the configuration file: \(Self.reason(error))")
+            throw fail("cannot read the configuration file: \(error)")
         }
         guard data.count <= maxFileSize else {
             throw fail("the configuration file is larger than \(maxFileSize / 1024) KiB; is this the right file?")
@@ -66,20 +75,6 @@ extension NodeConfiguration {
 
     static func currentDirectory() -> String {
         FileManager.default.currentDirectoryPath
-    }
-
-    static func reason(_ error: any Error) -> String {
-        let ns = error as NSError
-        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain,
-           let message = strerror(Int32(underlying.code)) {
-            return String(cString: message)
-        }
-        if ns.domain == NSPOSIXErrorDomain, let message = strerror(Int32(ns.code)) { return String(cString: message) }
-        switch ns.code {
-        case NSFileReadNoSuchFileError, NSFileNoSuchFileError: return "no such file"
-        case NSFileReadNoPermissionError: return "permission denied"
-        default: return ns.localizedDescription
-        }
     }
 
     /// A Yams error as a located message.

@@ -1,3 +1,4 @@
+import BitTorrent
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,6 +12,12 @@ public final class FileDescriptor: @unchecked Sendable {
     public init(path: String, flags: Int32, mode: mode_t = 0o644) throws {
         let fd = open(path, flags | O_CLOEXEC, mode)
         guard fd >= 0 else { throw StorageError.system("cannot open", path: path) }
+        self.fd = fd
+        self.path = path
+    }
+
+    /// Takes ownership of an already open descriptor.
+    public init(adopting fd: Int32, path: String) {
         self.fd = fd
         self.path = path
     }
@@ -154,20 +161,18 @@ public enum FilePaths {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// A whole regular file of at most `limit` bytes. Anything else (a FIFO, a device, a folder,
-    /// a socket) is refused before a byte is read: O_NONBLOCK keeps the open of a FIFO without
-    /// a writer from blocking, and the check is on the descriptor opened, so no race swaps it.
+    /// A whole regular file of at most `limit` bytes; anything else is refused before a
+    /// byte is read (see `RegularFile`).
     public static func readAll(_ path: String, limit: Int) throws -> [UInt8] {
-        let f = try FileDescriptor(path: path, flags: O_RDONLY | O_NONBLOCK)
-        var st = stat()
-        guard fstat(f.fd, &st) == 0 else { throw StorageError.system("cannot stat", path: path) }
-        let kind = st.st_mode & S_IFMT
-        guard kind == S_IFREG else {
-            let what = kind == S_IFIFO ? "a FIFO" : kind == S_IFDIR ? "a folder" : kind == S_IFCHR || kind == S_IFBLK ? "a device"
-                : kind == S_IFSOCK ? "a socket" : "special"
-            throw StorageError("\(path) is not a regular file (it is \(what))")
+        let opened: (fd: Int32, size: Int64)
+        do {
+            opened = try RegularFile.open(path)
+        } catch {
+            if case .system(let code) = error { throw StorageError.system("cannot open", path: path, code: code) }
+            throw StorageError("\(path) is \(error)")
         }
-        let size = Int64(st.st_size)
+        let f = FileDescriptor(adopting: opened.fd, path: path)
+        let size = opened.size
         guard size <= Int64(limit) else { throw StorageError("\(path) is \(size) bytes, more than the \(limit) byte limit") }
         var out = [UInt8](repeating: 0, count: Int(size))
         try out.withUnsafeMutableBytes { (buf) throws in try f.read(into: buf, at: 0) }

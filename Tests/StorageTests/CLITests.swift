@@ -243,6 +243,24 @@ struct CLITests {
         }
     }
 
+    @Test("a FIFO given as the node configuration or the gossip key is refused at once, not waited on")
+    func configAndKeyFIFOs() throws {
+        try withTempDir { dir in
+            #expect(mkfifo(dir.sub("node.yaml"), 0o600) == 0)
+            #expect(mkfifo(dir.sub("gossip.key"), 0o600) == 0)
+            let check = try Shell.run(StarlingBinary.path, ["node", "--check-config", dir.sub("node.yaml")], timeout: 20)
+            expectCleanFailure(check, mentioning: "not a regular file (it is a FIFO)")
+            try writeFile(dir.sub("f.bin"), [1, 2, 3])
+            let made = try StarlingBinary.run(["make-torrent", dir.sub("f.bin"), "--output", dir.sub("f.torrent")])
+            #expect(made.status == 0, "\(made.stderr)")
+            let seed = try Shell.run(StarlingBinary.path, ["seed", dir.sub("f.torrent"), dir.sub("f.bin"), "--ip", "127.0.0.1",
+                                                           "--gossip-subnet", "127.0.0.0/8", "--gossip-key-file", dir.sub("gossip.key")],
+                                     timeout: 20)
+            #expect(seed.status != 0 && !seed.signaled)
+            #expect(seed.stderr.contains("not a regular file (it is a FIFO)"), "\(seed.stderr)")
+        }
+    }
+
     // MARK: bad input
 
     static let badTorrents: [(String, [UInt8])] = {

@@ -20,6 +20,7 @@ public struct GossipKey: Sendable, Hashable {
 
     public enum LoadError: Error, Sendable, Hashable, CustomStringConvertible {
         case unreadable(path: String, errno: Int32)
+        case notRegularFile(path: String, kind: String)
         case tooShort(length: Int)
         case tooLong(length: Int)
         case missing
@@ -27,6 +28,7 @@ public struct GossipKey: Sendable, Hashable {
         public var description: String {
             switch self {
             case .unreadable(let p, let e): return "cannot read gossip key file \(p): errno \(e)"
+            case .notRegularFile(let p, let kind): return "gossip key file \(p) is not a regular file (it is \(kind))"
             case .tooShort(let n): return "gossip key is \(n) bytes; at least \(GossipKey.minimumLength) are required"
             case .tooLong(let n): return "gossip key is \(n) bytes; at most 4096 are accepted"
             case .missing: return "no gossip key: pass --gossip-key-file, set \(GossipKey.environmentVariable), or --gossip-insecure"
@@ -93,8 +95,15 @@ public struct GossipKey: Sendable, Hashable {
     }
 
     private static func readFile(_ path: String) throws(LoadError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .unreadable(path: path, errno: errno) }
+        let fd: Int32
+        do {
+            fd = try RegularFile.open(path).fd
+        } catch {
+            switch error {
+            case .system(let code): throw .unreadable(path: path, errno: code)
+            case .notRegular(let kind): throw .notRegularFile(path: path, kind: kind)
+            }
+        }
         defer { close(fd) }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 4097)
