@@ -17,9 +17,37 @@ public struct WalkedFile: Sendable {
 public enum DirectoryWalker {
     public static func files(under root: String) throws -> [WalkedFile] {
         var out: [WalkedFile] = []
-        try walk(root, relative: [], into: &out)
-        out.sort { $0.relative.joined(separator: "/").utf8.lexicographicallyPrecedes($1.relative.joined(separator: "/").utf8) }
-        return out
+        var strict: Skipping? = nil
+        try walk(root, relative: [], into: &out, skipping: &strict)
+        return sorted(out)
+    }
+
+    /// Like `files(under:)`, but an entry that cannot be read (a dangling symlink, a folder
+    /// that cannot be listed) is noted in `problems` and skipped, and a folder reached again
+    /// through a symlink loop is not walked twice: one bad entry does not hide the rest.
+    public static func files(under root: String, problems: inout [String]) throws -> [WalkedFile] {
+        var out: [WalkedFile] = []
+        var skipping: Skipping? = Skipping()
+        var st = stat()
+        if stat(root, &st) == 0 { skipping?.visited.insert(FolderID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))) }
+        try walk(root, relative: [], into: &out, skipping: &skipping)
+        problems += skipping?.problems ?? []
+        return sorted(out)
+    }
+
+    private static func sorted(_ files: [WalkedFile]) -> [WalkedFile] {
+        files.sorted { $0.relative.joined(separator: "/").utf8.lexicographicallyPrecedes($1.relative.joined(separator: "/").utf8) }
+    }
+
+    private struct FolderID: Hashable {
+        var device: UInt64
+        var inode: UInt64
+    }
+
+    /// What a tolerant walk has skipped, and the folders it has been in.
+    private struct Skipping {
+        var problems: [String] = []
+        var visited: Set<FolderID> = []
     }
 
     /// The regular files directly in `folder` whose names pass `include` (symlinks followed),
@@ -61,15 +89,35 @@ public enum DirectoryWalker {
         return names
     }
 
-    private static func walk(_ dir: String, relative: [String], into out: inout [WalkedFile]) throws {
-        for name in try names(in: dir) {
+    private static func walk(_ dir: String, relative: [String], into out: inout [WalkedFile],
+                             skipping: inout Skipping?) throws {
+        let entries: [String]
+        do {
+            entries = try names(in: dir)
+        } catch {
+            guard skipping != nil, !relative.isEmpty else { throw error }
+            skipping?.problems.append("\(error)")
+            return
+        }
+        for name in entries {
             let full = dir + "/" + name
             var st = stat()
             // stat follows symlinks, as mktorrent does.
-            guard stat(full, &st) == 0 else { throw StorageError.system("cannot read", path: full) }
+            guard stat(full, &st) == 0 else {
+                let error = StorageError.system("cannot read", path: full)
+                guard skipping != nil else { throw error }
+                skipping?.problems.append("\(error)")
+                continue
+            }
             switch st.st_mode & S_IFMT {
             case S_IFDIR:
-                try walk(full, relative: relative + [name], into: &out)
+                if skipping != nil {
+                    guard skipping!.visited.insert(FolderID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))).inserted else {
+                        skipping?.problems.append("\(full): a folder already walked (a symlink loop?)")
+                        continue
+                    }
+                }
+                try walk(full, relative: relative + [name], into: &out, skipping: &skipping)
             case S_IFREG:
                 out.append(WalkedFile(relative: relative + [name], fullPath: full, size: Int64(st.st_size),
                                       mode: UInt32(st.st_mode & 0o7777), modificationTime: Int64(st.st_mtim.tv_sec)))

@@ -393,6 +393,23 @@ struct TrackerServerTests {
         #expect(service.fullScrapeBuilds == 3)
     }
 
+    /// A dangling symlink or a symlink loop in --allow-dir used to fail the whole read (and the
+    /// tracker's start); now each is a problem reported beside the torrents that were read.
+    @Test func allowDirSkipsBrokenLinksAndLoops() throws {
+        let dir = try S.tempDir("allow-links")
+        defer { S.removeTree(dir) }
+        let good = S.torrentBytes(name: "good.bin")
+        try FilePaths.makeDirectories(dir + "/sub")
+        try FilePaths.writeAtomically(good, to: dir + "/sub/good.torrent")
+        #expect(symlink(dir + "/missing", dir + "/a-dangling.torrent") == 0)
+        #expect(symlink(dir, dir + "/sub/loop") == 0)
+        let list = try AllowList.load(folder: dir)
+        #expect(list.infoHashes == [try Metainfo(bytes: good).infoHash])
+        #expect(list.problems.contains { $0.contains("a-dangling.torrent") }, "\(list.problems)")
+        #expect(list.problems.contains { $0.contains("sub/loop") }, "\(list.problems)")
+        #expect(try AllowList.currentSignature(folder: dir) == list.signature)
+    }
+
     /// A torrent dropped from --allow-dir leaves the full scrape at once, cache or not.
     @Test func allowListReloadDropsTheCachedFullScrape() throws {
         let dir = try S.tempDir("allow-cache")

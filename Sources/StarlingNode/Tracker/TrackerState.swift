@@ -82,11 +82,11 @@ public struct AllowList: Sendable {
     /// Names, sizes and modification times of the files read: a change means re-read.
     public var signature: [String]
 
-    /// Reads every `*.torrent` under `folder`.
+    /// Reads every `*.torrent` under `folder`; entries that cannot be read are problems, not failures.
     public static func load(folder: String) throws -> AllowList {
-        let files = try DirectoryWalker.files(under: folder).filter { $0.fullPath.hasSuffix(".torrent") }
-        var hashes = Set<InfoHash>()
         var problems: [String] = []
+        let files = try DirectoryWalker.files(under: folder, problems: &problems).filter { $0.fullPath.hasSuffix(".torrent") }
+        var hashes = Set<InfoHash>()
         for f in files {
             do {
                 let m = try Metainfo(bytes: FilePaths.readAll(f.fullPath, limit: Metainfo.maxFileSize))
@@ -100,7 +100,8 @@ public struct AllowList: Sendable {
 
     /// A cheap fingerprint of the folder (a stat per file, no reads), polled to notice changes.
     public static func currentSignature(folder: String) throws -> [String] {
-        signature(of: try DirectoryWalker.files(under: folder).filter { $0.fullPath.hasSuffix(".torrent") })
+        var ignored: [String] = []
+        return signature(of: try DirectoryWalker.files(under: folder, problems: &ignored).filter { $0.fullPath.hasSuffix(".torrent") })
     }
 
     static func signature(of files: [WalkedFile]) -> [String] {
