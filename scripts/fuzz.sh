@@ -63,9 +63,10 @@ case "${1:-}" in
         [ $# -eq 2 ] || { echo "usage: $0 --all SECONDS" >&2; exit 2; }
         build
         for t in $(list); do run "$t" "$2"; done ;;
-    ""|-h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' ;;
+    ""|-h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' ;;
     *)
         [ $# -eq 2 ] || { echo "usage: $0 TARGET SECONDS" >&2; exit 2; }
+        list | grep -qx "$1" || { echo "unknown target '$1'; try --list" >&2; exit 2; }
         build
         run "$1" "$2" ;;
 esac
