@@ -7,6 +7,11 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "starling", targets: ["starling"]),
+        // For the fuzz targets in Fuzz/ (a package of their own that depends on this one).
+        .library(name: "Bencode", targets: ["Bencode"]),
+        .library(name: "BitTorrent", targets: ["BitTorrent"]),
+        .library(name: "NodeConfig", targets: ["NodeConfig"]),
+        .library(name: "StarlingNode", targets: ["StarlingNode"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

@@ -34,6 +34,17 @@ struct TrackerMessagesTests {
         #expect(r.peerID.count == 20 && r.infoHash.hex.hasPrefix("1c7291a2"))
     }
 
+    /// Found by fuzz-tracker-query: a 48-byte binary key was kept as 96 hex digits, so the
+    /// request's own query string (`queryString()`) no longer parsed.
+    @Test func binaryKeyKeptWithinTheLimit() throws {
+        let q = Self.good + "&port=1&left=0&key="
+        let long = try? AnnounceRequest.parse(query: q + String(repeating: "%FF", count: 48))
+        #expect(long == nil)
+        let r = try AnnounceRequest.parse(query: q + String(repeating: "%FF", count: 32))
+        #expect(r.key == String(repeating: "ff", count: 32))
+        #expect(try AnnounceRequest.parse(query: r.queryString()) == r)
+    }
+
     @Test func defaultsAndIgnoredParameters() throws {
         let q = "info_hash=\(PercentEncoding.encode(Self.hash.bytes))&peer_id=\(PercentEncoding.encode(Self.peerID))"
             + "&port=1&left=0&supportcrypto=1&no_peer_id=1&event="

@@ -136,9 +136,11 @@ public struct AnnounceRequest: Sendable, Hashable {
                 let n = try count(v, "numwant")
                 numWant = Int(min(n, Int64(maxNumWant)))
             case "key":
-                guard v.count <= 64 else { throw .invalidRequest("key is longer than 64 bytes") }
-                // aria2 sends random binary keys: keep them, as hex when not UTF-8 text.
-                key = String(validating: v, as: UTF8.self) ?? Hex.encode(v)
+                // aria2 sends random binary keys: keep them, as hex when not UTF-8 text. The limit
+                // applies to what is kept, so a parsed request's key can be sent again (fuzzing found it).
+                let k = String(validating: v, as: UTF8.self) ?? Hex.encode(v)
+                guard k.utf8.count <= 64 else { throw .invalidRequest("key is longer than 64 bytes") }
+                key = k
             case "compact":
                 switch v {
                 case [UInt8(ascii: "0")]: compact = false

@@ -4,7 +4,10 @@ import Foundation
 enum TestPaths {
     static let packageRoot: URL = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static var starling: String { packageRoot.appendingPathComponent(".build/debug/starling").path }
+    /// `STARLING_BIN` overrides it (scripts/sanitize.sh runs the sanitized build's binary).
+    static var starling: String {
+        ProcessInfo.processInfo.environment["STARLING_BIN"] ?? packageRoot.appendingPathComponent(".build/debug/starling").path
+    }
     static var fixtures: URL { packageRoot.appendingPathComponent("Tests/Fixtures") }
 
     /// A fresh scratch folder, removed by the caller with `cleanup`.
