@@ -165,7 +165,7 @@ public enum FilePaths {
     /// byte is read (see `RegularFile`).
     public static func readAll(_ path: String, limit: Int) throws -> [UInt8] {
         let opened: (fd: Int32, size: Int64)
-        do {
+        do throws(RegularFile.OpenError) {
             opened = try RegularFile.open(path)
         } catch {
             if case .system(let code) = error { throw StorageError.system("cannot open", path: path, code: code) }

@@ -96,7 +96,7 @@ public struct GossipKey: Sendable, Hashable {
 
     private static func readFile(_ path: String) throws(LoadError) -> [UInt8] {
         let fd: Int32
-        do {
+        do throws(RegularFile.OpenError) {
             fd = try RegularFile.open(path).fd
         } catch {
             switch error {
