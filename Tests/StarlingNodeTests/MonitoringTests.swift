@@ -132,12 +132,18 @@ struct MonitoringTests {
         #expect(text.hasPrefix("zabbix_export:\n  version: '6.0'"))
         #expect(text.contains("type: HTTP_AGENT") && text.contains("type: DEPENDENT") && text.contains("type: PROMETHEUS_PATTERN"))
         #expect(text.contains("triggers:"))
-        // UUIDs: 32 lowercase hex digits, unique.
+        // UUIDs: version-4 UUIDs written as 32 lowercase hex digits, unique. Zabbix 6.0's
+        // import refuses any other ("Invalid parameter "/1/uuid": UUIDv4 is expected.").
         let re = try NSRegularExpression(pattern: "uuid: ([^\\n]*)")
         let ns = text as NSString
         let uuids = re.matches(in: text, range: NSRange(location: 0, length: ns.length)).map { ns.substring(with: $0.range(at: 1)) }
         #expect(uuids.count > 10 && Set(uuids).count == uuids.count)
         #expect(uuids.allSatisfy { $0.count == 32 && $0.allSatisfy { "0123456789abcdef".contains($0) } })
+        let notV4 = uuids.filter { u in
+            let digits = Array(u)
+            return digits.count != 32 || digits[12] != "4" || !"89ab".contains(digits[16])
+        }
+        #expect(notV4.isEmpty, "not version-4 UUIDs: \(notV4)")
         // Every item a trigger refers to is defined (as an item or an item prototype).
         func captures(_ pattern: String) throws -> Set<String> {
             let re = try NSRegularExpression(pattern: pattern)
