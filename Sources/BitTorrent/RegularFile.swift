@@ -48,4 +48,24 @@ public enum RegularFile {
         }
         return (fd, Int64(st.st_size))
     }
+
+    /// The first `limit` bytes of a regular file (all of it when shorter). A caller asks for
+    /// one byte more than it accepts, to tell a file that is too long.
+    public static func read(_ path: String, atMost limit: Int) throws(OpenError) -> [UInt8] {
+        let fd = try open(path).fd
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: max(1, min(limit, 64 << 10)))
+        while out.count < limit {
+            let want = min(buffer.count, limit - out.count)
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, want) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .system(errno)
+            }
+            if n == 0 { break }
+            out += buffer[0..<n]
+        }
+        return out
+    }
 }

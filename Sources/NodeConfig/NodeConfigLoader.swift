@@ -21,18 +21,7 @@ extension NodeConfiguration {
         }
         let data: Data
         do {
-            let fd = try RegularFile.open(absolute).fd
-            defer { close(fd) }
-            var bytes: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 64 << 10)
-            while bytes.count <= maxFileSize {
-                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if n < 0, errno == EINTR { continue }
-                if n < 0 { throw RegularFile.OpenError.system(errno) }
-                if n == 0 { break }
-                bytes += buffer[0..<n]
-            }
-            data = Data(bytes)
+            data = Data(try RegularFile.read(absolute, atMost: maxFileSize + 1))
         } catch {
             throw fail("cannot read the configuration file: \(error)")
         }

@@ -95,26 +95,14 @@ public struct GossipKey: Sendable, Hashable {
     }
 
     private static func readFile(_ path: String) throws(LoadError) -> [UInt8] {
-        let fd: Int32
+        let out: [UInt8]
         do throws(RegularFile.OpenError) {
-            fd = try RegularFile.open(path).fd
+            out = try RegularFile.read(path, atMost: 4097)
         } catch {
             switch error {
             case .system(let code): throw .unreadable(path: path, errno: code)
             case .notRegular(let kind): throw .notRegularFile(path: path, kind: kind)
             }
-        }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 4097)
-        while out.count <= 4096 {
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .unreadable(path: path, errno: errno)
-            }
-            if n == 0 { break }
-            out += buf[0..<n]
         }
         // Trailing whitespace may still bring a long file under the limit, so trim before judging.
         if out.count > 4096 {
