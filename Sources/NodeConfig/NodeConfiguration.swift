@@ -109,7 +109,7 @@ public struct NodeConfiguration: Sendable, Hashable {
         }
     }
 
-    /// Connection limits (map onto `EngineConfig.maxPeers` / `uploadSlots`).
+    /// Connection limits (map onto `TorrentRules.maxPeers` / `uploadSlots`).
     public struct Limits: Sendable, Hashable {
         /// Most connections per torrent.
         public var maxPeers: Int

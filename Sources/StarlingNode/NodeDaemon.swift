@@ -102,8 +102,8 @@ public final class NodeDaemon: @unchecked Sendable {
         ec.portRange = config.portRange
         ec.upRate = config.rates.up
         ec.downRate = config.rates.down
-        ec.maxPeers = config.limits.maxPeers
-        ec.uploadSlots = config.limits.uploadSlots
+        ec.rules.maxPeers = config.limits.maxPeers
+        ec.rules.uploadSlots = config.limits.uploadSlots
         ec.allowedPeers = config.allowedPeers
         ec.tcpCongestion = config.tcpCongestion
         engine = try PeerEngine(config: ec, loop: group.next(), logger: logger)

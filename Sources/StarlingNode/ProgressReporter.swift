@@ -41,8 +41,8 @@ final class ProgressReporter: @unchecked Sendable {
 
     /// Rates are the session's own, smoothed once a second.
     private func report() {
-        let downRate = session.downRate.rate
-        let upRate = session.upRate.rate
+        let downRate = session.state.downRate.rate
+        let upRate = session.state.upRate.rate
         let pct = session.progress * 100
         let left = session.left
         let eta = Units.formatETA(bytesLeft: left, bytesPerSecond: downRate)

@@ -132,7 +132,7 @@ public final class SwarmRunner: Sendable {
                 announcer.completed()
                 gossip?.announce(torrents: [(metainfo.infoHash, complete: true)], peerPort: UInt16(engine.listenPort))
                 let (took, fetched, wasted) = try await loop.submit {
-                    (session.completedAt.map { Double(($0 - session.startedAt).nanoseconds) / 1e9 } ?? 0,
+                    (session.completionSeconds ?? 0,
                      session.downloadedBytes, session.wastedBytes)
                 }.get()
                 // `wasted`: blocks received twice (an endgame duplicate, or a cancel crossed them)

@@ -79,7 +79,7 @@ struct SwarmCLIOptions: ParsableArguments {
         engine.downRate = try parseRate(downRate, option: "--down-rate")
         guard maxPeers > 0 else { throw ValidationError("--max-peers must be at least 1") }
         guard uploadSlots > 0 else { throw ValidationError("--upload-slots must be at least 1") }
-        engine.maxPeers = maxPeers
+        engine.rules.maxPeers = maxPeers
         engine.allowedPeers = try allowPeers.map { text in
             guard let net = CIDR(text) else { throw ValidationError("--allow-peers \(text): expected a network in CIDR notation, e.g. 10.0.0.0/16") }
             return net
@@ -87,7 +87,7 @@ struct SwarmCLIOptions: ParsableArguments {
         if !engine.allowedPeers.isEmpty, let own = IPAddress(ip), !own.isUnspecified, !engine.allows(host: ip) {
             throw ValidationError("--allow-peers does not contain --ip \(ip): this host could not talk to its own network")
         }
-        engine.uploadSlots = uploadSlots
+        engine.rules.uploadSlots = uploadSlots
         if let name = tcpCongestion {
             guard let valid = ValueParsing.congestionControl(name) else {
                 throw ValidationError("--tcp-congestion \(name): expected an algorithm name such as cubic or bbr (letters, digits, _; at most 15)")

@@ -44,8 +44,8 @@ struct CongestionControlTests {
         // Generous: the whole suite runs in parallel on two cores.
         for _ in 0..<3000 where inbound == nil || outbound == nil {
             try await Task.sleep(for: .milliseconds(10))
-            inbound = try await serving.loop.submit { serving.peers.values.first?.channel }.get()
-            outbound = try await fetching.loop.submit { fetching.peers.values.first?.channel }.get()
+            inbound = try await serving.loop.submit { serving.links.values.first?.channel }.get()
+            outbound = try await fetching.loop.submit { fetching.links.values.first?.channel }.get()
         }
         #expect(try await congestionControl(of: try #require(inbound)) == "reno", "the seed accepted this connection")
         #expect(try await congestionControl(of: try #require(outbound)) == "cubic", "the peer dialled this connection")

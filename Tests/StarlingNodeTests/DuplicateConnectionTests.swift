@@ -11,7 +11,7 @@ import Testing
 struct DuplicateConnectionTests {
     /// A session's links, by id, with the listen address each is known by; read on its loop.
     func links(_ session: TorrentSession) async throws -> [Int: PeerAddress?] {
-        try await session.loop.submit { session.peers.mapValues(\.listenAddress) }.get()
+        try await session.loop.submit { session.state.peers.mapValues(\.listenAddress) }.get()
     }
 
     @Test("a peer dialled again at its listen address keeps its established link and is not dialled again")

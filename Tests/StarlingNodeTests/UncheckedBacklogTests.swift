@@ -22,8 +22,8 @@ struct UncheckedBacklogTests {
         seedConfig.portRange = 7611...7611
         var peerConfig = EngineConfig(ip: "127.0.61.2")
         peerConfig.portRange = 7612...7612
-        peerConfig.maxUncheckedBytes = 512 * 1024
-        peerConfig.maxPipeline = 32
+        peerConfig.rules.maxUncheckedBytes = 512 * 1024
+        peerConfig.rules.maxPipeline = 32
         let (seed, peer) = try await startEnginePair(seed: seedConfig, peer: peerConfig, group: group, label: "unchecked-backlog")
 
         // A slow disk: the peer's only piece worker is busy until the gate opens.
@@ -37,20 +37,20 @@ struct UncheckedBacklogTests {
 
         func state() async throws -> (unchecked: Int, outstanding: Int) {
             try await fetching.loop.submit {
-                (fetching.uncheckedBytes, fetching.peers.values.reduce(0) { $0 + $1.outstanding.count })
+                (fetching.state.uncheckedBytes, fetching.state.peers.values.reduce(0) { $0 + $1.outstanding.count })
             }.get()
         }
         var s = try await state()
-        for _ in 0..<100 where s.unchecked < peerConfig.maxUncheckedBytes {
+        for _ in 0..<100 where s.unchecked < peerConfig.rules.maxUncheckedBytes {
             try await Task.sleep(for: .milliseconds(50))
             s = try await state()
         }
-        try #require(s.unchecked >= peerConfig.maxUncheckedBytes, "pieces arrived and wait for the worker")
+        try #require(s.unchecked >= peerConfig.rules.maxUncheckedBytes, "pieces arrived and wait for the worker")
         // Requests already sent still arrive; after that nothing more is asked.
         try await Task.sleep(for: .seconds(1))
         s = try await state()
         #expect(s.outstanding == 0, "no request in flight while the worker is behind")
-        #expect(s.unchecked <= peerConfig.maxUncheckedBytes + 32 * 16 * 1024 + metainfo.pieceLength,
+        #expect(s.unchecked <= peerConfig.rules.maxUncheckedBytes + 32 * 16 * 1024 + metainfo.pieceLength,
                 "held at the limit plus one pipeline, not the 8 MiB file")
         #expect(try await fetching.loop.submit { fetching.progress }.get() == 0)
 
@@ -58,7 +58,7 @@ struct UncheckedBacklogTests {
         try await stuck.get()
         try await fetching.completed.get()
         #expect(try Data(contentsOf: out) == data)
-        #expect(try await fetching.loop.submit { fetching.uncheckedBytes }.get() == 0)
+        #expect(try await fetching.loop.submit { fetching.state.uncheckedBytes }.get() == 0)
 
         await seed.shutdown()
         await peer.shutdown()

@@ -43,6 +43,15 @@ public enum PeerMessage: Sendable, Equatable {
         }
     }
 
+    /// The 13 bytes before a `piece` message's block: a sender reads the block straight
+    /// after them into the same buffer.
+    public static func writePieceHeader(_ block: BlockRequest, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(UInt32(9 + block.length))
+        buffer.writeInteger(ID.piece.rawValue)
+        buffer.writeInteger(UInt32(block.piece))
+        buffer.writeInteger(UInt32(block.begin))
+    }
+
     public func write(into buffer: inout ByteBuffer) {
         func header(_ id: ID, _ payload: Int) {
             buffer.writeInteger(UInt32(1 + payload))
@@ -64,9 +73,7 @@ public enum PeerMessage: Sendable, Equatable {
         case .cancel(let r): header(.cancel, 12); r.write(into: &buffer)
         case .reject(let r): header(.reject, 12); r.write(into: &buffer)
         case .piece(let index, let begin, var data):
-            header(.piece, 8 + data.readableBytes)
-            buffer.writeInteger(UInt32(index))
-            buffer.writeInteger(UInt32(begin))
+            Self.writePieceHeader(BlockRequest(piece: index, begin: begin, length: data.readableBytes), into: &buffer)
             buffer.writeBuffer(&data)
         case .port(let p): header(.port, 2); buffer.writeInteger(p)
         case .extended(let id, var payload):

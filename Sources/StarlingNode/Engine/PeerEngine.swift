@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Storage
+import Swarm
 
 /// The peer-wire runtime of one process: a listener on a port from the configured range,
 /// a dialler, the host-wide rate limiter and the torrent sessions, all on one event loop.
@@ -16,9 +17,7 @@ public final class PeerEngine: @unchecked Sendable {
     private var server: Channel?
     public private(set) var listenPort: Int = 0
     private var sessions: [InfoHash: TorrentSession] = [:]
-    private var candidates: [InfoHash: [PeerAddress: Candidate]] = [:]
-    private var dialling: Set<DialKey> = []
-    private var nextLinkID = 0
+    private var candidates: [InfoHash: DialSchedule] = [:]
     private var timers: [RepeatedTask] = []
     /// Outbound connections leave from the configured IP, so peers see the address we announce.
     private let bindAddress: SocketAddress
@@ -26,16 +25,9 @@ public final class PeerEngine: @unchecked Sendable {
     /// 256 KiB, 10 ms for 16 MiB), so the loop keeps moving bytes meanwhile. (Internal, not
     /// private: a test holds it busy to play a slow disk.)
     let pieceWorker = NIOThreadPool(numberOfThreads: 1)
-
-    struct Candidate {
-        var failures = 0
-        var nextAttempt = NIODeadline.uptimeNanoseconds(0)
-    }
-
-    struct DialKey: Hashable {
-        var infoHash: InfoHash
-        var address: PeerAddress
-    }
+    /// Reads blocks to upload off the event loop (libtorrent's disk thread serves reads the
+    /// same way), apart from the hashing so a big piece's check delays no upload.
+    private let blockReader = NIOThreadPool(numberOfThreads: 1)
 
     public init(config: EngineConfig, loop: EventLoop, logger: Logger) throws {
         do {
@@ -48,6 +40,7 @@ public final class PeerEngine: @unchecked Sendable {
         self.logger = logger
         limiter = HostRateLimiter(loop: loop, upRate: config.upRate, downRate: config.downRate)
         pieceWorker.start()
+        blockReader.start()
     }
 
     // MARK: life
@@ -116,6 +109,7 @@ public final class PeerEngine: @unchecked Sendable {
         }.get()
         try? await server?.close()
         try? await pieceWorker.shutdownGracefully()
+        try? await blockReader.shutdownGracefully()
     }
 
     // MARK: torrents
@@ -139,7 +133,7 @@ public final class PeerEngine: @unchecked Sendable {
             try store.finalize()
         }
         let session = TorrentSession(metainfo: metainfo, store: store, have: have, loop: loop,
-                                     pieceWorker: pieceWorker, config: config, logger: logger)
+                                     pieceWorker: pieceWorker, blockReader: blockReader, config: config, logger: logger)
         try await loop.submit { self.sessions[metainfo.infoHash] = session }.get()
         return session
     }
@@ -159,13 +153,10 @@ public final class PeerEngine: @unchecked Sendable {
     /// Past `maxCandidates` for the torrent, new addresses are dropped (known ones stay).
     public func addCandidates(_ addresses: [PeerAddress], for infoHash: InfoHash) {
         loop.execute {
-            var known = self.candidates[infoHash, default: [:]]
-            var dropped = 0
-            for a in addresses where !(a.host == self.config.ip && a.port == self.listenPort) && self.config.allows(host: a.host) {
-                guard known[a] == nil else { continue }
-                guard known.count < self.config.maxCandidates else { dropped += 1; continue }
-                known[a] = Candidate()
-            }
+            var known = self.candidates[infoHash] ?? DialSchedule(capacity: self.config.maxCandidates)
+            let dropped = known.add(addresses.filter {
+                !($0.host == self.config.ip && $0.port == self.listenPort) && self.config.allows(host: $0.host)
+            })
             if dropped > 0 {
                 self.logger.debug("candidate list full: addresses dropped", metadata: ["dropped": "\(dropped)", "kept": "\(known.count)"])
             }
@@ -203,21 +194,14 @@ public final class PeerEngine: @unchecked Sendable {
     }
 
     private func dialCandidates() {
-        let now = NIODeadline.now()
+        let now = UInt64(loop.now.uptimeNanoseconds)
         for (hash, session) in sessions where session.failure == nil {
             guard var known = candidates[hash] else { continue }
-            let connected = Set(session.peers.values.compactMap(\.listenAddress))
-            var budget = config.maxPeers - session.connectedPeers - dialling.filter { $0.infoHash == hash }.count
-            for (addr, c) in known where budget > 0 {
-                let key = DialKey(infoHash: hash, address: addr)
-                guard c.nextAttempt <= now, !connected.contains(addr), !dialling.contains(key),
-                      !session.isBanned(addr.host) else { continue }
-                budget -= 1
-                dialling.insert(key)
-                known[addr]!.nextAttempt = now + .seconds(Int64(min(60, 2 << min(c.failures, 5))))
-                dial(addr, for: hash)
-            }
+            let connected = session.state.listenAddresses
+            let budget = config.rules.maxPeers - session.connectedPeers - known.inProgress
+            let due = known.due(now: now, budget: budget) { connected.contains($0) || session.state.isBanned($0.host) }
             candidates[hash] = known
+            for address in due { dial(address, for: hash) }
         }
     }
 
@@ -245,7 +229,6 @@ public final class PeerEngine: @unchecked Sendable {
     static let unsentLowWaterOption = ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: 25))
 
     private func dial(_ address: PeerAddress, for infoHash: InfoHash) {
-        let key = DialKey(infoHash: infoHash, address: address)
         ClientBootstrap(group: loop)
             .connectTimeout(.seconds(5))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -256,9 +239,8 @@ public final class PeerEngine: @unchecked Sendable {
             .bind(to: bindAddress)
             .connect(host: address.host, port: address.port)
             .whenComplete { result in
-                self.dialling.remove(key)
+                self.candidates[infoHash]?.dialEnded(address, connected: (try? result.get()) != nil)
                 if case .failure(let error) = result {
-                    self.candidates[infoHash]?[address]?.failures += 1
                     self.logger.debug("cannot connect", metadata: ["peer": "\(address)", "error": "\(error)"])
                 }
             }
@@ -267,8 +249,9 @@ public final class PeerEngine: @unchecked Sendable {
     /// True when a session serves `infoHash`. On the loop.
     func hasTorrent(_ infoHash: InfoHash) -> Bool { sessions[infoHash] != nil }
 
-    /// Validates a handshake and creates the session's link, or nil to close the connection.
-    func accept(handshake: Handshake, channel: Channel, outbound: Bool, remote: PeerAddress) -> (TorrentSession, PeerLink)? {
+    /// The session a handshake names, or nil to close the connection (an unknown torrent,
+    /// or ourselves). The session's rules then admit or refuse the peer.
+    func session(for handshake: Handshake, remote: PeerAddress) -> TorrentSession? {
         guard let session = sessions[handshake.infoHash] else {
             logger.debug("closing connection: unknown torrent", metadata: ["peer": "\(remote)"])
             return nil
@@ -277,62 +260,16 @@ public final class PeerEngine: @unchecked Sendable {
             logger.debug("closing connection to self", metadata: ["peer": "\(remote)"])
             return nil
         }
-        guard !session.isBanned(remote.host) else { return nil }
-        let fromSameAddress = session.peers.values.filter { $0.remote.host == remote.host }.count
-        guard fromSameAddress < config.maxConnectionsPerAddress else {
-            logger.debug("refusing connection: too many from one address", metadata: ["peer": "\(remote)", "connections": "\(fromSameAddress)"])
-            return nil
-        }
-        if session.connectedPeers >= config.maxPeers + Self.inboundSlack {
-            guard let victim = session.turnoverVictim() else {
-                logger.debug("refusing connection: every slot is busy", metadata: ["peer": "\(remote)"])
-                return nil
-            }
-            // Not a protocol violation (`closeReason` counts those): the slot is simply needed.
-            logger.info("closing connection", metadata: [
-                "peer": "\(victim.remote)", "reason": "idle for \(config.turnoverIdle) while another peer needed the slot"])
-            victim.channel.close(promise: nil)
-        }
-        var knownListenAddress: PeerAddress?
-        if let existing = session.peers.values.first(where: { $0.peerID == handshake.peerID }) {
-            // We dialled its listen address: now we know it, and stop dialling it again.
-            if outbound, existing.listenAddress == nil { existing.listenAddress = remote }
-            // An established connection stays: a peer we only know by its listen address (an
-            // inbound peer, re-learned from the tracker) is dialled again, and replacing the
-            // link would throw away its requests and the seed's assignments mid-transfer.
-            // Both ends see the same link as established, so both drop the new one.
-            if NIODeadline.now() - existing.connectedAt > Self.establishedAfter { return nil }
-            // Both ends dialled each other at once: keep the connection opened by the smaller
-            // peer id, a rule both sides apply the same way.
-            let ours = config.peerID, theirs = handshake.peerID
-            let initiator = { (l: Bool) in l ? ours : theirs }
-            let keepNew = initiator(outbound).lexicographicallyPrecedes(initiator(existing.outbound))
-            guard keepNew else { return nil }
-            knownListenAddress = existing.listenAddress
-            existing.channel.close(promise: nil)
-        }
-        nextLinkID += 1
-        let link = PeerLink(id: nextLinkID, channel: channel, outbound: outbound, remote: remote,
-                            pieceCount: session.metainfo.pieceCount)
-        link.peerID = handshake.peerID
-        link.fast = handshake.supportsFast
-        if link.listenAddress == nil { link.listenAddress = knownListenAddress }
-        return (session, link)
+        return session
     }
 
     /// Reads of up to 256 KiB (NIO's default stops at 64 KiB): a busy peer connection moves
     /// several MB/s, and each read is a syscall and a pass through the decoder.
     static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16 * 1024, maximum: 256 * 1024)
 
-    /// Inbound connections accepted beyond `maxPeers`, so peers that dial us are not refused
-    /// because our own dials filled the slots.
-    static let inboundSlack = 10
-
-    /// A connection this old is the one kept when the same peer connects again.
-    static let establishedAfter: TimeAmount = .seconds(2)
-
-    func linkClosed(_ link: PeerLink, session: TorrentSession) {
-        if let addr = link.listenAddress { candidates[session.infoHash]?[addr]?.failures = 0 }
+    /// A connection of `session` closed: the next dial of its address waits no longer than the first.
+    func linkClosed(listenAddress: PeerAddress?, session: TorrentSession) {
+        if let listenAddress { candidates[session.infoHash]?.connectionClosed(listenAddress) }
         dialCandidates()
     }
 }

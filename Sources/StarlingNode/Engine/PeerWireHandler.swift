@@ -46,20 +46,19 @@ final class PeerWireHandler: ChannelInboundHandler {
                 return
             }
             let remote = context.channel.remoteAddress.flatMap(PeerAddress.init) ?? PeerAddress(host: "?", port: 0)
-            guard let (session, link) = engine.accept(handshake: hs, channel: context.channel,
-                                                       outbound: dialledFor != nil, remote: remote) else {
-                // Refused with the torrent at hand (a duplicate, say), we still answer: the
-                // dialler then sees who we are and stops dialling an address it is linked to.
-                if dialledFor == nil, engine.hasTorrent(hs.infoHash) {
-                    sendHandshake(context: context, infoHash: hs.infoHash)
-                }
+            guard let session = engine.session(for: hs, remote: remote) else {
                 context.close(promise: nil)
                 return
             }
+            // Answered also when the rules refuse the peer (a duplicate, say): the dialler then
+            // sees who we are and stops dialling an address it is linked to.
             if dialledFor == nil { sendHandshake(context: context, infoHash: hs.infoHash) }
+            guard let link = session.admit(hs, channel: context.channel, outbound: dialledFor != nil, remote: remote) else {
+                context.close(promise: nil)
+                return
+            }
             self.session = session
             self.link = link
-            session.attach(link)
         case .message(let m):
             guard let session, let link else {
                 context.close(promise: nil)
@@ -75,18 +74,14 @@ final class PeerWireHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if let session, let link, context.channel.isWritable {
-            link.becameWritable()
-            session.serve(link)
-        }
+        if let session, let link { session.writabilityChanged(link) }
         context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         handshakeTimeout?.cancel()
         if let session, let link {
-            session.detach(link)
-            engine.linkClosed(link, session: session)
+            engine.linkClosed(listenAddress: session.closed(link), session: session)
         }
         context.fireChannelInactive()
     }

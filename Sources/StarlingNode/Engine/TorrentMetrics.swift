@@ -1,4 +1,5 @@
 import Prometheus
+import Swarm
 
 /// Per-torrent metric series; the label is the info-hash prefix, so series stay bounded.
 struct TorrentMetrics {
@@ -46,19 +47,19 @@ struct TorrentMetrics {
         caps["down"]!.set(to: Double(down))
     }
 
-    func update(progress: Double, verified: Int) {
-        progressRatio.set(to: progress)
+    /// Adds what the rules counted since the last report.
+    func record(_ c: TorrentState.Counters, since last: TorrentState.Counters) {
+        for (counter, delta) in [(downloaded, c.downloaded - last.downloaded), (uploaded, c.uploaded - last.uploaded),
+                                 (wasted, c.wasted - last.wasted), (verified, c.verified - last.verified),
+                                 (hashFailures, c.hashFailures - last.hashFailures), (banned, c.banned - last.banned)]
+        where delta > 0 {
+            counter.increment(by: delta)
+        }
     }
 
-    func peersChanged(_ links: Dictionary<Int, PeerLink>.Values) {
-        var counts: [String: Int] = [:]
-        for l in links {
-            counts["connected", default: 0] += 1
-            if l.isSeed { counts["seeds", default: 0] += 1 }
-            if !l.amChoking { counts["uploading_to", default: 0] += 1 }
-            if !l.peerChoking && l.amInterested { counts["downloading_from", default: 0] += 1 }
-            if l.peerInterested { counts["interested", default: 0] += 1 }
-        }
-        for s in Self.peerStates { peerGauges[s]!.set(to: Double(counts[s] ?? 0)) }
+    func peersChanged(_ c: TorrentState.PeerCounts) {
+        let values = ["connected": c.connected, "seeds": c.seeds, "uploading_to": c.uploadingTo,
+                      "downloading_from": c.downloadingFrom, "interested": c.interested]
+        for s in Self.peerStates { peerGauges[s]!.set(to: Double(values[s] ?? 0)) }
     }
 }

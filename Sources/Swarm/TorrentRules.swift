@@ -1,0 +1,58 @@
+import BitTorrent
+
+/// The settings of a torrent's rules (`TorrentState`), each default written here once;
+/// durations in nanoseconds. The defaults suit a fleet rollout on a LAN.
+public struct TorrentRules: Sendable, Equatable {
+    /// Most connections per torrent.
+    public var maxPeers = 50
+    /// Inbound connections accepted beyond `maxPeers`, so peers that dial us are not refused
+    /// because our own dials filled the slots.
+    public var inboundSlack = 10
+    /// Interested peers served at once while downloading, or seeding after a download;
+    /// generous, since a fleet is a trusted swarm. (A distinct-first seed serves every
+    /// interested peer: see `TorrentState.init`.)
+    public var uploadSlots = 16
+    /// How far ahead each peer is asked for blocks, in time at the rate it delivers. Enough
+    /// to keep our downlink busy, short on purpose: every byte asked for and not yet here sits
+    /// in a queue on the way (the sender's socket, its uplink, our downlink), and a fresh piece
+    /// from the seed, a `have` or a request queues behind it (docs/design/engine.md).
+    public var requestHorizon: UInt64 = 500_000_000
+    /// Request pipeline depth bounds, in 16 KiB blocks.
+    public var minPipeline = 4
+    public var maxPipeline = 256
+    public var maxQueuedRequestsPerPeer = 512
+    /// Most bytes of complete pieces waiting for their hash check and write (at least two
+    /// pieces). Beyond it no new blocks are requested, so a slow disk or a starved CPU keeps
+    /// memory flat instead of buffering the download in RAM.
+    public var maxUncheckedBytes = 16 * 1024 * 1024
+    /// Blocks read or written for one peer and not yet handed to its connection.
+    public var uploadsInFlightPerPeer = 4
+    /// A seed that started complete uploads each block once before it uploads any block twice.
+    public var distinctFirstSeeding = true
+    /// How long a piece refused by a seed is looked for at other peers first.
+    public var refusalMemory: UInt64 = 3_000_000_000
+    /// A peer that delivers nothing of what we asked for this long has its requests moved.
+    public var snubTimeout: UInt64 = 30_000_000_000
+    /// Most connections per torrent from one address: a host that opens more is hoarding
+    /// slots (one peer needs one, two while both ends dial at once).
+    public var maxConnectionsPerAddress = 4
+    /// How long a connection may move no block before a newcomer can take its slot.
+    public var turnoverIdle: UInt64 = 10_000_000_000
+    /// A connection this old is the one kept when the same peer connects again.
+    public var establishedAfter: UInt64 = 2_000_000_000
+    /// Most suggestions a peer's list keeps; older ones are dropped first.
+    public var maxSuggestionsKept = 256
+
+    public init() {}
+
+    /// Blocks to keep requested from a peer that delivers `bytesPerSecond`: `requestHorizon`
+    /// of its rate, within `minPipeline...maxPipeline`.
+    public func pipelineDepth(forRate bytesPerSecond: Double) -> Int {
+        let blocks = (bytesPerSecond * Double(requestHorizon) / 1e9 / Double(PieceLayout.blockSize)).rounded(.up)
+        guard !blocks.isNaN else { return minPipeline }
+        return blocks >= Double(maxPipeline) ? maxPipeline : max(minPipeline, Int(blocks))
+    }
+
+    /// The client code of Starling's Azureus-style peer ids (`-SL0100-...`).
+    public static let starlingPeerIDPrefix = Array("-SL".utf8)
+}
