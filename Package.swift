@@ -23,12 +23,13 @@ let package = Package(
     targets: [
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
         .target(name: "Bencode"),
         .target(name: "BitTorrent", dependencies: [
             "Bencode", "COpenSSL",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
-        .target(name: "Storage", dependencies: ["BitTorrent", "CZlib"]),
+        .target(name: "Storage", dependencies: ["BitTorrent", "CZlib", "CLinux"]),
         // The node's YAML configuration: parsing and validation only (Yams stays here);
         // StarlingNode's NodeDaemon maps it onto the engine, tracker, gossip and HTTP.
         .target(name: "NodeConfig", dependencies: [

@@ -1,3 +1,4 @@
+import CLinux
 import BitTorrent
 #if canImport(Glibc)
 import Glibc
@@ -8,19 +9,25 @@ public final class FileDescriptor: @unchecked Sendable {
     // Immutable after init; pread/pwrite are safe from many threads.
     public let fd: Int32
     public let path: String
+    /// On tmpfs or ramfs: a read never waits for a disk (and RWF_NOWAIT is refused there).
+    private let inMemory: Bool
 
     public init(path: String, flags: Int32, mode: mode_t = 0o644) throws {
         let fd = open(path, flags | O_CLOEXEC, mode)
         guard fd >= 0 else { throw StorageError.system("cannot open", path: path) }
         self.fd = fd
         self.path = path
+        inMemory = Self.isInMemory(fd)
     }
 
     /// Takes ownership of an already open descriptor.
     public init(adopting fd: Int32, path: String) {
         self.fd = fd
         self.path = path
+        inMemory = Self.isInMemory(fd)
     }
+
+    private static func isInMemory(_ fd: Int32) -> Bool { starling_in_memory_fs(fd) != 0 }
 
     deinit { close(fd) }
 
@@ -36,6 +43,28 @@ public final class FileDescriptor: @unchecked Sendable {
             if n == 0 { throw StorageError("cannot read \(path): file is shorter than expected") }
             done += n
         }
+    }
+
+    /// Reads exactly `buffer.count` bytes at `offset` if the page cache holds them; false when
+    /// the read would wait for the disk (or the file system cannot say), so the caller can
+    /// read on a thread that may block.
+    public func readIfCached(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Bool {
+        if inMemory {
+            try read(into: buffer, at: offset)
+            return true
+        }
+        var done = 0
+        while done < buffer.count {
+            let n = starling_pread_nowait(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL { return false }
+                throw StorageError.system("cannot read", path: path)
+            }
+            if n == 0 { throw StorageError("cannot read \(path): file is shorter than expected") }
+            done += n
+        }
+        return true
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: Int64) throws {

@@ -72,6 +72,17 @@ extension FileLayout {
         }
     }
 
+    /// `read`, if the page cache holds the whole span (see `FileDescriptor.readIfCached`).
+    func readIfCached(offset: Int64, into buffer: UnsafeMutableRawBufferPointer, handles: [FileDescriptor?]) throws -> Bool {
+        var at = 0
+        for seg in segments(offset: offset, length: buffer.count) {
+            let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[at..<(at + seg.length)])
+            guard try handles[seg.fileIndex]!.readIfCached(into: slice, at: seg.fileOffset) else { return false }
+            at += seg.length
+        }
+        return true
+    }
+
     /// Writes `buffer` at torrent offset `offset` across the files.
     func write(offset: Int64, from buffer: UnsafeRawBufferPointer, handles: [FileDescriptor?]) throws {
         var at = 0

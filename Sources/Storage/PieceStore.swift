@@ -95,6 +95,12 @@ public final class PieceStore: @unchecked Sendable {
         try layout.read(offset: pieces.offset(ofPiece: piece) + Int64(begin), into: buffer, handles: handles)
     }
 
+    /// `read`, without waiting for the disk: false when the block is not in the page cache.
+    public func readIfCached(piece: Int, begin: Int, length: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Bool {
+        precondition(buffer.count == length)
+        return try layout.readIfCached(offset: pieces.offset(ofPiece: piece) + Int64(begin), into: buffer, handles: handles)
+    }
+
     /// True when `data` is piece `index` as the torrent describes it.
     public func matches(piece index: Int, data: UnsafeRawBufferPointer) -> Bool {
         data.count == pieces.length(ofPiece: index) && SHA1Hasher.hash(data) == metainfo.pieceHash(index)

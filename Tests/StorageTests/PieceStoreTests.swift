@@ -165,6 +165,10 @@ struct PieceStoreTests {
             var block = [UInt8](repeating: 0, count: 6)
             try block.withUnsafeMutableBytes { try store.read(piece: 0, begin: 1, length: 6, into: $0) }
             #expect(block == Array(edgy.piece(0).dropFirst().prefix(6)))
+            // just written, it is in the page cache: read without waiting for the disk, alike
+            var cached = [UInt8](repeating: 0, count: 6)
+            #expect(try cached.withUnsafeMutableBytes { try store.readIfCached(piece: 0, begin: 1, length: 6, into: $0) })
+            #expect(cached == block)
 
             try store.finalize()
             #expect(store.isFinal)

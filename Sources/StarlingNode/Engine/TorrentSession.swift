@@ -167,7 +167,7 @@ public final class TorrentSession: @unchecked Sendable {
                 link.send(PeerMessage(m))
                 if !written.contains(where: { $0 === link }) { written.append(link) }
             case .serve(let req, let id):
-                serve(req, to: id)
+                if serve(req, to: id), let link = links[id], !written.contains(where: { $0 === link }) { written.append(link) }
             case .assemble(let req):
                 guard let block else { continue }
                 assemble(req, block)
@@ -254,36 +254,69 @@ public final class TorrentSession: @unchecked Sendable {
         }
     }
 
-    /// Reads the block off the loop (a slow disk stalls no other peer) into a buffer that
-    /// already holds the `piece` header, then sends it.
-    private func serve(_ req: BlockRequest, to id: Int) {
-        guard let link = links[id] else { return perform(state.blockSent(req, to: id, sent: false, now: now)) }
+    /// Sends the block in a buffer that starts with the `piece` header. Read on the loop
+    /// when the page cache holds it (the usual case: the file was just written or read);
+    /// otherwise on the block reader, so a slow disk stalls no other peer.
+    /// Returns true when the block was written here (and needs the batch's flush).
+    private func serve(_ req: BlockRequest, to id: Int) -> Bool {
+        guard let link = links[id] else {
+            perform(state.blockSent(req, to: id, sent: false, now: now))
+            return false
+        }
         var buffer = link.channel.allocator.buffer(capacity: 13 + req.length)
         PeerMessage.writePieceHeader(req, into: &buffer)
         let store = self.store
+        let read = { (b: inout ByteBuffer, cachedOnly: Bool) throws -> Bool in
+            var cached = true
+            try b.writeWithUnsafeMutableBytes(minimumWritableBytes: req.length) { ptr in
+                let into = UnsafeMutableRawBufferPointer(rebasing: ptr[0..<req.length])
+                if cachedOnly {
+                    cached = try store.readIfCached(piece: req.piece, begin: req.begin, length: req.length, into: into)
+                } else {
+                    try store.read(piece: req.piece, begin: req.begin, length: req.length, into: into)
+                }
+                return cached ? req.length : 0
+            }
+            return cached
+        }
+        do {
+            if try read(&buffer, true) {
+                link.channel.write(buffer, promise: sentPromise(req, to: id))
+                return true
+            }
+        } catch {
+            uploadFailed(req, to: id, error: error)
+            return false
+        }
         blockReader.runIfActive(eventLoop: loop) { [buffer] () throws -> ByteBuffer in
             var b = buffer
-            try b.writeWithUnsafeMutableBytes(minimumWritableBytes: req.length) { ptr in
-                try store.read(piece: req.piece, begin: req.begin, length: req.length,
-                               into: UnsafeMutableRawBufferPointer(rebasing: ptr[0..<req.length]))
-                return req.length
-            }
+            _ = try read(&b, false)
             return b
         }.whenComplete { result in
-            guard let link = self.links[id] else { return self.perform(self.state.blockSent(req, to: id, sent: false, now: self.now)) }
             switch result {
             case .success(let bytes):
-                let written = self.loop.makePromise(of: Void.self)
-                written.futureResult.whenComplete { r in
-                    self.perform(self.state.blockSent(req, to: id, sent: (try? r.get()) != nil, now: self.now))
-                }
-                link.channel.writeAndFlush(bytes, promise: written)
+                guard let link = self.links[id] else { return self.perform(self.state.blockSent(req, to: id, sent: false, now: self.now)) }
+                link.channel.writeAndFlush(bytes, promise: self.sentPromise(req, to: id))
             case .failure(let error):
-                self.logger.error("cannot read block to upload", metadata: ["request": "\(req)", "error": "\(error)"])
-                self.perform(self.state.blockSent(req, to: id, sent: false, now: self.now))
-                link.channel.close(promise: nil)
+                self.uploadFailed(req, to: id, error: error)
             }
         }
+        return false
+    }
+
+    /// Tells the rules when the block has gone to the connection (or could not).
+    private func sentPromise(_ req: BlockRequest, to id: Int) -> EventLoopPromise<Void> {
+        let promise = loop.makePromise(of: Void.self)
+        promise.futureResult.whenComplete { r in
+            self.perform(self.state.blockSent(req, to: id, sent: (try? r.get()) != nil, now: self.now))
+        }
+        return promise
+    }
+
+    private func uploadFailed(_ req: BlockRequest, to id: Int, error: Error) {
+        logger.error("cannot read block to upload", metadata: ["request": "\(req)", "error": "\(error)"])
+        perform(state.blockSent(req, to: id, sent: false, now: now))
+        links[id]?.channel.close(promise: nil)
     }
 
     private func finalize() {
