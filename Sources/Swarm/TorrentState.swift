@@ -430,7 +430,10 @@ public struct TorrentState: Sendable {
         // A seed that assigns pieces decides how much we fetch from it: take all it hands out,
         // or its uplink idles while our earlier blocks still sit in a queue on the way.
         let assigns = peers[id]!.assignsPieces
-        let depth = assigns ? rules.maxPipeline : rules.pipelineDepth(forRate: peers[id]!.downloaded.rate)
+        // A snubbing peer keeps one request (libtorrent's rule too): enough to show it is
+        // back, while the rest of its share goes to peers that deliver.
+        let depth = peers[id]!.snubbed ? 1
+            : assigns ? rules.maxPipeline : rules.pipelineDepth(forRate: peers[id]!.downloaded.rate)
         let room = depth - peers[id]!.outstanding.count
         guard room > 0 else { return }
         var has = peers[id]!.bitfield
@@ -450,6 +453,9 @@ public struct TorrentState: Sendable {
         }
         let reqs = picker.pick(for: id, peerHas: has, count: room, outstanding: peers[id]!.outstanding,
                                suggested: peers[id]!.suggestedToUs, onlySuggested: assigns)
+        // The snub clock runs from our first request, not from the connection: a peer that
+        // choked us for a minute has not failed to deliver.
+        if !reqs.isEmpty, peers[id]!.outstanding.isEmpty { peers[id]!.lastBlockAt = now }
         for r in reqs {
             peers[id]!.outstanding.insert(r)
             send(.request(r), to: id)
@@ -787,7 +793,10 @@ public struct TorrentState: Sendable {
             log(.debug, "peer snubbed us; re-requesting its blocks elsewhere", ["peer": peers[id]!.host])
             dropOutstanding(of: id)
         }
-        requestFromAll(now: now)
+        // Peers that deliver are refilled first, so a snubbing peer's blocks go to them.
+        let ids = Array(peers.keys)
+        for id in ids where !peers[id]!.snubbed { request(from: id, now: now) }
+        for id in ids where peers[id]!.snubbed { request(from: id, now: now) }
         return takeActions()
     }
 }
