@@ -37,3 +37,12 @@ public struct PieceLayout: Sendable, Hashable {
         return begin <= self.length(ofPiece: piece) - length
     }
 }
+
+extension PieceLayout {
+    /// The SHA-1 of each block of a piece's bytes, for blame (`Swarm.BlameLedger`).
+    public static func blockDigests(_ piece: UnsafeRawBufferPointer) -> [SHA1Digest] {
+        stride(from: 0, to: piece.count, by: blockSize).map { start in
+            SHA1Hasher.hash(UnsafeRawBufferPointer(rebasing: piece[start..<min(start + blockSize, piece.count)]))
+        }
+    }
+}

@@ -102,9 +102,8 @@ public struct PiecePicker: Sendable {
         // 3. Endgame: a peer with nothing left to deliver is asked for one block already
         // requested elsewhere, in case that request is stuck behind a slow or vanished peer.
         // Idle links only, one block at a time (libtorrent's rule too): when the downlink is
-        // the bottleneck, every duplicate delays the copy already on its way. Asking every
-        // link for duplicates at once, peers of a 16-host lab run received 0.7-1.1 MiB of
-        // each 64 MiB twice; with this rule 0.3-0.5 MiB.
+        // the bottleneck, every duplicate delays the copy already on its way
+        // (docs/design/engine.md).
         if out.isEmpty, outstanding.isEmpty, unrequested.isEmpty, let req = endgameBlock(for: peer, peerHas: peerHas) {
             partial[req.piece]!.requesters[req.begin / PieceLayout.blockSize].append(peer)
             out.append(req)

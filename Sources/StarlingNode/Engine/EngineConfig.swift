@@ -29,9 +29,9 @@ public struct EngineConfig: Sendable {
     /// Peer-wire connections are taken from and made to these networks only (empty: any),
     /// so a fleet's artifact is served only to the fleet.
     public var allowedPeers: [CIDR] = []
-    /// Most addresses kept to dial per torrent, from every source together. A tracker that
-    /// listed millions of fake peers grew a peer by 620 MiB; a real swarm needs far fewer
-    /// than this, since only `rules.maxPeers` are connected at once.
+    /// Most addresses kept to dial per torrent, from every source together: a tracker that
+    /// lists millions of fake peers must not grow the process, and a real swarm needs far
+    /// fewer, since only `rules.maxPeers` are connected at once.
     public var maxCandidates = 1000
     public var peerID: [UInt8]
 

@@ -16,14 +16,13 @@ public final class PeerEngine: @unchecked Sendable {
     public let limiter: HostRateLimiter
     private var server: Channel?
     public private(set) var listenPort: Int = 0
-    private var sessions: [InfoHash: TorrentSession] = [:]
+    private(set) var sessions: [InfoHash: TorrentSession] = [:]
     private var candidates: [InfoHash: DialSchedule] = [:]
     private var timers: [RepeatedTask] = []
     /// Outbound connections leave from the configured IP, so peers see the address we announce.
     private let bindAddress: SocketAddress
-    /// Checks and writes arrived pieces off the event loop (SHA-1 of a piece is ~0.2 ms per
-    /// 256 KiB, 10 ms for 16 MiB), so the loop keeps moving bytes meanwhile. (Internal, not
-    /// private: a test holds it busy to play a slow disk.)
+    /// Checks and writes arrived pieces off the event loop, so the loop keeps moving bytes
+    /// meanwhile. (Internal, not private: a test holds it busy to play a slow disk.)
     let pieceWorker = NIOThreadPool(numberOfThreads: 1)
     /// Reads blocks to upload off the event loop (libtorrent's disk thread serves reads the
     /// same way), apart from the hashing so a big piece's check delays no upload.
@@ -168,17 +167,6 @@ public final class PeerEngine: @unchecked Sendable {
     /// How many addresses are kept to dial for `infoHash`.
     func candidateCount(for infoHash: InfoHash) async -> Int {
         (try? await loop.submit { self.candidates[infoHash]?.count ?? 0 }.get()) ?? 0
-    }
-
-    /// `/status` as JSON: caps, then each torrent's progress, rates and peers. On the loop.
-    func statusJSON() -> String {
-        loop.preconditionInEventLoop()
-        let torrents = sessions.values.sorted { $0.metainfo.name < $1.metainfo.name }.map { $0.statusJSON() }
-        // The node's own clock, so a client can turn two samples into an exact rate.
-        let now = Double(loop.now.uptimeNanoseconds) / 1e9
-        return "{\"version\":\"\(EngineConfig.version)\",\"uptimeSeconds\":\(now),\"ip\":\"\(config.ip)\",\"port\":\(listenPort),"
-            + "\"rateCaps\":{\"up\":\(limiter.rate(.up)),\"down\":\(limiter.rate(.down))},"
-            + "\"torrents\":[\(torrents.joined(separator: ","))]}"
     }
 
     // MARK: connections

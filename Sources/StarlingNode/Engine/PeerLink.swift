@@ -1,4 +1,5 @@
 import BitTorrent
+import Logging
 import NIOCore
 import Swarm
 
@@ -96,6 +97,17 @@ extension PeerMessage {
         case .haveNone: self = .haveNone
         case .reject(let r): self = .reject(r)
         case .allowedFast(let p): self = .allowedFast(piece: p)
+        }
+    }
+}
+
+extension Logger.Level {
+    init(_ level: TorrentState.LogLevel) {
+        switch level {
+        case .debug: self = .debug
+        case .info: self = .info
+        case .warning: self = .warning
+        case .error: self = .error
         }
     }
 }

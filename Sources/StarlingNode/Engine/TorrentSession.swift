@@ -189,20 +189,11 @@ public final class TorrentSession: @unchecked Sendable {
                 logger.log(level: stopping ? .info : .error, "download stopped", metadata: ["reason": "\(message)"])
                 completion.fail(CLIVisibleError(message))
             case .log(let level, let text, let fields):
-                logger.log(level: Self.level(level), "\(text)", metadata: fields.mapValues { .string($0) })
+                logger.log(level: Logger.Level(level), "\(text)", metadata: fields.mapValues { .string($0) })
             }
         }
         for link in written { link.channel.flush() }
         syncMetrics()
-    }
-
-    private static func level(_ l: TorrentState.LogLevel) -> Logger.Level {
-        switch l {
-        case .debug: .debug
-        case .info: .info
-        case .warning: .warning
-        case .error: .error
-        }
     }
 
     private func syncMetrics() {
@@ -226,18 +217,18 @@ public final class TorrentSession: @unchecked Sendable {
         }
     }
 
-    /// The piece worker checks the piece's SHA-1 and writes it (SHA-1 of a 16 MiB piece takes
-    /// milliseconds), so the loop keeps moving bytes meanwhile.
+    /// The piece worker checks the piece's SHA-1 and writes it, so the loop keeps moving bytes
+    /// meanwhile.
     private func check(_ index: Int, blockDigests: Bool) {
         let data = pieceBuffers.removeValue(forKey: index) ?? []
         let store = self.store, length = metainfo.layout.length(ofPiece: index)
         pieceWorker.runIfActive(eventLoop: loop) { () throws -> TorrentState.PieceCheck in
             guard data.count == length,
                   data.withUnsafeBytes({ store.matches(piece: index, data: $0) }) else {
-                return .mismatched(blockDigests: data.withUnsafeBytes(Self.blockDigests))
+                return .mismatched(blockDigests: data.withUnsafeBytes(PieceLayout.blockDigests))
             }
             try data.withUnsafeBytes { try store.write(piece: index, data: $0) }
-            return .matched(blockDigests: blockDigests ? data.withUnsafeBytes(Self.blockDigests) : nil)
+            return .matched(blockDigests: blockDigests ? data.withUnsafeBytes(PieceLayout.blockDigests) : nil)
         }.whenComplete { result in
             let check: TorrentState.PieceCheck
             switch result {
@@ -245,12 +236,6 @@ public final class TorrentSession: @unchecked Sendable {
             case .failure(let error): check = .unwritable("\(error)")
             }
             self.perform(self.state.pieceChecked(index, check, now: self.now))
-        }
-    }
-
-    static func blockDigests(_ data: UnsafeRawBufferPointer) -> [SHA1Digest] {
-        stride(from: 0, to: data.count, by: PieceLayout.blockSize).map { start in
-            SHA1Hasher.hash(UnsafeRawBufferPointer(rebasing: data[start..<min(start + PieceLayout.blockSize, data.count)]))
         }
     }
 
@@ -266,21 +251,14 @@ public final class TorrentSession: @unchecked Sendable {
         var buffer = link.channel.allocator.buffer(capacity: 13 + req.length)
         PeerMessage.writePieceHeader(req, into: &buffer)
         let store = self.store
-        let read = { (b: inout ByteBuffer, cachedOnly: Bool) throws -> Bool in
-            var cached = true
-            try b.writeWithUnsafeMutableBytes(minimumWritableBytes: req.length) { ptr in
-                let into = UnsafeMutableRawBufferPointer(rebasing: ptr[0..<req.length])
-                if cachedOnly {
-                    cached = try store.readIfCached(piece: req.piece, begin: req.begin, length: req.length, into: into)
-                } else {
-                    try store.read(piece: req.piece, begin: req.begin, length: req.length, into: into)
-                }
+        do {
+            var cached = false
+            try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: req.length) { ptr in
+                cached = try store.readIfCached(piece: req.piece, begin: req.begin, length: req.length,
+                                                into: UnsafeMutableRawBufferPointer(rebasing: ptr[0..<req.length]))
                 return cached ? req.length : 0
             }
-            return cached
-        }
-        do {
-            if try read(&buffer, true) {
+            if cached {
                 link.channel.write(buffer, promise: sentPromise(req, to: id))
                 return true
             }
@@ -290,7 +268,11 @@ public final class TorrentSession: @unchecked Sendable {
         }
         blockReader.runIfActive(eventLoop: loop) { [buffer] () throws -> ByteBuffer in
             var b = buffer
-            _ = try read(&b, false)
+            try b.writeWithUnsafeMutableBytes(minimumWritableBytes: req.length) { ptr in
+                try store.read(piece: req.piece, begin: req.begin, length: req.length,
+                               into: UnsafeMutableRawBufferPointer(rebasing: ptr[0..<req.length]))
+                return req.length
+            }
             return b
         }.whenComplete { result in
             switch result {
@@ -331,20 +313,6 @@ public final class TorrentSession: @unchecked Sendable {
         metrics.completionSeconds.record(seconds)
         logger.info("download complete", metadata: ["seconds": "\(Int(seconds * 10) / 10)", "path": "\(store.target)"])
         completion.succeed(())
-    }
-
-    // MARK: status
-
-    /// One torrent's entry in `/status`.
-    func statusJSON() -> String {
-        let status = state.failure != nil ? "failed" : state.isComplete ? "seeding" : "downloading"
-        let c = state.counters
-        return "{\"name\":\(JSONText.quote(metainfo.name)),\"infoHash\":\"\(infoHash.hex)\",\"state\":\"\(status)\","
-            + "\"progress\":\(state.progress),\"size\":\(metainfo.totalLength),\"left\":\(state.left),"
-            + "\"downloaded\":\(c.downloaded),\"uploaded\":\(c.uploaded),"
-            + "\"downRate\":\(Int(state.downRate.rate)),\"upRate\":\(Int(state.upRate.rate)),"
-            + "\"peers\":\(state.peers.count),\"seeds\":\(state.peerCounts.seeds),\"path\":\(JSONText.quote(store.target))"
-            + (state.failure.map { ",\"error\":\(JSONText.quote($0))" } ?? "") + "}"
     }
 }
 
