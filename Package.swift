@@ -7,6 +7,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "starling", targets: ["starling"]),
+        .executable(name: "starling-sim", targets: ["starling-sim"]),
         // For the fuzz targets in Fuzz/ (a package of their own that depends on this one).
         .library(name: "Bencode", targets: ["Bencode"]),
         .library(name: "BitTorrent", targets: ["BitTorrent"]),
@@ -37,6 +38,12 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "Swarm", dependencies: ["BitTorrent"]),
+        // The fleet simulator: the Swarm rules over a modelled network, in virtual time.
+        .target(name: "SwarmSim", dependencies: ["Swarm", "BitTorrent", "Storage"]),
+        .executableTarget(name: "starling-sim", dependencies: [
+            "SwarmSim", "BitTorrent",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .target(name: "StarlingNode", dependencies: [
             "BitTorrent", "Storage", "Swarm", "Bencode", "NodeConfig",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -65,6 +72,7 @@ let package = Package(
         // run the built `starling` binary.
         .testTarget(name: "StorageTests", dependencies: ["Storage", "BitTorrent", "Bencode"]),
         .testTarget(name: "SwarmTests", dependencies: ["Swarm", "BitTorrent"]),
+        .testTarget(name: "SwarmSimTests", dependencies: ["SwarmSim", "Swarm", "BitTorrent"]),
         .testTarget(name: "StarlingNodeTests", dependencies: [
             "StarlingNode", "BitTorrent", "Storage", "Swarm", "Bencode",
             .product(name: "NIOCore", package: "swift-nio"),

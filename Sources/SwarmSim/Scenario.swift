@@ -1,0 +1,44 @@
+import BitTorrent
+import Storage
+import Swarm
+
+/// What to simulate: the swarm, its links and the faults. Every host has the same link
+/// (as in `../shared/swarmlab`): `rate` up and down, `latency` one way.
+public struct Scenario: Sendable {
+    public var hosts = 16
+    public var fileBytes: Int64 = 64 << 20
+    /// 0: `make-torrent`'s automatic choice for the file size.
+    public var pieceLength = 0
+    /// Link capacity of every host, each direction, in bytes per second.
+    public var rate: Double = 100e6 / 8
+    /// One-way latency between any two hosts, nanoseconds.
+    public var latency: UInt64 = 0
+    /// Host-wide caps below the link (bytes per second of payload; 0 = none).
+    public var upCap: Int64 = 0
+    public var downCap: Int64 = 0
+    /// Fraction of the peers that send corrupt blocks.
+    public var liars = 0.0
+    /// The origin seed leaves once this many peers have the whole file.
+    public var killSeederAfterCompleteOf: Int?
+    public var rules = TorrentRules()
+    public var seed: UInt64 = 1
+    /// Step of the network model, nanoseconds: bytes move in slices of this length.
+    public var step: UInt64 = 5_000_000
+    /// Virtual time after which the run stops, complete or not.
+    public var timeLimit: UInt64 = 3_600_000_000_000
+    /// Tracker announce interval, as Starling's tracker hands out.
+    public var announceInterval: UInt64 = 15_000_000_000
+
+    public init() {}
+
+    var effectivePieceLength: Int {
+        pieceLength > 0 ? pieceLength : TorrentBuilder.automaticPieceLength(totalLength: fileBytes)
+    }
+
+    /// Kumar & Ross (2006): max(F/u_s, F/d_min, n F / (u_s + sum u_i)), with every link alike,
+    /// the bound `../shared/swarmlab` reports.
+    public var tMin: Double {
+        let f = Double(fileBytes), n = Double(hosts - 1)
+        return max(f / rate, n * f / (rate + n * rate))
+    }
+}

@@ -1,0 +1,86 @@
+import ArgumentParser
+import BitTorrent
+import Foundation
+import SwarmSim
+
+/// `starling-sim`: the swarm's real rules over a modelled network, in virtual time.
+struct StarlingSim: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "starling-sim",
+        abstract: "Simulate a Starling rollout to a fleet: the engine's own rules, a modelled network, virtual time.",
+        discussion: "The network model and its validation against ../shared/swarmlab: docs/simulator.md.",
+        subcommands: [Run.self])
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Distribute one file from one seed to N-1 peers and report as swarmlab does.")
+
+    @Option(help: "Hosts, the seed included.") var hosts = 16
+    @Option(name: .customLong("size-mb"), help: "File size in MiB.") var sizeMB = 64.0
+    @Option(help: "Link rate of every host, each direction (e.g. 100mbit, 20mbit).") var rate = "100mbit"
+    @Option(help: "One-way latency between hosts, milliseconds.") var delay = 0.0
+    @Option(name: .customLong("piece-size"), help: "Piece size (e.g. 256KiB); default: make-torrent's choice.") var pieceSize: String?
+    @Option(help: "Seed of every random choice: the same arguments and seed give the same run.") var seed: UInt64 = 1
+    @Option(name: .customLong("up-rate"), help: "Host-wide upload cap (e.g. 20mbit).") var upRate: String?
+    @Option(name: .customLong("down-rate"), help: "Host-wide download cap.") var downRate: String?
+    @Option(help: "Fraction of the peers that send corrupt blocks (0-1).") var liars = 0.0
+    @Option(name: .customLong("kill-seeder-after-complete-of"), help: "Stop the origin seed once this many peers are complete.")
+    var killSeeder: Int?
+    @Option(help: "Step of the network model, milliseconds.") var step = 5.0
+    @Option(help: "Write the figures as JSON (swarmlab's field names) to this file.") var json: String?
+
+    func validate() throws {
+        guard hosts >= 2 else { throw ValidationError("--hosts must be at least 2 (a seed and a peer)") }
+        guard sizeMB > 0 else { throw ValidationError("--size-mb must be positive") }
+        guard Units.parseRate(rate).map({ $0 > 0 }) == true else { throw ValidationError("--rate \(rate): expected a rate such as 100mbit") }
+        guard (0...1).contains(liars) else { throw ValidationError("--liars must be between 0 and 1") }
+        guard step > 0, delay >= 0 else { throw ValidationError("--step must be positive and --delay not negative") }
+    }
+
+    func run() throws {
+        var s = Scenario()
+        s.hosts = hosts
+        s.fileBytes = Int64(sizeMB * 1024 * 1024)
+        s.rate = Double(Units.parseRate(rate)!)
+        s.latency = UInt64(delay * 1e6)
+        s.seed = seed
+        s.liars = liars
+        s.killSeederAfterCompleteOf = killSeeder
+        s.step = UInt64(step * 1e6)
+        if let p = pieceSize {
+            guard let n = Units.parseSize(p), n >= 16 * 1024, n & (n - 1) == 0 else {
+                throw ValidationError("--piece-size \(p): expected a power of two of at least 16KiB")
+            }
+            s.pieceLength = Int(n)
+        }
+        for (text, option, keyPath) in [(upRate, "--up-rate", \Scenario.upCap), (downRate, "--down-rate", \Scenario.downCap)] {
+            guard let text else { continue }
+            guard let r = Units.parseRate(text), r > 0 else { throw ValidationError("\(option) \(text): expected a rate such as 20mbit") }
+            s[keyPath: keyPath] = r
+        }
+        let started = Date()
+        let simulation = Simulation(s)
+        let report = simulation.run()
+        let wall = Date().timeIntervalSince(started)
+        print(report.summary(rate: rate, wallSeconds: wall, peakRSSMiB: Self.peakRSSMiB()))
+        if let json {
+            try report.json(rate: rate, wallSeconds: wall, peakRSSMiB: Self.peakRSSMiB())
+                .write(toFile: json, atomically: true, encoding: .utf8)
+        }
+        if !report.allComplete {
+            for line in simulation.stragglers() { print("incomplete           \(line)") }
+            throw ExitCode(1)
+        }
+    }
+
+    /// Peak resident memory of this process (VmHWM), MiB.
+    static func peakRSSMiB() -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kb = Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else { return 0 }
+        return kb / 1024
+    }
+}
+
+StarlingSim.main()
