@@ -83,4 +83,14 @@ struct Run: ParsableCommand {
     }
 }
 
+// Swift seeds each dictionary's hashing per process and per instance, and the rules iterate
+// dictionaries of peers: with the seed fixed, a run's order of events follows from its
+// arguments alone. The variable is read at start-up, so the process starts itself again.
+if getenv("SWIFT_DETERMINISTIC_HASHING") == nil {
+    setenv("SWIFT_DETERMINISTIC_HASHING", "1", 1)
+    let args = CommandLine.arguments.map { strdup($0) } + [nil]
+    execv("/proc/self/exe", args)
+    FileHandle.standardError.write(Data("starling-sim: cannot restart with deterministic hashing (errno \(errno))\n".utf8))
+    exit(70)
+}
 StarlingSim.main()
