@@ -416,7 +416,9 @@ public struct TorrentState: Sendable {
     /// Fills the peer's request pipeline. Its depth follows the measured rate from the peer
     /// (`TorrentRules.requestHorizon` of data): deep enough that the link never idles
     /// waiting for the next request, shallow enough that little waits in queues on the way.
-    private mutating func request(from id: Int, now: UInt64) {
+    /// `unassigned` (on the tick only): from a seed that assigns pieces, also ask for what it
+    /// did not assign when no other peer has anything for us.
+    private mutating func request(from id: Int, now: UInt64, unassigned: Bool = false) {
         // Fields are read through `peers[id]!`, never a local copy of the peer: a copy alive
         // while its sets change would copy them on every refill.
         guard peers[id]?.amInterested == true, !picker.isComplete, failure == nil else { return }
@@ -451,8 +453,15 @@ public struct TorrentState: Sendable {
             let have = picker.have
             peers[id]!.suggestedToUs.removeAll { have[$0] }
         }
-        let reqs = picker.pick(for: id, peerHas: has, count: room, outstanding: peers[id]!.outstanding,
+        var reqs = picker.pick(for: id, peerHas: has, count: room, outstanding: peers[id]!.outstanding,
                                suggested: peers[id]!.suggestedToUs, onlySuggested: assigns)
+        if unassigned, reqs.isEmpty, assigns, peers[id]!.outstanding.isEmpty,
+           !peers.values.contains(where: { $0.id != id && $0.amInterested }) {
+            // Nobody else has what we lack (the peers it went to left or were banned): ask
+            // the seed though it assigned nothing. It sends such blocks once it has nothing
+            // fresher to send; waiting for an assignment, the piece was never sent again.
+            reqs = picker.pick(for: id, peerHas: has, count: room, outstanding: peers[id]!.outstanding)
+        }
         // The snub clock runs from our first request, not from the connection: a peer that
         // choked us for a minute has not failed to deliver.
         if !reqs.isEmpty, peers[id]!.outstanding.isEmpty { peers[id]!.lastBlockAt = now }
@@ -795,7 +804,7 @@ public struct TorrentState: Sendable {
         }
         // Peers that deliver are refilled first, so a snubbing peer's blocks go to them.
         let ids = Array(peers.keys)
-        for id in ids where !peers[id]!.snubbed { request(from: id, now: now) }
+        for id in ids where !peers[id]!.snubbed { request(from: id, now: now, unassigned: true) }
         for id in ids where peers[id]!.snubbed { request(from: id, now: now) }
         return takeActions()
     }

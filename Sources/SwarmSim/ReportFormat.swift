@@ -14,7 +14,7 @@ extension Simulation.Report {
             median / p90         \(f(median)) s / \(f(p90)) s
             T_min (Kumar-Ross)   \(f(tMin)) s   makespan/T_min = \(f(ratioToTMin))
             seeder uploaded      \(f(seederUploadXFile)) x file
-            all complete         \(allComplete ? "yes" : "no") (\(completeHosts)/\(hosts - 1) honest peers)
+            all complete         \(allComplete ? "yes" : "no") (\(completeHosts)/\(honestPeers) honest peers)
             simulator            \(f(wallSeconds, 1)) s wall, \(f(virtualSeconds, 1)) s simulated, peak RSS \(f(peakRSSMiB, 0)) MiB
             """
     }

@@ -10,7 +10,7 @@ import Swarm
 public final class Simulation {
     public let scenario: Scenario
     let layout: PieceLayout
-    private var hosts: [Host] = []
+    private(set) var hosts: [Host] = []
     private var conns: [Conn?] = []
     private var tracker = TrackerRegistry()
     private let infoHash = InfoHash(bytes: [UInt8](repeating: 7, count: 20))!
@@ -377,6 +377,8 @@ public final class Simulation {
         public var seederUploadXFile: Double
         public var allComplete: Bool
         public var completeHosts: Int
+        /// Peers that are not liars: the ones that must complete.
+        public var honestPeers: Int
         public var virtualSeconds: Double
     }
 
@@ -406,7 +408,7 @@ public final class Simulation {
         return Report(hosts: scenario.hosts, fileBytes: scenario.fileBytes, makespan: all ? times.last : nil,
                       median: percentile(50), p90: percentile(90), tMin: scenario.tMin,
                       seederUploadXFile: Double(hosts[0].uploaded) / Double(scenario.fileBytes),
-                      allComplete: all, completeHosts: honest.filter { $0.doneAt != nil }.count,
+                      allComplete: all, completeHosts: honest.filter { $0.doneAt != nil }.count, honestPeers: honest.count,
                       virtualSeconds: Double(now) / 1e9)
     }
 }
