@@ -33,32 +33,24 @@ public final class FileDescriptor: @unchecked Sendable {
 
     /// Reads exactly `buffer.count` bytes at `offset`, or throws (a short file is an error).
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws {
-        var done = 0
-        while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw StorageError.system("cannot read", path: path)
-            }
-            if n == 0 { throw StorageError("cannot read \(path): file is shorter than expected") }
-            done += n
-        }
+        _ = try read(into: buffer, at: offset, waitForDisk: true)
     }
 
     /// Reads exactly `buffer.count` bytes at `offset` if the page cache holds them; false when
     /// the read would wait for the disk (or the file system cannot say), so the caller can
     /// read on a thread that may block.
     public func readIfCached(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Bool {
-        if inMemory {
-            try read(into: buffer, at: offset)
-            return true
-        }
+        try read(into: buffer, at: offset, waitForDisk: inMemory)
+    }
+
+    private func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64, waitForDisk: Bool) throws -> Bool {
         var done = 0
         while done < buffer.count {
-            let n = starling_pread_nowait(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            let at = buffer.baseAddress! + done, count = buffer.count - done, position = off_t(offset) + off_t(done)
+            let n = waitForDisk ? pread(fd, at, count, position) : starling_pread_nowait(fd, at, count, position)
             if n < 0 {
                 if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL { return false }
+                if !waitForDisk, errno == EAGAIN || errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL { return false }
                 throw StorageError.system("cannot read", path: path)
             }
             if n == 0 { throw StorageError("cannot read \(path): file is shorter than expected") }

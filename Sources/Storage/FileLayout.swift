@@ -64,20 +64,21 @@ extension FileLayout {
     /// Reads the span at `offset` from the files' descriptors (`handles[i]` for file i;
     /// nil only for zero-length files).
     func read(offset: Int64, into buffer: UnsafeMutableRawBufferPointer, handles: [FileDescriptor?]) throws {
-        var at = 0
-        for seg in segments(offset: offset, length: buffer.count) {
-            let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[at..<(at + seg.length)])
-            try handles[seg.fileIndex]!.read(into: slice, at: seg.fileOffset)
-            at += seg.length
-        }
+        _ = try read(offset: offset, into: buffer, handles: handles) { try $0.read(into: $1, at: $2); return true }
     }
 
     /// `read`, if the page cache holds the whole span (see `FileDescriptor.readIfCached`).
     func readIfCached(offset: Int64, into buffer: UnsafeMutableRawBufferPointer, handles: [FileDescriptor?]) throws -> Bool {
+        try read(offset: offset, into: buffer, handles: handles) { try $0.readIfCached(into: $1, at: $2) }
+    }
+
+    /// Reads each file's segment of the span with `segment`; false as soon as one returns false.
+    private func read(offset: Int64, into buffer: UnsafeMutableRawBufferPointer, handles: [FileDescriptor?],
+                      segment: (FileDescriptor, UnsafeMutableRawBufferPointer, Int64) throws -> Bool) throws -> Bool {
         var at = 0
         for seg in segments(offset: offset, length: buffer.count) {
             let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[at..<(at + seg.length)])
-            guard try handles[seg.fileIndex]!.readIfCached(into: slice, at: seg.fileOffset) else { return false }
+            guard try segment(handles[seg.fileIndex]!, slice, seg.fileOffset) else { return false }
             at += seg.length
         }
         return true

@@ -561,16 +561,20 @@ public struct TorrentState: Sendable {
     /// Shutdown or removal: every connection closes, and a download not yet complete ends
     /// as stopped, so nothing waits on it.
     public mutating func stop() -> [Action] {
-        if completedAt == nil { stopDownload("stopped before the download completed") }
-        for id in peers.keys where !actions.contains(.close(id, .redundant)) { close(id, .redundant) }
+        if completedAt == nil, failure == nil { markFailed("stopped before the download completed") }
+        for id in peers.keys { close(id, .redundant) }
         return takeActions()
     }
 
     private mutating func stopDownload(_ message: String) {
         guard failure == nil else { return }
+        markFailed(message)
+        for id in peers.keys { close(id, .redundant) }
+    }
+
+    private mutating func markFailed(_ message: String) {
         failure = message
         actions.append(.failed(message))
-        for id in peers.keys { close(id, .redundant) }
     }
 
     /// Bans an address proven to have sent a bad block of `piece` for the rest of the run:

@@ -18,8 +18,9 @@ public final class Simulation {
     private var random: SplitMix64
     public private(set) var now: UInt64 = 0
     private var completed = 0
-    /// Link counters per host for the whole run.
-    private var kernelBuffer: (seed: Int, peer: Int) = (128 * 1024, 1 << 20)
+    /// Unsent bytes the kernel takes per connection before a write waits: the origin's
+    /// sockets are set to TCP_NOTSENT_LOWAT 128 KiB, the others keep deep default buffers.
+    static let kernelBuffer = (seed: 128 * 1024, peer: 1 << 20)
 
     /// Wire bytes per payload byte: Ethernet, IP and TCP headers of full 1514-byte frames.
     static let frameOverhead = 1514.0 / 1448.0
@@ -343,7 +344,7 @@ public final class Simulation {
             guard var conn = conns[l.c] else { continue }
             var link = l.ab ? conn.ab : conn.ba
             let (done, sent) = link.transmit(wireBytes: grant[k], overhead: Self.frameOverhead,
-                                             kernelBuffer: l.from == 0 ? kernelBuffer.seed : kernelBuffer.peer)
+                                             kernelBuffer: l.from == 0 ? Self.kernelBuffer.seed : Self.kernelBuffer.peer)
             if l.ab { conn.ab = link } else { conn.ba = link }
             conns[l.c] = conn
             for item in done { schedule(.deliver(conn: l.c, toB: l.ab, item), at: now + scenario.step + scenario.latency) }
