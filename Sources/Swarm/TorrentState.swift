@@ -109,7 +109,7 @@ public struct TorrentState: Sendable {
     public private(set) var picker: PiecePicker
     private var choker: Choker
     private var random: SplitMix64
-    public private(set) var peers: [Int: PeerState] = [:]
+    public private(set) var peers = PeerTable()
     private var nextPeer = 0
     /// Bytes of complete pieces handed to the piece worker and not yet checked.
     public private(set) var uncheckedBytes = 0
@@ -176,12 +176,12 @@ public struct TorrentState: Sendable {
     public var left: Int64 { layout.totalLength - verifiedBytes }
     public var progress: Double { layout.totalLength > 0 ? Double(verifiedBytes) / Double(layout.totalLength) : 1 }
     /// Addresses of connected peers that we know they listen on (no need to dial them).
-    public var listenAddresses: Set<PeerAddress> { Set(peers.values.compactMap(\.listenAddress)) }
+    public var listenAddresses: Set<PeerAddress> { Set(peers.compactMap(\.listenAddress)) }
     public func isBanned(_ host: String) -> Bool { banned.contains(host) }
 
     public var peerCounts: PeerCounts {
         var c = PeerCounts()
-        for p in peers.values {
+        peers.forEach { p in
             c.connected += 1
             if p.isSeed { c.seeds += 1 }
             if !p.amChoking { c.uploadingTo += 1 }
@@ -210,13 +210,13 @@ public struct TorrentState: Sendable {
     public mutating func admit(_ arrival: Arrival, now: UInt64) -> (Admission, [Action]) {
         let host = arrival.remote.host
         guard !banned.contains(host) else { return (.refused("banned"), []) }
-        let fromSameAddress = peers.values.filter { $0.host == host }.count
+        let fromSameAddress = peers.count { $0.host == host }
         guard fromSameAddress < rules.maxConnectionsPerAddress else {
             return (.refused("too many connections from one address (\(fromSameAddress))"), [])
         }
         if peers.count >= rules.maxPeers + rules.inboundSlack {
             let policy = ConnectionTurnover(idleAfter: rules.turnoverIdle)
-            let candidates = peers.values.map {
+            let candidates = peers.map {
                 ConnectionTurnover.Candidate(id: $0.id, connectedAt: $0.connectedAt, lastUsefulAt: $0.lastUsefulAt,
                                              interested: $0.peerInterested || $0.amInterested)
             }
@@ -224,7 +224,7 @@ public struct TorrentState: Sendable {
             close(victim, .evicted("idle for \(rules.turnoverIdle / 1_000_000_000) s while another peer needed the slot"))
         }
         var knownListenAddress: PeerAddress?
-        if let existing = peers.values.first(where: { $0.peerID == arrival.peerID }) {
+        if let existing = peers.first(where: { $0.peerID == arrival.peerID }) {
             // We dialled its listen address: now we know it, and stop dialling it again.
             if arrival.outbound, existing.listenAddress == nil { peers[existing.id]!.listenAddress = arrival.remote }
             // An established connection stays: a peer we only know by its listen address (an
@@ -273,7 +273,7 @@ public struct TorrentState: Sendable {
     // MARK: messages
 
     public mutating func received(_ message: Message, from id: Int, now: UInt64) -> [Action] {
-        guard peers[id] != nil else { return [] }
+        guard peers.contains(id) else { return [] }
         handle(message, from: id, now: now)
         return takeActions()
     }
@@ -338,10 +338,8 @@ public struct TorrentState: Sendable {
             guard layout.isValidRequest(piece: req.piece, begin: req.begin, length: req.length) else {
                 return close(id, .violation("invalid request \(req)"))
             }
-            let servable = peers[id].map {
-                picker.have[req.piece] && (!$0.amChoking || $0.allowedFast.contains(req.piece))
-                    && $0.incoming.count < rules.maxQueuedRequestsPerPeer
-            }!
+            let servable = picker.have[req.piece] && (!peers[id]!.amChoking || peers[id]!.allowedFast.contains(req.piece))
+                && peers[id]!.incoming.count < rules.maxQueuedRequestsPerPeer
             guard servable else {
                 if fast { send(.reject(req), to: id) }
                 return
@@ -456,7 +454,7 @@ public struct TorrentState: Sendable {
         var reqs = picker.pick(for: id, peerHas: has, count: room, outstanding: peers[id]!.outstanding,
                                suggested: peers[id]!.suggestedToUs, onlySuggested: assigns)
         if unassigned, reqs.isEmpty, assigns, peers[id]!.outstanding.isEmpty,
-           !peers.values.contains(where: { $0.id != id && $0.amInterested }) {
+           !peers.contains(where: { $0.id != id && $0.amInterested }) {
             // Nobody else has what we lack (the peers it went to left or were banned): ask
             // the seed though it assigned nothing. It sends such blocks once it has nothing
             // fresher to send; waiting for an assignment, the piece was never sent again.
@@ -641,7 +639,7 @@ public struct TorrentState: Sendable {
     // MARK: uploading
 
     public mutating func writabilityChanged(_ id: Int, writable: Bool, now: UInt64) -> [Action] {
-        guard peers[id] != nil else { return [] }
+        guard peers.contains(id) else { return [] }
         peers[id]!.writable = writable
         if writable { serve(id, now: now) }
         return takeActions()
@@ -649,13 +647,13 @@ public struct TorrentState: Sendable {
 
     /// A block from `serve` left for the peer (`sent`), or could not be read or written.
     public mutating func blockSent(_ req: BlockRequest, to id: Int, sent: Bool, now: UInt64) -> [Action] {
-        if peers[id] != nil { peers[id]!.uploadsInFlight -= 1 }
+        if peers.contains(id) { peers[id]!.uploadsInFlight -= 1 }
         guard sent else {
             distinctFirst?.withdraw(req)
             return takeActions()
         }
         counters.uploaded += Int64(req.length)
-        guard peers[id] != nil else { return [] }
+        guard peers.contains(id) else { return [] }
         peers[id]!.uploaded.add(req.length, now: now)
         peers[id]!.lastUsefulAt = now
         serve(id, now: now)
@@ -664,7 +662,7 @@ public struct TorrentState: Sendable {
 
     /// No other peer has an upload waiting: the uplink has room for a duplicate.
     private func noUploadWaiting(besides id: Int) -> Bool {
-        peers.values.allSatisfy { $0.id == id || $0.incoming.isEmpty }
+        peers.allSatisfy { $0.id == id || $0.incoming.isEmpty }
     }
 
     private mutating func serveAll(now: UInt64) {
@@ -679,7 +677,7 @@ public struct TorrentState: Sendable {
     /// let a peer with a deep pipeline claim blocks it would only receive seconds later.
     private mutating func serve(_ id: Int, now: UInt64) {
         let limit = rules.uploadsInFlightPerPeer
-        while peers[id].map({ $0.uploadsInFlight < limit && $0.writable && !$0.incoming.isEmpty }) == true {
+        while peers.contains(id), peers[id]!.uploadsInFlight < limit, peers[id]!.writable, !peers[id]!.incoming.isEmpty {
             let req = peers[id]!.incoming[0]
             // Only a peer that understands rejects can be pointed elsewhere.
             if peers[id]!.fast, distinctFirst != nil {
@@ -727,7 +725,7 @@ public struct TorrentState: Sendable {
     /// of the seed's uplink and become the only source of half the file.
     private mutating func assignPieces(now: UInt64) {
         guard distinctFirst != nil else { return }
-        var targets = peers.values.filter(Self.isSuggestionTarget).map(\.id)
+        var targets = peers.ids(where: Self.isSuggestionTarget)
         guard !targets.isEmpty else { return }
         let limit = seedPiecesInFlight
         var inFlight = targets.reduce(0) { $0 + peers[$1]!.suggestedByUs.count }
@@ -767,9 +765,9 @@ public struct TorrentState: Sendable {
         for id in Array(peers.keys) {
             peers[id]!.downloaded.roll(now: now)
             peers[id]!.uploaded.roll(now: now)
-            let p = peers[id]!
-            candidates.append(Choker.Candidate(id: id, interested: p.peerInterested,
-                                               rate: seeding ? p.uploaded.rate : p.downloaded.rate, pieces: p.bitfield.setCount))
+            candidates.append(Choker.Candidate(id: id, interested: peers[id]!.peerInterested,
+                                               rate: seeding ? peers[id]!.uploaded.rate : peers[id]!.downloaded.rate,
+                                               pieces: peers[id]!.bitfield.setCount))
         }
         let unchoke = choker.unchoked(candidates, now: now, random: &random)
         for id in Array(peers.keys) {

@@ -20,6 +20,19 @@ public struct Scenario: Sendable {
     public var liars = 0.0
     /// The origin seed leaves once this many peers have the whole file.
     public var killSeederAfterCompleteOf: Int?
+    /// No tracker: hosts find each other by gossip alone, joining through the origin.
+    public var trackerDead = false
+    public var gossip = GossipMembershipSettings()
+    /// Fraction of the peers that crash once, at a random moment before T_min, and start
+    /// again `churnDowntime` later with the pieces they had verified.
+    public var churn = 0.0
+    public var churnDowntime: UInt64 = 5_000_000_000
+    /// Sites (racks, data centres): host i is in site i * sites / hosts, as in swarmlab; traffic
+    /// between sites crosses the sending site's uplink and the receiving site's, each
+    /// `siteRate` bytes per second each way, adding `siteLatency` one way.
+    public var sites = 1
+    public var siteRate: Double = .infinity
+    public var siteLatency: UInt64 = 0
     public var rules = TorrentRules()
     public var seed: UInt64 = 1
     /// Step of the network model, nanoseconds: bytes move in slices of this length.
@@ -35,10 +48,14 @@ public struct Scenario: Sendable {
         pieceLength > 0 ? pieceLength : TorrentBuilder.automaticPieceLength(totalLength: fileBytes)
     }
 
+    public func site(of host: Int) -> Int { sites > 1 ? host * sites / hosts : 0 }
+
     /// Kumar & Ross (2006): max(F/u_s, F/d_min, n F / (u_s + sum u_i)), with every link alike,
-    /// the bound `../shared/swarmlab` reports.
+    /// and with sites F over a site's uplink (every other site needs the file once through
+    /// it): the bound `../shared/swarmlab` reports.
     public var tMin: Double {
         let f = Double(fileBytes), n = Double(hosts - 1)
-        return max(f / rate, n * f / (rate + n * rate))
+        let hostBound = max(f / rate, n * f / (rate + n * rate))
+        return sites > 1 ? max(hostBound, f / siteRate) : hostBound
     }
 }

@@ -11,13 +11,30 @@ public final class Simulation {
     public let scenario: Scenario
     let layout: PieceLayout
     private(set) var hosts: [Host] = []
-    private var conns: [Conn?] = []
+    private var conns: [Conn] = []
+    /// Two per connection: `links[2c]` carries a -> b, `links[2c + 1]` b -> a.
+    private var links: [Link] = []
+    private var network = NetworkScratch()
+    /// Items in flight in arrival order, within a site and across sites: each queue's
+    /// arrivals are a fixed delay after their send.
+    private var arrivals = [ArrivalQueue(), ArrivalQueue()]
+    /// Once a second of virtual time: how busy the links were (`timeline`).
+    public private(set) var timeline: [Sample] = []
+    private var sample = (origin: 0.0, peers: 0.0)
+    /// Wire bytes through each site's uplink, into the site and out of it.
+    private(set) var siteBytes: [(in: Double, out: Double)]
     private var tracker = TrackerRegistry()
     private let infoHash = InfoHash(bytes: [UInt8](repeating: 7, count: 20))!
     private var events = EventQueue()
     private var random: SplitMix64
     public private(set) var now: UInt64 = 0
     private var completed = 0
+    private var crashes = 0
+    /// Honest peers, crashed or not: the run ends when they all are complete.
+    private let mustComplete: Int
+    private var rules: TorrentRules
+    /// Each host's site, when there are sites.
+    private let siteOf: [Int]?
     /// Unsent bytes the kernel takes per connection before a write waits: the origin's
     /// sockets are set to TCP_NOTSENT_LOWAT 128 KiB, the others keep deep default buffers.
     static let kernelBuffer = (seed: 128 * 1024, peer: 1 << 20)
@@ -28,11 +45,16 @@ public final class Simulation {
     struct Host {
         let index: Int
         let address: PeerAddress
+        let gossipEndpoint: IPEndpoint
         let peerID: [UInt8]
+        let site: Int
         var state: TorrentState
         var dial: DialSchedule
+        var gossip: GossipMembership<SplitMix64>?
         var conn: [Int: Int] = [:]      // peer id in `state` -> connection index
         var alive = true
+        /// Counts crashes: timers set before a crash are ignored after the restart.
+        var epoch = 0
         var liar = false
         var doneAt: UInt64?
         /// Per piece, per block: the block assembled was corrupt (for the piece's verdict).
@@ -40,14 +62,17 @@ public final class Simulation {
         var uploaded: Int64 = 0
     }
 
-    /// One TCP connection: a link each way, each a FIFO of messages and blocks.
+    /// One TCP connection between two hosts; its bytes move on `links[2c]` and `links[2c + 1]`.
     struct Conn {
         var a: Int, b: Int           // host indices; `a` dialled
         var idAtA: Int, idAtB: Int   // each side's peer id for the other
-        var ab = Link(), ba = Link()
+        var open = true
     }
 
+    /// One direction of a connection: a FIFO of messages and blocks.
     struct Link {
+        var from = 0, to = 0
+        var active = false
         var items: [Item] = []
         var head = 0
         var headSent = 0
@@ -59,23 +84,32 @@ public final class Simulation {
 
     struct Item {
         var bytes: Int
+        /// The message; a block's `.piece` is built when it arrives.
         var message: TorrentState.Message?
         var block: BlockRequest?
         var corrupt = false
+
+        var delivered: TorrentState.Message? { block.map { .piece($0) } ?? message }
     }
 
     public init(_ scenario: Scenario) {
         self.scenario = scenario
         layout = PieceLayout(totalLength: scenario.fileBytes, pieceLength: scenario.effectivePieceLength)
         random = SplitMix64(seed: scenario.seed)
-        var rules = scenario.rules
+        rules = scenario.rules
+        siteOf = scenario.sites > 1 ? (0..<scenario.hosts).map(scenario.site(of:)) : nil
+        siteBytes = Array(repeating: (0, 0), count: scenario.sites)
         rules.maxPeers = min(rules.maxPeers, scenario.hosts - 1)
         let liarCount = Int((Double(scenario.hosts - 1) * scenario.liars).rounded())
+        let churnCount = Int((Double(scenario.hosts - 1) * scenario.churn).rounded())
+        mustComplete = scenario.hosts - 1 - liarCount
         for i in 0..<scenario.hosts {
-            let address = PeerAddress(host: "10.\(i >> 16).\((i >> 8) & 255).\(i & 255)", port: 6881)
+            let ip = "10.\(i >> 16).\((i >> 8) & 255).\(i & 255)"
             let id = Array("-SL0100-".utf8) + Array(String(i, radix: 36).leftPadded(to: 12).utf8)
             let have = Bitfield(count: layout.pieceCount, allSet: i == 0)
-            var host = Host(index: i, address: address, peerID: id,
+            var host = Host(index: i, address: PeerAddress(host: ip, port: 6881),
+                            gossipEndpoint: IPEndpoint(ip: IPAddress(ip)!, port: 6890), peerID: id,
+                            site: scenario.site(of: i),
                             state: TorrentState(layout: layout, have: have, rules: rules, ownPeerID: id, seed: random.next(), now: 0),
                             dial: DialSchedule(capacity: 1000))
             host.liar = i > 0 && i <= liarCount
@@ -83,25 +117,55 @@ public final class Simulation {
             hosts.append(host)
         }
         // The seeder and the tracker are up first; peers start within 100 ms, as a rollout's do.
-        schedule(.announce(0), at: 0)
         for i in hosts.indices {
-            let start = i == 0 ? 0 : 1_000_000 + random.next() % 100_000_000
-            schedule(.announce(i), at: start)
-            schedule(.tick(i), at: start + 1_000_000_000)
-            schedule(.rechoke(i), at: start + 10_000_000_000)
+            start(i, at: i == 0 ? 0 : 1_000_000 + random.next() % 100_000_000)
         }
+        // Churn: the last peers crash once each, at a uniformly random moment before the bound.
+        for i in hosts.indices.suffix(churnCount) where i > liarCount {
+            schedule(.crash(i), at: 1_000_000_000 + random.next() % UInt64(max(1, scenario.tMin * 1e9)))
+        }
+    }
+
+    /// Starts (or restarts) a host's process: its timers, its first announce, its gossip.
+    private func start(_ i: Int, at t: UInt64) {
+        let epoch = hosts[i].epoch
+        if scenario.trackerDead {
+            // Gossip only: every host joins through the origin's endpoint, as `--gossip-seed` gives it.
+            let seeds = i == 0 ? [] : [hosts[0].gossipEndpoint]
+            var m = GossipMembership(id: random.next() | 1, gossipEndpoint: hosts[i].gossipEndpoint, scope: Self.gossipScope,
+                                     seeds: seeds, settings: scenario.gossip, rng: SplitMix64(seed: random.next()),
+                                     now: gossipTime(t))
+            m.announce(torrents: [GossipTorrent(infoHash: infoHash, complete: hosts[i].doneAt != nil)], peerPort: 6881)
+            hosts[i].gossip = m
+            schedule(.timer(.gossip, i, epoch), at: t)
+        } else {
+            schedule(.timer(.announce, i, epoch), at: t)
+        }
+        schedule(.timer(.tick, i, epoch), at: t + 1_000_000_000)
+        schedule(.timer(.rechoke, i, epoch), at: t + 10_000_000_000)
+    }
+
+    static let gossipScope = CIDR("10.0.0.0/8")!
+
+    /// The membership's two clocks: virtual time, and a wall clock that starts at a fixed date.
+    private func gossipTime(_ t: UInt64) -> GossipTime {
+        GossipTime(monotonicNanos: t, unixMillis: 1_800_000_000_000 + t / 1_000_000)
     }
 
     // MARK: events
 
+    enum Timer {
+        case announce, tick, rechoke, gossip, wake
+    }
+
     enum Event {
-        case announce(Int)
-        case tick(Int)
-        case rechoke(Int)
-        case wake(Int)
-        case connect(from: Int, to: Int)
-        case deliver(conn: Int, toB: Bool, Item)
-        case checked(Int, piece: Int, digests: Bool)
+        /// A host's periodic work, from the host's incarnation `epoch`.
+        case timer(Timer, Int, Int)
+        case connect(from: Int, to: Int, epoch: Int)
+        case checked(Int, piece: Int, digests: Bool, epoch: Int)
+        case datagram(to: Int, GossipMessage, from: IPEndpoint)
+        case crash(Int)
+        case restart(Int)
     }
 
     private func schedule(_ e: Event, at t: UInt64) { events.push(e, at: t) }
@@ -114,49 +178,101 @@ public final class Simulation {
                 _ = events.pop()
                 handle(e, touched: &touched)
             }
-            for (h, p) in touched where hosts[h].alive && hosts[h].state.peers[p] != nil {
+            for q in arrivals.indices {
+                while let (link, item) = arrivals[q].pop(dueBy: now) {
+                    let c = link >> 1
+                    guard conns[c].open else { continue }
+                    let (h, peer) = link & 1 == 0 ? (conns[c].b, conns[c].idAtB) : (conns[c].a, conns[c].idAtA)
+                    deliver(item, to: h, from: peer)
+                    touched.append((h, peer))
+                }
+            }
+            for (h, p) in touched where hosts[h].alive && hosts[h].state.peers.contains(p) {
                 perform(h, hosts[h].state.readBatchEnded(p, now: now))
             }
-            if hosts.allSatisfy({ !$0.alive || $0.doneAt != nil }) { break }
+            if completed >= mustComplete { break }
             transmit()
             now += scenario.step
+            if now % 1_000_000_000 == 0 { takeSample() }
         }
         return report()
     }
 
     private func handle(_ e: Event, touched: inout [(host: Int, peer: Int)]) {
         switch e {
-        case .announce(let h):
-            guard hosts[h].alive else { return }
-            announce(h)
-            schedule(.announce(h), at: now + scenario.announceInterval)
-        case .tick(let h):
-            guard hosts[h].alive else { return }
-            perform(h, hosts[h].state.tick(now: now))
-            dialCandidates(h)
-            schedule(.tick(h), at: now + 1_000_000_000)
-        case .rechoke(let h):
-            guard hosts[h].alive else { return }
-            perform(h, hosts[h].state.rechoke(now: now))
-            schedule(.rechoke(h), at: now + 10_000_000_000)
-        case .wake(let h):
-            guard hosts[h].alive else { return }
-            perform(h, hosts[h].state.wake(now: now))
-        case .connect(let from, let to):
+        case .timer(let timer, let h, let epoch):
+            guard hosts[h].alive, hosts[h].epoch == epoch else { return }
+            switch timer {
+            case .announce:
+                announce(h)
+                schedule(.timer(.announce, h, epoch), at: now + scenario.announceInterval)
+            case .tick:
+                perform(h, hosts[h].state.tick(now: now))
+                dialCandidates(h)
+                schedule(.timer(.tick, h, epoch), at: now + 1_000_000_000)
+            case .rechoke:
+                perform(h, hosts[h].state.rechoke(now: now))
+                schedule(.timer(.rechoke, h, epoch), at: now + 10_000_000_000)
+            case .gossip:
+                guard hosts[h].gossip != nil else { return }
+                gossip(h, hosts[h].gossip!.tick(now: gossipTime(now)))
+                schedule(.timer(.gossip, h, epoch), at: now + 100_000_000)
+            case .wake:
+                perform(h, hosts[h].state.wake(now: now))
+            }
+        case .connect(let from, let to, let epoch):
+            guard hosts[from].epoch == epoch else { return }
             connect(from, to)
-        case .deliver(let c, let toB, let item):
-            guard let conn = conns[c] else { return }
-            let (h, peer) = toB ? (conn.b, conn.idAtB) : (conn.a, conn.idAtA)
-            deliver(item, to: h, from: peer)
-            touched.append((h, peer))
-        case .checked(let h, let piece, let wanted):
-            guard hosts[h].alive else { return }
+        case .checked(let h, let piece, let wanted, let epoch):
+            guard hosts[h].alive, hosts[h].epoch == epoch else { return }
             let flags = hosts[h].corrupt.removeValue(forKey: piece) ?? []
             let bad = flags.contains(true)
             let digests = bad || wanted ? flags.enumerated().map { Self.digest(piece: piece, block: $0.offset, corrupt: $0.element) } : nil
             let verdict: TorrentState.PieceCheck = bad ? .mismatched(blockDigests: digests!) : .matched(blockDigests: digests)
             perform(h, hosts[h].state.pieceChecked(piece, verdict, now: now))
+        case .datagram(let h, let message, let source):
+            guard hosts[h].alive, hosts[h].gossip != nil else { return }
+            gossip(h, hosts[h].gossip!.receive(message, from: source, now: gossipTime(now)).directives)
+        case .crash(let h):
+            guard hosts[h].alive else { return }
+            kill(h)
+            crashes += 1
+            schedule(.restart(h), at: now + scenario.churnDowntime)
+        case .restart(let h):
+            // A new process on the same disk: what was verified is kept, the rest is fetched again.
+            hosts[h].alive = true
+            hosts[h].epoch += 1
+            hosts[h].corrupt = [:]
+            hosts[h].state = TorrentState(layout: layout, have: hosts[h].state.have, rules: rules,
+                                          ownPeerID: hosts[h].peerID, seed: random.next(), now: now)
+            hosts[h].dial = DialSchedule(capacity: 1000)
+            start(h, at: now)
         }
+    }
+
+    /// Carries out what a host's membership decided: datagrams, and peers for its dialler.
+    private func gossip(_ h: Int, _ directives: [GossipDirective]) {
+        var found: [PeerAddress] = []
+        for d in directives {
+            switch d {
+            case .send(let m, let to):
+                guard let dest = index(of: to.ip.description) else { continue }
+                schedule(.datagram(to: dest, m, from: hosts[h].gossipEndpoint), at: now + delay(h, dest))
+            case .peerDiscovered(_, let p):
+                found.append(PeerAddress(host: p.address.description, port: Int(p.port)))
+            case .broadcast, .memberAdded, .memberUpdated, .memberRemoved:
+                break
+            }
+        }
+        if !found.isEmpty {
+            _ = hosts[h].dial.add(found)
+            dialCandidates(h)
+        }
+    }
+
+    /// One-way latency from host `a` to host `b`: the hosts' links, and the sites' uplinks between them.
+    private func delay(_ a: Int, _ b: Int) -> UInt64 {
+        scenario.latency + (hosts[a].site != hosts[b].site ? scenario.siteLatency : 0)
     }
 
     /// A stand-in for a block's SHA-1: equal for equal content, so blame compares as it would.
@@ -168,7 +284,7 @@ public final class Simulation {
     }
 
     private func deliver(_ item: Item, to h: Int, from peer: Int) {
-        guard hosts[h].alive, hosts[h].state.peers[peer] != nil, let m = item.message else { return }
+        guard hosts[h].alive, hosts[h].state.peers.contains(peer), let m = item.delivered else { return }
         let actions = hosts[h].state.received(m, from: peer, now: now)
         if let req = item.block, actions.contains(.assemble(req)) {
             let blocks = layout.blockCount(ofPiece: req.piece)
@@ -191,8 +307,8 @@ public final class Simulation {
         dialCandidates(h)
     }
 
-    private func index(of address: PeerAddress) -> Int? {
-        let parts = address.host.split(separator: ".").compactMap { Int($0) }
+    private func index(of host: String) -> Int? {
+        let parts = host.split(separator: ".").compactMap { Int($0) }
         guard parts.count == 4 else { return nil }
         let i = parts[1] << 16 | parts[2] << 8 | parts[3]
         return i < hosts.count ? i : nil
@@ -205,9 +321,9 @@ public final class Simulation {
         guard budget > 0 else { return }
         let due = hosts[h].dial.due(now: now, budget: budget) { connected.contains($0) || state.isBanned($0.host) }
         for address in due {
-            guard let to = index(of: address) else { continue }
+            guard let to = index(of: address.host) else { continue }
             // The handshake reaches the other side after a round trip and a half.
-            schedule(.connect(from: h, to: to), at: now + 3 * scenario.latency + scenario.step)
+            schedule(.connect(from: h, to: to, epoch: hosts[h].epoch), at: now + 3 * delay(h, to) + scenario.step)
         }
     }
 
@@ -227,21 +343,26 @@ public final class Simulation {
         let outbound = TorrentState.Arrival(remote: target, outbound: true, peerID: hosts[to].peerID, fast: true)
         let (acceptedAtA, actionsA) = hosts[from].state.admit(outbound, now: now)
         conns.append(Conn(a: from, b: to, idAtA: -1, idAtB: idAtB))
+        links.append(Link(from: from, to: to))
+        links.append(Link(from: to, to: from))
         hosts[to].conn[idAtB] = c
         perform(to, actionsB)
         guard case .admitted(let idAtA) = acceptedAtA else {
             perform(from, actionsA)
             return close(c)
         }
-        conns[c]!.idAtA = idAtA
+        conns[c].idAtA = idAtA
         hosts[from].conn[idAtA] = c
         perform(from, actionsA)
     }
 
     /// Both ends learn the connection is gone, as NIO's channelInactive tells each shell.
     private func close(_ c: Int) {
-        guard let conn = conns[c] else { return }
-        conns[c] = nil
+        guard conns[c].open else { return }
+        conns[c].open = false
+        links[2 * c] = Link()
+        links[2 * c + 1] = Link()
+        let conn = conns[c]
         for (h, id) in [(conn.a, conn.idAtA), (conn.b, conn.idAtB)] where id >= 0 {
             hosts[h].conn[id] = nil
             if hosts[h].alive { perform(h, hosts[h].state.disconnected(id, now: now)) }
@@ -256,24 +377,28 @@ public final class Simulation {
             case .send(let m, let id):
                 enqueue(from: h, to: id, Item(bytes: Self.wireLength(m), message: m))
             case .serve(let req, let id):
-                enqueue(from: h, to: id, Item(bytes: 13 + req.length, message: .piece(req), block: req, corrupt: hosts[h].liar))
+                enqueue(from: h, to: id, Item(bytes: 13 + req.length, message: nil, block: req, corrupt: hosts[h].liar))
                 hosts[h].uploaded += Int64(req.length)
             case .assemble:
                 break
             case .check(let piece, let digests):
-                schedule(.checked(h, piece: piece, digests: digests), at: now)
+                schedule(.checked(h, piece: piece, digests: digests, epoch: hosts[h].epoch), at: now)
             case .finalize:
                 perform(h, hosts[h].state.finalized(now: now))
                 if hosts[h].doneAt == nil {
                     hosts[h].doneAt = now
-                    completed += 1
-                    announce(h)
+                    if !hosts[h].liar { completed += 1 }
+                    if scenario.trackerDead {
+                        hosts[h].gossip?.announce(torrents: [GossipTorrent(infoHash: infoHash, complete: true)], peerPort: 6881)
+                    } else {
+                        announce(h)
+                    }
                     if let k = scenario.killSeederAfterCompleteOf, completed >= k, hosts[0].alive { kill(0) }
                 }
             case .close(let id, _):
                 if let c = hosts[h].conn[id] { close(c) }
             case .wake(let after):
-                schedule(.wake(h), at: now + after)
+                schedule(.timer(.wake, h, hosts[h].epoch), at: now + after)
             case .failed, .log:
                 break
             }
@@ -282,6 +407,7 @@ public final class Simulation {
 
     private func kill(_ h: Int) {
         hosts[h].alive = false
+        hosts[h].gossip = nil
         for c in hosts[h].conn.values { close(c) }
         hosts[h].conn.removeAll()
     }
@@ -297,9 +423,13 @@ public final class Simulation {
     }
 
     private func enqueue(from h: Int, to id: Int, _ item: Item) {
-        guard let c = hosts[h].conn[id], var conn = conns[c] else { return }
-        if conn.a == h { conn.ab.push(item) } else { conn.ba.push(item) }
-        conns[c] = conn
+        guard let c = hosts[h].conn[id], conns[c].open else { return }
+        let l = conns[c].a == h ? 2 * c : 2 * c + 1
+        links[l].push(item)
+        if !links[l].active {
+            links[l].active = true
+            network.active.append(l)
+        }
     }
 
     // MARK: network
@@ -312,61 +442,62 @@ public final class Simulation {
         let dt = Double(scenario.step) / 1e9
         let up = min(scenario.rate, scenario.upCap > 0 ? Double(scenario.upCap) * Self.frameOverhead : .infinity) * dt
         let down = min(scenario.rate, scenario.downCap > 0 ? Double(scenario.downCap) * Self.frameOverhead : .infinity) * dt
-        // Busy links: (conn, direction a->b?, sender, receiver, demand in wire bytes).
-        var busy: [(c: Int, ab: Bool, from: Int, to: Int, demand: Double)] = []
-        for (c, conn) in conns.enumerated() {
-            guard let conn else { continue }
-            if conn.ab.queued > 0 { busy.append((c, true, conn.a, conn.b, Double(conn.ab.queued) * Self.frameOverhead - conn.ab.credit)) }
-            if conn.ba.queued > 0 { busy.append((c, false, conn.b, conn.a, Double(conn.ba.queued) * Self.frameOverhead - conn.ba.credit)) }
-        }
-        guard !busy.isEmpty else { return }
-        var grant = [Double](repeating: 0, count: busy.count)
-        var upLeft = [Double](repeating: up, count: hosts.count)
-        var downLeft = [Double](repeating: down, count: hosts.count)
-        for _ in 0..<2 {
-            // Uplinks offer an equal share of what is left to each link still wanting more.
-            var offer = [Double](repeating: 0, count: busy.count)
-            var bySender: [Int: [Int]] = [:]
-            for (k, l) in busy.enumerated() where busy[k].demand - grant[k] > 0.5 { bySender[l.from, default: []].append(k) }
-            for (s, ks) in bySender { waterfill(upLeft[s], ks.map { busy[$0].demand - grant[$0] }) { offer[ks[$0]] = $1 } }
-            var byReceiver: [Int: [Int]] = [:]
-            for k in busy.indices where offer[k] > 0 { byReceiver[busy[k].to, default: []].append(k) }
-            for (r, ks) in byReceiver {
-                waterfill(downLeft[r], ks.map { offer[$0] }) { i, g in
-                    let k = ks[i]
-                    grant[k] += g
-                    upLeft[busy[k].from] -= g
-                    downLeft[r] -= g
-                }
+        network.prepare(links: &links, hosts: hosts.count, up: up, down: down,
+                        sites: scenario.sites, site: scenario.siteRate * dt, overhead: Self.frameOverhead)
+        guard !network.active.isEmpty else { return }
+        for _ in 0..<2 { network.fillRound(links, siteOf: siteOf) }
+        for (k, l) in network.active.enumerated() where network.grant[k] > 0 {
+            let sender = links[l].from
+            let cross = siteOf.map { $0[sender] != $0[links[l].to] } ?? false
+            if sender == 0 { sample.origin += network.grant[k] } else { sample.peers += network.grant[k] }
+            if cross {
+                siteBytes[hosts[sender].site].out += network.grant[k]
+                siteBytes[hosts[links[l].to].site].in += network.grant[k]
             }
-        }
-        for (k, l) in busy.enumerated() where grant[k] > 0 {
-            guard var conn = conns[l.c] else { continue }
-            var link = l.ab ? conn.ab : conn.ba
-            let (done, sent) = link.transmit(wireBytes: grant[k], overhead: Self.frameOverhead,
-                                             kernelBuffer: l.from == 0 ? Self.kernelBuffer.seed : Self.kernelBuffer.peer)
-            if l.ab { conn.ab = link } else { conn.ba = link }
-            conns[l.c] = conn
-            for item in done { schedule(.deliver(conn: l.c, toB: l.ab, item), at: now + scenario.step + scenario.latency) }
-            let sender = l.from, id = l.ab ? conn.idAtA : conn.idAtB
-            for req in sent { perform(sender, hosts[sender].state.blockSent(req, to: id, sent: true, now: now)) }
-        }
-    }
-
-    /// Max-min shares of `capacity` among `demands`, reported as (index, share).
-    private func waterfill(_ capacity: Double, _ demands: [Double], _ give: (Int, Double) -> Void) {
-        guard capacity > 0 else { return }
-        let order = demands.indices.sorted { demands[$0] < demands[$1] }
-        var left = capacity
-        for (n, i) in order.enumerated() {
-            let share = left / Double(order.count - n)
-            let g = min(demands[i], share)
-            give(i, g)
-            left -= g
+            let (done, sent) = links[l].transmit(wireBytes: network.grant[k], overhead: Self.frameOverhead,
+                                                 kernelBuffer: sender == 0 ? Self.kernelBuffer.seed : Self.kernelBuffer.peer)
+            let at = now + scenario.step + scenario.latency + (cross ? scenario.siteLatency : 0)
+            for item in done { arrivals[cross ? 1 : 0].push(l, item, at: at) }
+            guard !sent.isEmpty else { continue }
+            let c = l >> 1, id = l & 1 == 0 ? conns[c].idAtA : conns[c].idAtB
+            for req in sent where conns[c].open {
+                perform(sender, hosts[sender].state.blockSent(req, to: id, sent: true, now: now))
+            }
         }
     }
 
     // MARK: report
+
+    /// One second of the run: completions so far and the share of link capacity used.
+    public struct Sample: Sendable {
+        public var second: Int
+        public var complete: Int
+        public var originUp: Double
+        /// Mean over the peers alive and not complete of their uplinks' use.
+        public var peersUp: Double
+        public var peersDown: Double
+        /// Means over the downloading peers: peers each uploads to (unchoked and interested),
+        /// requests queued at it, blocks it has asked for and not received.
+        public var unchoked: Double
+        public var queued: Double
+        public var outstanding: Double
+    }
+
+    private func takeSample() {
+        let capacity = scenario.rate
+        let peers = Double(max(1, hosts.count - 1))
+        let active = hosts.dropFirst().filter { $0.alive && $0.doneAt == nil }
+        let downloading = Double(max(1, active.count))
+        func mean(_ f: (PeerState) -> Int) -> Double {
+            Double(active.reduce(0) { sum, h in sum + h.state.peers.map(f).reduce(0, +) }) / downloading
+        }
+        timeline.append(Sample(second: Int(now / 1_000_000_000), complete: completed,
+                               originUp: sample.origin / capacity, peersUp: sample.peers / capacity / peers,
+                               peersDown: (sample.origin + sample.peers) / capacity / downloading,
+                               unchoked: mean { !$0.amChoking && $0.peerInterested ? 1 : 0 },
+                               queued: mean { $0.incoming.count }, outstanding: mean { $0.outstanding.count }))
+        sample = (0, 0)
+    }
 
     public struct Report: Sendable, Equatable {
         public var hosts: Int
@@ -381,6 +512,12 @@ public final class Simulation {
         /// Peers that are not liars: the ones that must complete.
         public var honestPeers: Int
         public var virtualSeconds: Double
+        /// Per site (when there are sites): what crossed its uplink in and out, x file.
+        public var siteInXFile: [Double] = []
+        public var siteOutXFile: [Double] = []
+        public var crashes = 0
+
+        public var maxSiteInXFile: Double? { siteInXFile.max() }
     }
 
     /// One line per host that did not complete: what it holds and whom it is connected to.
@@ -410,7 +547,10 @@ public final class Simulation {
                       median: percentile(50), p90: percentile(90), tMin: scenario.tMin,
                       seederUploadXFile: Double(hosts[0].uploaded) / Double(scenario.fileBytes),
                       allComplete: all, completeHosts: honest.filter { $0.doneAt != nil }.count, honestPeers: honest.count,
-                      virtualSeconds: Double(now) / 1e9)
+                      virtualSeconds: Double(now) / 1e9,
+                      siteInXFile: scenario.sites > 1 ? siteBytes.map { $0.in / Double(scenario.fileBytes) } : [],
+                      siteOutXFile: scenario.sites > 1 ? siteBytes.map { $0.out / Double(scenario.fileBytes) } : [],
+                      crashes: crashes)
     }
 }
 
@@ -453,12 +593,136 @@ extension Simulation.Link {
             i += 1
         }
         firstUnreported = max(firstUnreported, i)
-        if head > 1024, head * 2 > items.count {
+        if head == items.count {
+            // Idle: a link that once carried a burst keeps no buffer for it (a fleet has
+            // tens of thousands of links).
+            items.removeAll(keepingCapacity: items.capacity <= 64)
+            firstUnreported = 0
+            head = 0
+        } else if head > 1024, head * 2 > items.count {
             items.removeFirst(head)
             firstUnreported -= head
             head = 0
         }
         return (done, sent)
+    }
+}
+
+/// The per-step allocation of link capacity, kept between steps so that a step allocates
+/// nothing: the busy links, their demands and grants, and per-host groups of them.
+struct NetworkScratch {
+    /// Links with bytes queued, in the order they became busy.
+    var active: [Int] = []
+    var demand: [Double] = []
+    var grant: [Double] = []
+    /// What each link may still move this round, narrowed stage by stage.
+    var amount: [Double] = []
+    var upLeft: [Double] = []
+    var downLeft: [Double] = []
+    var siteOutLeft: [Double] = []
+    var siteInLeft: [Double] = []
+    /// Per host or site, the active links (indices into `active`) it carries in this stage.
+    var group: [[Int]] = []
+    var grouped: [Int] = []
+    var order: [Int] = []
+
+    /// Drops links that emptied or closed and reads the demands of the rest.
+    mutating func prepare(links: inout [Simulation.Link], hosts: Int, up: Double, down: Double,
+                          sites: Int, site: Double, overhead: Double) {
+        active.removeAll { l in
+            guard links[l].queued == 0 else { return false }
+            links[l].active = false
+            return true
+        }
+        if group.count < max(hosts, sites) { group += Array(repeating: [], count: max(hosts, sites) - group.count) }
+        upLeft = Array(repeating: up, count: hosts)
+        downLeft = Array(repeating: down, count: hosts)
+        siteOutLeft = Array(repeating: site, count: sites)
+        siteInLeft = Array(repeating: site, count: sites)
+        demand.removeAll(keepingCapacity: true)
+        for l in active { demand.append(Double(links[l].queued) * overhead - links[l].credit) }
+        grant = Array(repeating: 0, count: active.count)
+    }
+
+    /// One round of water-filling along each link's path: its sender's uplink, then (across
+    /// sites) the sending site's uplink out and the receiving site's uplink in, then the
+    /// receiver's downlink. Each stage gives max-min shares of what it has left to what the
+    /// stage before it let through; what passes every stage is granted.
+    mutating func fillRound(_ links: [Simulation.Link], siteOf: [Int]?) {
+        let active = self.active
+        amount = active.indices.map { k in demand[k] - grant[k] > 0.5 ? demand[k] - grant[k] : 0 }
+        stage(\.upLeft) { k in links[active[k]].from }
+        if let siteOf {
+            stage(\.siteOutLeft) { k in
+                let l = links[active[k]]
+                return siteOf[l.from] != siteOf[l.to] ? siteOf[l.from] : nil
+            }
+            stage(\.siteInLeft) { k in
+                let l = links[active[k]]
+                return siteOf[l.from] != siteOf[l.to] ? siteOf[l.to] : nil
+            }
+        }
+        stage(\.downLeft) { k in links[active[k]].to }
+        for k in active.indices where amount[k] > 0 {
+            let l = links[active[k]]
+            grant[k] += amount[k]
+            upLeft[l.from] -= amount[k]
+            downLeft[l.to] -= amount[k]
+            if let siteOf, siteOf[l.from] != siteOf[l.to] {
+                siteOutLeft[siteOf[l.from]] -= amount[k]
+                siteInLeft[siteOf[l.to]] -= amount[k]
+            }
+        }
+    }
+
+    /// Narrows `amount` to max-min shares of each resource's capacity left; links that do
+    /// not pass through this stage (`resource` nil) keep theirs.
+    private mutating func stage(_ capacities: WritableKeyPath<Self, [Double]>, resource: (Int) -> Int?) {
+        let left = self[keyPath: capacities]
+        for k in amount.indices where amount[k] > 0 {
+            guard let r = resource(k) else { continue }
+            if group[r].isEmpty { grouped.append(r) }
+            group[r].append(k)
+        }
+        for r in grouped {
+            Self.waterfill(left[r], group[r], &order, &amount)
+            group[r].removeAll(keepingCapacity: true)
+        }
+        grouped.removeAll(keepingCapacity: true)
+    }
+
+    /// Max-min shares of `capacity` among the links `ks`, each wanting `amount[k]`, which
+    /// becomes its share.
+    private static func waterfill(_ capacity: Double, _ ks: [Int], _ order: inout [Int], _ amount: inout [Double]) {
+        order.removeAll(keepingCapacity: true)
+        order.append(contentsOf: ks)
+        if order.count > 1 { order.sort { amount[$0] < amount[$1] } }
+        var left = max(0, capacity)
+        for (n, k) in order.enumerated() {
+            let g = min(amount[k], left / Double(order.count - n))
+            amount[k] = g
+            left -= g
+        }
+    }
+}
+
+/// Items in flight, in the order they arrive.
+struct ArrivalQueue {
+    private var items: [(time: UInt64, link: Int, item: Simulation.Item)] = []
+    private var head = 0
+
+    mutating func push(_ link: Int, _ item: Simulation.Item, at t: UInt64) { items.append((t, link, item)) }
+
+    mutating func pop(dueBy now: UInt64) -> (link: Int, item: Simulation.Item)? {
+        guard head < items.count, items[head].time <= now else {
+            if head > 4096, head * 2 > items.count {
+                items.removeFirst(head)
+                head = 0
+            }
+            return nil
+        }
+        head += 1
+        return (items[head - 1].link, items[head - 1].item)
     }
 }
 

@@ -27,7 +27,18 @@ struct Run: ParsableCommand {
     @Option(help: "Fraction of the peers that send corrupt blocks (0-1).") var liars = 0.0
     @Option(name: .customLong("kill-seeder-after-complete-of"), help: "Stop the origin seed once this many peers are complete.")
     var killSeeder: Int?
+    @Flag(name: .customLong("tracker-dead"), help: "No tracker: hosts find each other by gossip only, joining through the seed.")
+    var trackerDead = false
+    @Option(help: "Fraction of the peers that crash once mid-run and restart 5 s later with what they had verified (0-1).")
+    var churn = 0.0
+    @Option(help: "Sites (racks, data centres): host I is in site I*K/N, as in swarmlab.") var sites = 1
+    @Option(name: [.customLong("site-rate"), .customLong("site-uplink")], help: "Each site's shared uplink, each direction (e.g. 40mbit).")
+    var siteRate: String?
+    @Option(name: .customLong("site-delay"), help: "One-way latency added between sites, milliseconds.") var siteDelay = 0.0
+    @Option(name: .customLong("max-peers"), help: "Connections per host (the engine's peer.max_peers).") var maxPeers: Int?
+    @Option(name: .customLong("upload-slots"), help: "Peers a downloading host uploads to at once.") var uploadSlots: Int?
     @Option(help: "Step of the network model, milliseconds.") var step = 5.0
+    @Flag(help: "Print one line per simulated second: completions and the use of the links.") var timeline = false
     @Option(help: "Write the figures as JSON (swarmlab's field names) to this file.") var json: String?
 
     func validate() throws {
@@ -35,7 +46,13 @@ struct Run: ParsableCommand {
         guard sizeMB > 0 else { throw ValidationError("--size-mb must be positive") }
         guard Units.parseRate(rate).map({ $0 > 0 }) == true else { throw ValidationError("--rate \(rate): expected a rate such as 100mbit") }
         guard (0...1).contains(liars) else { throw ValidationError("--liars must be between 0 and 1") }
-        guard step > 0, delay >= 0 else { throw ValidationError("--step must be positive and --delay not negative") }
+        guard step > 0, delay >= 0, siteDelay >= 0 else { throw ValidationError("--step must be positive, --delay and --site-delay not negative") }
+        guard (0...1).contains(churn) else { throw ValidationError("--churn must be between 0 and 1") }
+        guard (1...hosts).contains(sites) else { throw ValidationError("--sites must be between 1 and --hosts") }
+        guard (sites > 1) == (siteRate != nil) else { throw ValidationError("--sites K (K > 1) and --site-rate RATE go together") }
+        if let siteRate, Units.parseRate(siteRate).map({ $0 > 0 }) != true {
+            throw ValidationError("--site-rate \(siteRate): expected a rate such as 40mbit")
+        }
     }
 
     func run() throws {
@@ -48,6 +65,13 @@ struct Run: ParsableCommand {
         s.liars = liars
         s.killSeederAfterCompleteOf = killSeeder
         s.step = UInt64(step * 1e6)
+        if let maxPeers { s.rules.maxPeers = maxPeers }
+        if let uploadSlots { s.rules.uploadSlots = uploadSlots }
+        s.trackerDead = trackerDead
+        s.churn = churn
+        s.sites = sites
+        s.siteRate = siteRate.flatMap(Units.parseRate).map(Double.init) ?? .infinity
+        s.siteLatency = UInt64(siteDelay * 1e6)
         if let p = pieceSize {
             guard let n = Units.parseSize(p), n >= 16 * 1024, n & (n - 1) == 0 else {
                 throw ValidationError("--piece-size \(p): expected a power of two of at least 16KiB")
@@ -63,6 +87,14 @@ struct Run: ParsableCommand {
         let simulation = Simulation(s)
         let report = simulation.run()
         let wall = Date().timeIntervalSince(started)
+        if timeline {
+            // Per downloading peer: uploading to, requests queued at it, its requests out.
+            print("second  complete  origin-up  peers-up  peers-down  unchoked  queued  outstanding")
+            for t in simulation.timeline {
+                print(String(format: "%6d  %8d  %8.0f%%  %7.0f%%  %9.0f%%  %8.1f  %6.1f  %11.1f", t.second, t.complete,
+                             t.originUp * 100, t.peersUp * 100, t.peersDown * 100, t.unchoked, t.queued, t.outstanding))
+            }
+        }
         print(report.summary(rate: rate, wallSeconds: wall, peakRSSMiB: Self.peakRSSMiB()))
         if let json {
             try report.json(rate: rate, wallSeconds: wall, peakRSSMiB: Self.peakRSSMiB())

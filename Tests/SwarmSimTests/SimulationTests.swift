@@ -78,4 +78,62 @@ struct SimulationTests {
         let r = Simulation(s).run()
         #expect(r.allComplete)
     }
+
+    @Test("with the tracker dead from the start, gossip alone finds the peers and every host completes")
+    func trackerDead() {
+        var s = scenario(hosts: 12, mib: 8, mbit: 100)
+        s.trackerDead = true
+        let r = Simulation(s).run()
+        #expect(r.allComplete)
+        #expect(r.completeHosts == 11)
+    }
+
+    @Test("hosts that crash mid-run restart with what they had verified and complete")
+    func churn() {
+        var s = scenario(hosts: 12, mib: 16, mbit: 100)
+        s.churn = 0.25
+        let r = Simulation(s).run()
+        #expect(r.crashes == 3)
+        #expect(r.allComplete)
+        #expect(r.completeHosts == 11)
+    }
+
+    @Test("sites: every other site takes the file through its uplink at least once, and the uplink bounds the run")
+    func sites() {
+        var s = scenario(hosts: 12, mib: 8, mbit: 100)
+        s.sites = 3
+        s.siteRate = 25e6 / 8
+        let r = Simulation(s).run()
+        #expect(r.allComplete)
+        #expect(r.tMin == Double(s.fileBytes) / s.siteRate)
+        #expect(r.makespan! >= r.tMin)
+        #expect(r.siteInXFile.count == 3)
+        #expect(r.siteInXFile[1] >= 1 && r.siteInXFile[2] >= 1)
+        // What leaves one site enters another.
+        #expect(abs(r.siteInXFile.reduce(0, +) - r.siteOutXFile.reduce(0, +)) < 1e-6)
+    }
+
+    @Test("water-filling: an uplink gives a small demand all it asks and splits the rest evenly")
+    func waterfill() {
+        var links = [Simulation.Link(from: 0, to: 1), Simulation.Link(from: 0, to: 2), Simulation.Link(from: 0, to: 3)]
+        for (l, bytes) in [(0, 100), (1, 1000), (2, 1000)] { links[l].push(Simulation.Item(bytes: bytes, message: .interested)) }
+        var net = NetworkScratch()
+        net.active = [0, 1, 2]
+        net.prepare(links: &links, hosts: 4, up: 900, down: 10_000, sites: 1, site: .infinity, overhead: 1)
+        for _ in 0..<2 { net.fillRound(links, siteOf: nil) }
+        #expect(net.grant == [100, 400, 400])
+    }
+
+    @Test("water-filling: a downlink shared by two senders caps both, and one sender's other link takes what is left")
+    func waterfillDownlink() {
+        // Hosts 0 and 1 both send to 2 (downlink 600); host 0 also sends to 3.
+        var links = [Simulation.Link(from: 0, to: 2), Simulation.Link(from: 1, to: 2), Simulation.Link(from: 0, to: 3)]
+        for l in 0..<3 { links[l].push(Simulation.Item(bytes: 10_000, message: .interested)) }
+        var net = NetworkScratch()
+        net.active = [0, 1, 2]
+        net.prepare(links: &links, hosts: 4, up: 1000, down: 600, sites: 1, site: .infinity, overhead: 1)
+        for _ in 0..<2 { net.fillRound(links, siteOf: nil) }
+        #expect(net.grant[0] == 300 && net.grant[1] == 300)
+        #expect(net.grant[2] == 600, "host 0's uplink: 1000 less the 300 host 2 took, capped by host 3's downlink")
+    }
 }
