@@ -1,71 +1,148 @@
 /// The connected peers of a `TorrentState`, by id.
 ///
-/// A `Dictionary`'s getter copies the whole value, so every `peers[id]!.flag` read of a
-/// `PeerState` (a dozen arrays and sets) cost a dozen retains and releases; here reads and
-/// writes reach the stored value in place. Slots of departed peers are reused, and iteration
-/// follows slot order, which depends only on the order of arrivals and departures.
-public struct PeerTable: Sendable, Sequence {
-    private var slots: ContiguousArray<PeerState?> = []
-    private var slotOf: [Int: Int] = [:]
+/// Reads reach the stored `PeerState` in place: a `Dictionary`'s getter (and a yielding
+/// accessor over an `Array`) copies the whole value, so every `peers[id]!.flag` read cost a
+/// dozen retains and releases, a tenth of a simulated swarm's time. A peer's id names its
+/// slot (the low bits) and the slot's generation (the rest): a lookup is an index, not a
+/// hash, and no id is ever used twice (the picker and the blame ledger remember departed
+/// peers by id). Iteration follows slot order, which depends only on the order of arrivals
+/// and departures.
+// @unchecked: the slots live in one class instance that values share until a write; every
+// write first makes its own copy unless it is the only owner (copy on write, as `Array`'s
+// buffer), so two values never share memory that changes.
+public struct PeerTable: @unchecked Sendable, Sequence {
+    private static let slotBits = 20
+    private static let slotMask = (1 << slotBits) - 1
+
+    private final class Storage {
+        /// Slot 0 stays empty: a read of an unknown id points at it.
+        var base: UnsafeMutablePointer<PeerState?>
+        var capacity: Int
+        var used = 1
+
+        init(capacity: Int) {
+            self.capacity = capacity
+            base = .allocate(capacity: capacity)
+            base.initialize(to: nil)
+        }
+
+        func copy(capacity: Int) -> Storage {
+            let new = Storage(capacity: capacity)
+            (new.base + 1).initialize(from: base + 1, count: used - 1)
+            new.used = used
+            return new
+        }
+
+        deinit {
+            base.deinitialize(count: used)
+            base.deallocate()
+        }
+    }
+
+    private var storage = Storage(capacity: 8)
+    private var generation: [Int] = [0]
     private var free: [Int] = []
+    public private(set) var count = 0
 
     public init() {}
 
-    public var count: Int { slotOf.count }
-    public var isEmpty: Bool { slotOf.isEmpty }
-    public var keys: [Int] { slots.compactMap { $0?.id } }
-    public var values: [PeerState] { slots.compactMap { $0 } }
+    public var isEmpty: Bool { count == 0 }
 
-    public func contains(_ id: Int) -> Bool { slotOf[id] != nil }
+    /// The id the next peer stored must take.
+    public var nextID: Int {
+        let s = free.last ?? storage.used
+        return (s < generation.count ? generation[s] : 0) << Self.slotBits | s
+    }
 
-    // Queries that read the stored peers where they are, instead of the copies the
-    // sequence's iterator makes.
-    public func contains(where test: (PeerState) -> Bool) -> Bool { slots.contains { $0 != nil && test($0!) } }
-    public func allSatisfy(_ test: (PeerState) -> Bool) -> Bool { !contains { !test($0) } }
-    public func count(where test: (PeerState) -> Bool) -> Int { slots.count { $0 != nil && test($0!) } }
-    public func first(where test: (PeerState) -> Bool) -> PeerState? { slots.first { $0 != nil && test($0!) } ?? nil }
-    public func map<T>(_ transform: (PeerState) -> T) -> [T] { slots.compactMap { $0 != nil ? transform($0!) : nil } }
-    public func compactMap<T>(_ transform: (PeerState) -> T?) -> [T] { slots.compactMap { $0 != nil ? transform($0!) : nil } }
-    public func forEach(_ body: (PeerState) -> Void) { for s in slots.indices where slots[s] != nil { body(slots[s]!) } }
-    public func ids(where test: (PeerState) -> Bool) -> [Int] { slots.compactMap { $0 != nil && test($0!) ? $0!.id : nil } }
+    /// The slot `id` occupies, or 0.
+    private func slot(of id: Int) -> Int {
+        let s = id & Self.slotMask
+        guard s > 0, s < storage.used, generation[s] == id >> Self.slotBits, storage.base[s] != nil else { return 0 }
+        return s
+    }
 
+    public func contains(_ id: Int) -> Bool { slot(of: id) != 0 }
+
+    /// Read in place; setting nil removes the peer; a new peer is stored under `nextID` only.
     public subscript(id: Int) -> PeerState? {
-        _read {
-            if let s = slotOf[id] { yield slots[s] } else { yield nil }
-        }
+        unsafeAddress { UnsafePointer(storage.base + slot(of: id)) }
         _modify {
-            if let s = slotOf[id] {
-                yield &slots[s]
-                if slots[s] == nil { release(id, slot: s) }
+            let s = slot(of: id)
+            if s != 0 {
+                makeUnique(growing: false)
+                yield &storage.base[s]
+                if storage.base[s] == nil { release(s) }
             } else {
                 var added: PeerState?
                 yield &added
-                if let added { insert(added, as: id) }
+                if let added {
+                    precondition(id == nextID, "a new peer is stored under PeerTable.nextID")
+                    insert(added)
+                }
             }
         }
     }
 
     @discardableResult
     public mutating func removeValue(forKey id: Int) -> PeerState? {
-        guard let s = slotOf[id] else { return nil }
-        let peer = slots[s]
-        slots[s] = nil
-        release(id, slot: s)
+        let s = slot(of: id)
+        guard s != 0 else { return nil }
+        makeUnique(growing: false)
+        let peer = storage.base[s]
+        storage.base[s] = nil
+        release(s)
         return peer
     }
 
-    private mutating func insert(_ peer: PeerState, as id: Int) {
-        let s = free.popLast() ?? slots.count
-        if s == slots.count { slots.append(peer) } else { slots[s] = peer }
-        slotOf[id] = s
+    private mutating func insert(_ peer: PeerState) {
+        if let s = free.popLast() {
+            makeUnique(growing: false)
+            storage.base[s] = peer
+        } else {
+            makeUnique(growing: storage.used == storage.capacity)
+            (storage.base + storage.used).initialize(to: peer)
+            storage.used += 1
+            if generation.count < storage.used { generation.append(0) }
+        }
+        count += 1
     }
 
-    private mutating func release(_ id: Int, slot: Int) {
-        slotOf[id] = nil
-        free.append(slot)
+    private mutating func release(_ s: Int) {
+        generation[s] += 1
+        free.append(s)
+        count -= 1
     }
+
+    private mutating func makeUnique(growing: Bool) {
+        if growing {
+            storage = storage.copy(capacity: storage.capacity * 2)
+        } else if !isKnownUniquelyReferenced(&storage) {
+            storage = storage.copy(capacity: storage.capacity)
+        }
+    }
+
+    // Queries that read the stored peers where they are, instead of the copies the
+    // sequence's iterator makes.
+
+    private func occupied() -> some Sequence<Int> {
+        let storage = storage
+        return (1..<storage.used).lazy.filter { storage.base[$0] != nil }
+    }
+
+    public var keys: [Int] { occupied().map { storage.base[$0]!.id } }
+    public var values: [PeerState] { occupied().map { storage.base[$0]! } }
+    public func contains(where test: (PeerState) -> Bool) -> Bool { occupied().contains { test(storage.base[$0]!) } }
+    public func allSatisfy(_ test: (PeerState) -> Bool) -> Bool { !contains { !test($0) } }
+    public func count(where test: (PeerState) -> Bool) -> Int { occupied().count { test(storage.base[$0]!) } }
+    public func first(where test: (PeerState) -> Bool) -> PeerState? {
+        occupied().first { test(storage.base[$0]!) }.map { storage.base[$0]! }
+    }
+    public func map<T>(_ transform: (PeerState) -> T) -> [T] { occupied().map { transform(storage.base[$0]!) } }
+    public func compactMap<T>(_ transform: (PeerState) -> T?) -> [T] { occupied().compactMap { transform(storage.base[$0]!) } }
+    public func forEach(_ body: (PeerState) -> Void) { for s in occupied() { body(storage.base[s]!) } }
+    public func ids(where test: (PeerState) -> Bool) -> [Int] { occupied().filter { test(storage.base[$0]!) }.map { storage.base[$0]!.id } }
 
     public func makeIterator() -> some IteratorProtocol<(key: Int, value: PeerState)> {
-        slots.lazy.compactMap { $0.map { (key: $0.id, value: $0) } }.makeIterator()
+        values.map { (key: $0.id, value: $0) }.makeIterator()
     }
 }

@@ -3,7 +3,7 @@ import BitTorrent
 /// The settings of a torrent's rules (`TorrentState`), each default written here once;
 /// durations in nanoseconds. The defaults suit a fleet rollout on a LAN.
 public struct TorrentRules: Sendable, Equatable {
-    /// Most connections per torrent.
+    /// Most connections per torrent; we dial up to half of them (`TorrentState.dialBudget`).
     public var maxPeers = 50
     /// Inbound connections accepted beyond `maxPeers`, so peers that dial us are not refused
     /// because our own dials filled the slots.

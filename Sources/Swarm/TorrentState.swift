@@ -110,7 +110,6 @@ public struct TorrentState: Sendable {
     private var choker: Choker
     private var random: SplitMix64
     public private(set) var peers = PeerTable()
-    private var nextPeer = 0
     /// Bytes of complete pieces handed to the piece worker and not yet checked.
     public private(set) var uncheckedBytes = 0
     private var uncheckedLimit: Int { max(rules.maxUncheckedBytes, 2 * layout.pieceLength) }
@@ -179,6 +178,13 @@ public struct TorrentState: Sendable {
     public var listenAddresses: Set<PeerAddress> { Set(peers.compactMap(\.listenAddress)) }
     public func isBanned(_ host: String) -> Bool { banned.contains(host) }
 
+    /// How many more peers to dial now, with `dialling` dials under way: up to half of
+    /// `maxPeers`, the other half left to peers that dial us. Dialling up to `maxPeers` let
+    /// the first hosts of a rollout fill each other's slots, and the hosts that started a
+    /// little later, refused by them, ran with a third of the connections and finished last
+    /// (starling-sim, 100 hosts: p90 at 1.8 x T_min against 1.5 x).
+    public func dialBudget(dialling: Int) -> Int { max(0, (rules.maxPeers + 1) / 2 - peers.count - dialling) }
+
     public var peerCounts: PeerCounts {
         var c = PeerCounts()
         peers.forEach { p in
@@ -241,8 +247,7 @@ public struct TorrentState: Sendable {
             knownListenAddress = existing.listenAddress
             close(existing.id, .redundant)
         }
-        nextPeer += 1
-        var peer = PeerState(id: nextPeer, arrival: arrival, pieceCount: layout.pieceCount, now: now)
+        var peer = PeerState(id: peers.nextID, arrival: arrival, pieceCount: layout.pieceCount, now: now)
         if peer.listenAddress == nil { peer.listenAddress = knownListenAddress }
         peers[peer.id] = peer
         // Announce what we have: the fast extension's short forms when both sides support it.

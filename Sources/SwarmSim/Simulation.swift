@@ -20,7 +20,10 @@ public final class Simulation {
     private var arrivals = [ArrivalQueue(), ArrivalQueue()]
     /// Once a second of virtual time: how busy the links were (`timeline`).
     public private(set) var timeline: [Sample] = []
-    private var sample = (origin: 0.0, peers: 0.0)
+    private var sample = (origin: 0.0, peers: 0.0, fresh: 0.0)
+    /// Blocks the origin has sent at least once.
+    private var originSent = Set<Int>()
+    private var hostSecond: [(up: Double, down: Double)] = []
     /// Wire bytes through each site's uplink, into the site and out of it.
     private(set) var siteBytes: [(in: Double, out: Double)]
     private var tracker = TrackerRegistry()
@@ -99,7 +102,7 @@ public final class Simulation {
         rules = scenario.rules
         siteOf = scenario.sites > 1 ? (0..<scenario.hosts).map(scenario.site(of:)) : nil
         siteBytes = Array(repeating: (0, 0), count: scenario.sites)
-        rules.maxPeers = min(rules.maxPeers, scenario.hosts - 1)
+        hostSecond = Array(repeating: (0, 0), count: scenario.hosts)
         let liarCount = Int((Double(scenario.hosts - 1) * scenario.liars).rounded())
         let churnCount = Int((Double(scenario.hosts - 1) * scenario.churn).rounded())
         mustComplete = scenario.hosts - 1 - liarCount
@@ -317,7 +320,7 @@ public final class Simulation {
     private func dialCandidates(_ h: Int) {
         let state = hosts[h].state
         let connected = state.listenAddresses
-        let budget = state.rules.maxPeers - state.peers.count - hosts[h].dial.inProgress
+        let budget = state.dialBudget(dialling: hosts[h].dial.inProgress)
         guard budget > 0 else { return }
         let due = hosts[h].dial.due(now: now, budget: budget) { connected.contains($0) || state.isBanned($0.host) }
         for address in due {
@@ -377,6 +380,10 @@ public final class Simulation {
             case .send(let m, let id):
                 enqueue(from: h, to: id, Item(bytes: Self.wireLength(m), message: m))
             case .serve(let req, let id):
+                if h == 0 {
+                    let block = req.piece * (layout.pieceLength / PieceLayout.blockSize) + req.begin / PieceLayout.blockSize
+                    if originSent.insert(block).inserted { sample.fresh += Double(req.length) }
+                }
                 enqueue(from: h, to: id, Item(bytes: 13 + req.length, message: nil, block: req, corrupt: hosts[h].liar))
                 hosts[h].uploaded += Int64(req.length)
             case .assemble:
@@ -450,6 +457,8 @@ public final class Simulation {
             let sender = links[l].from
             let cross = siteOf.map { $0[sender] != $0[links[l].to] } ?? false
             if sender == 0 { sample.origin += network.grant[k] } else { sample.peers += network.grant[k] }
+            hostSecond[sender].up += network.grant[k]
+            hostSecond[links[l].to].down += network.grant[k]
             if cross {
                 siteBytes[hosts[sender].site].out += network.grant[k]
                 siteBytes[hosts[links[l].to].site].in += network.grant[k]
@@ -473,6 +482,8 @@ public final class Simulation {
         public var second: Int
         public var complete: Int
         public var originUp: Double
+        /// Share of the origin's uplink that carried blocks it had not sent before.
+        public var originFresh: Double
         /// Mean over the peers alive and not complete of their uplinks' use.
         public var peersUp: Double
         public var peersDown: Double
@@ -481,6 +492,14 @@ public final class Simulation {
         public var unchoked: Double
         public var queued: Double
         public var outstanding: Double
+        /// Peers' uplink and downlink use: 10th, 50th and 90th percentile over the downloading peers.
+        public var upPercentiles: [Double]
+        public var downPercentiles: [Double]
+    }
+
+    private func percentiles(_ values: [Double]) -> [Double] {
+        let v = values.sorted()
+        return v.isEmpty ? [0, 0, 0] : [0.1, 0.5, 0.9].map { v[Int(Double(v.count - 1) * $0)] }
     }
 
     private func takeSample() {
@@ -492,11 +511,14 @@ public final class Simulation {
             Double(active.reduce(0) { sum, h in sum + h.state.peers.map(f).reduce(0, +) }) / downloading
         }
         timeline.append(Sample(second: Int(now / 1_000_000_000), complete: completed,
-                               originUp: sample.origin / capacity, peersUp: sample.peers / capacity / peers,
+                               originUp: sample.origin / capacity, originFresh: sample.fresh * Self.frameOverhead / capacity, peersUp: sample.peers / capacity / peers,
                                peersDown: (sample.origin + sample.peers) / capacity / downloading,
                                unchoked: mean { !$0.amChoking && $0.peerInterested ? 1 : 0 },
-                               queued: mean { $0.incoming.count }, outstanding: mean { $0.outstanding.count }))
-        sample = (0, 0)
+                               queued: mean { $0.incoming.count }, outstanding: mean { $0.outstanding.count },
+                               upPercentiles: percentiles(active.map { hostSecond[$0.index].up / capacity }),
+                               downPercentiles: percentiles(active.map { hostSecond[$0.index].down / capacity })))
+        sample = (0, 0, 0)
+        for i in hostSecond.indices { hostSecond[i] = (0, 0) }
     }
 
     public struct Report: Sendable, Equatable {

@@ -37,6 +37,8 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("site-delay"), help: "One-way latency added between sites, milliseconds.") var siteDelay = 0.0
     @Option(name: .customLong("max-peers"), help: "Connections per host (the engine's peer.max_peers).") var maxPeers: Int?
     @Option(name: .customLong("upload-slots"), help: "Peers a downloading host uploads to at once.") var uploadSlots: Int?
+    @Option(name: .customLong("request-horizon"), help: "Data asked of a peer ahead, in milliseconds at its rate.") var requestHorizon: Double?
+    @Option(name: .customLong("min-pipeline"), help: "Requests kept at a peer at least.") var minPipeline: Int?
     @Option(help: "Step of the network model, milliseconds.") var step = 5.0
     @Flag(help: "Print one line per simulated second: completions and the use of the links.") var timeline = false
     @Option(help: "Write the figures as JSON (swarmlab's field names) to this file.") var json: String?
@@ -67,6 +69,8 @@ struct Run: ParsableCommand {
         s.step = UInt64(step * 1e6)
         if let maxPeers { s.rules.maxPeers = maxPeers }
         if let uploadSlots { s.rules.uploadSlots = uploadSlots }
+        if let requestHorizon { s.rules.requestHorizon = UInt64(requestHorizon * 1e6) }
+        if let minPipeline { s.rules.minPipeline = minPipeline }
         s.trackerDead = trackerDead
         s.churn = churn
         s.sites = sites
@@ -89,10 +93,15 @@ struct Run: ParsableCommand {
         let wall = Date().timeIntervalSince(started)
         if timeline {
             // Per downloading peer: uploading to, requests queued at it, its requests out.
-            print("second  complete  origin-up  peers-up  peers-down  unchoked  queued  outstanding")
+            // Per downloading peer: uploading to, requests queued at it, its requests out; link
+            // use as 10th/50th/90th percentiles over the downloading peers.
+            print("second  complete  origin-up (fresh)  peers-up  peers-down  unchoked  queued  outstanding  up p10/50/90  down p10/50/90")
             for t in simulation.timeline {
-                print(String(format: "%6d  %8d  %8.0f%%  %7.0f%%  %9.0f%%  %8.1f  %6.1f  %11.1f", t.second, t.complete,
-                             t.originUp * 100, t.peersUp * 100, t.peersDown * 100, t.unchoked, t.queued, t.outstanding))
+                let up = t.upPercentiles.map { String(format: "%3.0f", $0 * 100) }.joined(separator: "/")
+                let down = t.downPercentiles.map { String(format: "%3.0f", $0 * 100) }.joined(separator: "/")
+                print(String(format: "%6d  %8d  %8.0f%% (%3.0f%%)  %7.0f%%  %9.0f%%  %8.1f  %6.1f  %11.1f", t.second, t.complete,
+                             t.originUp * 100, t.originFresh * 100, t.peersUp * 100, t.peersDown * 100, t.unchoked, t.queued, t.outstanding)
+                      + "  \(up)   \(down)")
             }
         }
         print(report.summary(rate: rate, wallSeconds: wall, peakRSSMiB: Self.peakRSSMiB()))

@@ -379,6 +379,30 @@ struct TorrentStateTests {
         guard case .evicted = closed[first] else { Issue.record("not evicted: \(closed)"); return }
     }
 
+    @Test("dialling: up to half of maxPeers, counting dials under way; the other half waits for peers that dial us")
+    func dialBudget() {
+        var rules = TorrentRules()
+        rules.maxPeers = 10
+        var state = torrent(rules: rules)
+        #expect(state.dialBudget(dialling: 0) == 5)
+        for n in 1...3 { _ = state.connect(n) }
+        #expect(state.dialBudget(dialling: 1) == 1)
+        #expect(state.dialBudget(dialling: 4) == 0)
+        rules.maxPeers = 1
+        #expect(torrent(rules: rules).dialBudget(dialling: 0) == 1, "a one-peer limit still dials the one")
+    }
+
+    @Test("peer ids are never reused, and a departed peer's id finds nobody")
+    func peerIDsAreUnique() {
+        var state = torrent()
+        let a = state.connect(1)
+        _ = state.disconnected(a, now: 0)
+        let b = state.connect(2)
+        #expect(a != b)
+        #expect(state.peers[a] == nil && !state.peers.contains(a))
+        #expect(state.peers[b]?.id == b && state.peers.count == 1)
+    }
+
     /// `n` interested peers: each says so and its read batch ends. Returns how many we unchoked.
     fileprivate func unchokedOf(_ n: Int, seeding: Bool) -> (unchoked: Int, messages: Int) {
         var state = torrent(seeding: seeding)

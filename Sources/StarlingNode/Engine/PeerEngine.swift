@@ -186,7 +186,7 @@ public final class PeerEngine: @unchecked Sendable {
         for (hash, session) in sessions where session.failure == nil {
             guard var known = candidates[hash] else { continue }
             let connected = session.state.listenAddresses
-            let budget = config.rules.maxPeers - session.connectedPeers - known.inProgress
+            let budget = session.state.dialBudget(dialling: known.inProgress)
             let due = known.due(now: now, budget: budget) { connected.contains($0) || session.state.isBanned($0.host) }
             candidates[hash] = known
             for address in due { dial(address, for: hash) }
