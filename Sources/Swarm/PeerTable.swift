@@ -48,16 +48,17 @@ public struct PeerTable: @unchecked Sendable, Sequence {
 
     public var isEmpty: Bool { count == 0 }
 
-    /// The id the next peer stored must take.
+    /// The id the next peer stored must take. A slot's generation is even while a peer
+    /// holds it and odd while it is free, so an id (always even) matches only a live peer.
     public var nextID: Int {
-        let s = free.last ?? storage.used
-        return (s < generation.count ? generation[s] : 0) << Self.slotBits | s
+        guard let s = free.last else { return storage.used }
+        return (generation[s] + 1) << Self.slotBits | s
     }
 
     /// The slot `id` occupies, or 0.
     private func slot(of id: Int) -> Int {
         let s = id & Self.slotMask
-        guard s > 0, s < storage.used, generation[s] == id >> Self.slotBits, storage.base[s] != nil else { return 0 }
+        guard s > 0, s < storage.used, generation[s] == id >> Self.slotBits else { return 0 }
         return s
     }
 
@@ -98,6 +99,7 @@ public struct PeerTable: @unchecked Sendable, Sequence {
         if let s = free.popLast() {
             makeUnique(growing: false)
             storage.base[s] = peer
+            generation[s] += 1
         } else {
             makeUnique(growing: storage.used == storage.capacity)
             (storage.base + storage.used).initialize(to: peer)

@@ -76,13 +76,17 @@ public final class Simulation {
     struct Link {
         var from = 0, to = 0
         var active = false
+        /// The step of the last arrival on it: its read batch ends once per step.
+        var readAt = UInt64.max
         var items: [Item] = []
         var head = 0
         var headSent = 0
         var queued = 0
         var credit = 0.0
-        /// First item whose `blockSent` is not yet reported (the kernel has not taken it).
+        /// First item whose `blockSent` is not yet reported (the kernel has not taken it), and
+        /// the bytes of the items from `head` up to it.
         var firstUnreported = 0
+        var taken = 0
     }
 
     struct Item {
@@ -176,18 +180,22 @@ public final class Simulation {
     /// Runs until every live host is complete or the time limit; returns the figures.
     public func run() -> Report {
         while now <= scenario.timeLimit {
-            var touched: [(host: Int, peer: Int)] = []
             while let (t, e) = events.peek(), t <= now {
                 _ = events.pop()
-                handle(e, touched: &touched)
+                handle(e)
             }
+            // One read batch per connection per step, as NIO ends one per socket read.
+            var touched: [(host: Int, peer: Int)] = []
             for q in arrivals.indices {
                 while let (link, item) = arrivals[q].pop(dueBy: now) {
                     let c = link >> 1
                     guard conns[c].open else { continue }
                     let (h, peer) = link & 1 == 0 ? (conns[c].b, conns[c].idAtB) : (conns[c].a, conns[c].idAtA)
                     deliver(item, to: h, from: peer)
-                    touched.append((h, peer))
+                    if links[link].readAt != now {
+                        links[link].readAt = now
+                        touched.append((h, peer))
+                    }
                 }
             }
             for (h, p) in touched where hosts[h].alive && hosts[h].state.peers.contains(p) {
@@ -201,7 +209,7 @@ public final class Simulation {
         return report()
     }
 
-    private func handle(_ e: Event, touched: inout [(host: Int, peer: Int)]) {
+    private func handle(_ e: Event) {
         switch e {
         case .timer(let timer, let h, let epoch):
             guard hosts[h].alive, hosts[h].epoch == epoch else { return }
@@ -453,6 +461,7 @@ public final class Simulation {
                         sites: scenario.sites, site: scenario.siteRate * dt, overhead: Self.frameOverhead)
         guard !network.active.isEmpty else { return }
         for _ in 0..<2 { network.fillRound(links, siteOf: siteOf) }
+        var done: [Item] = [], sent: [BlockRequest] = []
         for (k, l) in network.active.enumerated() where network.grant[k] > 0 {
             let sender = links[l].from
             let cross = siteOf.map { $0[sender] != $0[links[l].to] } ?? false
@@ -463,8 +472,9 @@ public final class Simulation {
                 siteBytes[hosts[sender].site].out += network.grant[k]
                 siteBytes[hosts[links[l].to].site].in += network.grant[k]
             }
-            let (done, sent) = links[l].transmit(wireBytes: network.grant[k], overhead: Self.frameOverhead,
-                                                 kernelBuffer: sender == 0 ? Self.kernelBuffer.seed : Self.kernelBuffer.peer)
+            links[l].transmit(wireBytes: network.grant[k], overhead: Self.frameOverhead,
+                              kernelBuffer: sender == 0 ? Self.kernelBuffer.seed : Self.kernelBuffer.peer,
+                              done: &done, sent: &sent)
             let at = now + scenario.step + scenario.latency + (cross ? scenario.siteLatency : 0)
             for item in done { arrivals[cross ? 1 : 0].push(l, item, at: at) }
             guard !sent.isEmpty else { continue }
@@ -582,12 +592,13 @@ extension Simulation.Link {
         queued += item.bytes
     }
 
-    /// Sends `wireBytes` worth of the queue. Returns the items that left in full, and the
+    /// Sends `wireBytes` worth of the queue. Gives the items that left in full, and the
     /// blocks the kernel has now taken (its buffer has room before them): their `blockSent`.
-    mutating func transmit(wireBytes: Double, overhead: Double, kernelBuffer: Int) -> ([Simulation.Item], [BlockRequest]) {
+    mutating func transmit(wireBytes: Double, overhead: Double, kernelBuffer: Int,
+                           done: inout [Simulation.Item], sent: inout [BlockRequest]) {
         credit += wireBytes
-        var done: [Simulation.Item] = []
-        var sent: [BlockRequest] = []
+        done.removeAll(keepingCapacity: true)
+        sent.removeAll(keepingCapacity: true)
         while head < items.count {
             let need = Double(items[head].bytes - headSent) * overhead
             if credit + 1e-6 < need {
@@ -599,34 +610,36 @@ extension Simulation.Link {
             }
             credit -= need
             queued -= items[head].bytes - headSent
-            // Sent in full before the kernel-buffer scan below saw it: the kernel took it too.
-            if head >= firstUnreported, let b = items[head].block { sent.append(b) }
+            if head < firstUnreported {
+                taken -= items[head].bytes
+            } else {
+                // Sent in full before the kernel took it in a scan below: it takes it now.
+                if let b = items[head].block { sent.append(b) }
+                firstUnreported = head + 1
+            }
             done.append(items[head])
             headSent = 0
             head += 1
         }
         if head == items.count { credit = 0 }
-        var ahead = -headSent
-        var i = head
-        firstUnreported = max(firstUnreported, head)
-        while i < items.count, ahead < kernelBuffer {
-            if i >= firstUnreported, let b = items[i].block { sent.append(b) }
-            ahead += items[i].bytes
-            i += 1
+        // The kernel takes items while less than its buffer is queued ahead of them.
+        while firstUnreported < items.count, taken - headSent < kernelBuffer {
+            if let b = items[firstUnreported].block { sent.append(b) }
+            taken += items[firstUnreported].bytes
+            firstUnreported += 1
         }
-        firstUnreported = max(firstUnreported, i)
         if head == items.count {
             // Idle: a link that once carried a burst keeps no buffer for it (a fleet has
             // tens of thousands of links).
             items.removeAll(keepingCapacity: items.capacity <= 64)
             firstUnreported = 0
+            taken = 0
             head = 0
         } else if head > 1024, head * 2 > items.count {
             items.removeFirst(head)
             firstUnreported -= head
             head = 0
         }
-        return (done, sent)
     }
 }
 
@@ -716,10 +729,17 @@ struct NetworkScratch {
     /// Max-min shares of `capacity` among the links `ks`, each wanting `amount[k]`, which
     /// becomes its share.
     private static func waterfill(_ capacity: Double, _ ks: [Int], _ order: inout [Int], _ amount: inout [Double]) {
+        let left0 = max(0, capacity)
+        // Everyone wants at least an equal share (a busy uplink's usual case): no sort needed.
+        let equal = left0 / Double(ks.count)
+        if ks.allSatisfy({ amount[$0] >= equal }) {
+            for k in ks { amount[k] = equal }
+            return
+        }
         order.removeAll(keepingCapacity: true)
         order.append(contentsOf: ks)
         if order.count > 1 { order.sort { amount[$0] < amount[$1] } }
-        var left = max(0, capacity)
+        var left = left0
         for (n, k) in order.enumerated() {
             let g = min(amount[k], left / Double(order.count - n))
             amount[k] = g
