@@ -196,11 +196,11 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         var gossipUntil: UInt64 = 0
     }
 
-    private var records: [GossipMemberID: Record] = [:] {
-        didSet { if records.count != ids.count { ids = records.keys.sorted() } }
-    }
+    /// Add members with `store`, drop them with `remove`: both keep `ids` in step.
+    private var records: [GossipMemberID: Record] = [:]
     /// `records`' keys, sorted: random choices draw from it so a seeded run is reproducible
-    /// (dictionary order is not) without sorting on every message.
+    /// (dictionary order is not). Kept sorted by insertion, not by sorting the keys on each
+    /// change: at 1,000 members the sort was a fifth of a simulated fleet's time.
     private var ids: [GossipMemberID] = []
     private var tombstones: [GossipMemberID: Tombstone] = [:]
     private var pendingProbes: [GossipMemberID] = []
@@ -402,7 +402,7 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         member.status = .alive // first-hand contact refutes any suspicion we held
         member.incarnation = max(member.incarnation, m.incarnation)
         member.torrents = Array(m.torrents.prefix(GossipMessage.maxTorrents))
-        records[m.sender] = Record(member: member, lastHeard: t, lastSequence: m.sequence, direct: true)
+        store(Record(member: member, lastHeard: t, lastSequence: m.sequence, direct: true), for: m.sender)
         tombstones[m.sender] = nil
         lastEndpoint[m.sender] = source
         if let previous {
@@ -504,7 +504,7 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         let m = GossipMember(id: e.id, gossipEndpoint: endpoint, peerAddress: e.address, peerPort: e.peerPort,
                              status: t - min(t, heard) < effectiveSuspectAfter ? .alive : .suspect,
                              incarnation: e.incarnation, torrents: [])
-        records[e.id] = Record(member: m, lastHeard: heard, lastSequence: tombstones[e.id]?.lastSequence, direct: false)
+        store(Record(member: m, lastHeard: heard, lastSequence: tombstones[e.id]?.lastSequence, direct: false), for: e.id)
         tombstones[e.id] = nil
         lastEndpoint[e.id] = endpoint
         out.append(.memberAdded(m))
@@ -569,6 +569,7 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
                                  verdict: (at: UInt64, revivesAfter: UInt64)? = nil, incarnation: UInt32? = nil,
                                  into out: inout [GossipDirective]) {
         guard let r = records.removeValue(forKey: mid) else { return }
+        ids.remove(at: idIndex(mid))
         pendingProbes.removeAll { $0 == mid }
         owedAcks.removeAll { $0 == mid }
         if tombstones.count >= settings.maxTombstones,
@@ -598,6 +599,20 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
             if best.count > k { best.removeLast() }
         }
         return best.map(\.1)
+    }
+
+    private mutating func store(_ record: Record, for id: GossipMemberID) {
+        if records.updateValue(record, forKey: id) == nil { ids.insert(id, at: idIndex(id)) }
+    }
+
+    /// Where `id` is or would go in `ids`.
+    private func idIndex(_ id: GossipMemberID) -> Int {
+        var lo = 0, hi = ids.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if ids[mid] < id { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
     }
 
     /// Up to `k` distinct member ids chosen at random (partial Fisher-Yates over a copy of `ids`).
