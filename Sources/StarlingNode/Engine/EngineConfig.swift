@@ -4,8 +4,8 @@ import Swarm
 
 /// Settings of the peer engine; defaults suit a fleet rollout on a LAN.
 public struct EngineConfig: Sendable {
-    /// Starling's version, for the CLI, the user agent and the build-info metric.
-    public static let version = "0.1.0"
+    /// Starling's version, for the user agent and the build-info metric (see `BuildStamp`).
+    public static let version = BuildStamp.version
 
     /// Address to listen on and to dial from (so peers see this address).
     public var ip: String
