@@ -2,7 +2,8 @@
 # Builds what a fleet installs, into dist/ (or --out DIR):
 #   starling-VERSION-linux-ARCH   one binary that needs only the C library: Swift's runtime and
 #                                 Foundation linked in (--static-swift-stdlib), libcrypto and
-#                                 zlib linked from the system's .a files (libssl-dev, zlib1g-dev)
+#                                 zlib linked from the system's .a files (libssl-dev, zlib1g-dev);
+#                                 dist/starling links to it (the Ansible role's default)
 #   starling_VERSION-1_ARCH.deb   dpkg-deb; lintian-clean (errors fail the script)
 #   starling-VERSION-1.ARCH.rpm   rpmbuild (from the `rpm` package on Debian)
 # and SHA256SUMS. Options: --binary-only (no packages), --out DIR.
@@ -91,6 +92,8 @@ if grep -Evq "$libc_only" <<<"$ldd_out"; then
 fi
 glibc=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)
 [ "$("$bin" --version)" = "$version (commit $commit)" ] || { echo "package.sh: --version says '$("$bin" --version)'" >&2; exit 1; }
+# dist/starling: the latest build under a name that does not change (the Ansible role's default).
+ln -sfn "$(basename "$bin")" "$out/starling"
 echo "$bin: $(du -h "$bin" | cut -f1), needs $glibc or later; ldd:"
 sed 's/^/    /' <<<"$ldd_out"
 
