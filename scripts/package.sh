@@ -73,12 +73,24 @@ for lib in libcrypto.a libz.a libstdc++.a; do
     ln -sf "$found" "$staticlibs/$lib"
 done
 
+# 3. On x86_64, the four symbols newer than glibc 2.34 go through wrappers that older glibc
+#    can serve (scripts/package/glibc-compat.c says which and why): the binary then runs on
+#    EL 9 and Ubuntu 22.04 too. STARLING_GLIBC_COMPAT=0 builds without them.
+compat=()
+if [ "$arch" = x86_64 ] && [ "${STARLING_GLIBC_COMPAT:-1}" = 1 ]; then
+    clang -O2 -fPIC -c scripts/package/glibc-compat.c -o .build-pkg/glibc-compat.o
+    compat=(-Xlinker "$root/.build-pkg/glibc-compat.o")
+    for sym in hypot hypotf arc4random _dl_find_object; do compat+=(-Xlinker "--wrap=$sym"); done
+fi
+
 echo "building starling $version (commit $commit), release, static"
+# Always relinked: the build system does not track the linker's own inputs above.
+rm -f .build-pkg/release/starling
 swift build -c release --product starling --scratch-path .build-pkg --static-swift-stdlib \
-    -Xswiftc -DSTARLING_STAMPED -Xlinker -L"$staticlibs" -Xswiftc -Xclang-linker -Xswiftc -static-libgcc
+    -Xswiftc -DSTARLING_STAMPED -Xlinker -L"$staticlibs" -Xswiftc -Xclang-linker -Xswiftc -static-libgcc "${compat[@]}"
 built=$root/.build-pkg/release/starling
 
-# 3. Stripped copy; check that only the C library is needed and which glibc.
+# 4. Stripped copy; check that only the C library is needed and which glibc.
 bin=$out/starling-$version-linux-$arch
 strip --strip-unneeded -o "$bin.tmp" "$built"
 chmod 0755 "$bin.tmp"
@@ -102,7 +114,7 @@ if [ "$binary_only" = 1 ]; then
     exit 0
 fi
 
-# 4. The file tree both packages install.
+# 5. The file tree both packages install.
 work=$root/.build-pkg/package
 rm -rf "$work"
 tree=$work/tree
@@ -192,7 +204,7 @@ peer, UDP gossip that survives the tracker's loss, host-wide rate caps,
 listen ports from a narrow range and Prometheus metrics on every process.
 The binary needs only the C library."
 
-# 5. The .deb.
+# 6. The .deb.
 if command -v dpkg-deb >/dev/null; then
     deb=$work/deb
     cp -a "$tree" "$deb"
@@ -269,7 +281,7 @@ EOF
     fi
 fi
 
-# 6. The .rpm, from the same tree.
+# 7. The .rpm, from the same tree.
 if command -v rpmbuild >/dev/null; then
     rpmtop=$work/rpm
     mkdir -p "$rpmtop"/{BUILD,RPMS,SPECS,SRPMS,BUILDROOT}
