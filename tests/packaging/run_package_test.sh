@@ -142,14 +142,16 @@ ip -n pk-peer1 route | grep -q default && die "a namespace has a default route"
 
 # Runs a command chrooted into ROOT with /proc mounted there (the Swift runtime reads
 # /proc/self), in a mount namespace of its own: the mount ends with the process and is
-# never seen outside, so nothing needs unmounting. in_ns does the same in a host's namespace.
+# never seen outside, so nothing needs unmounting. in_ns does the same in a host's namespace;
+# it is only started in the background (&) and execs, so that $! is the starling process
+# itself (a subshell in between would hold a TERM until its child exits).
 in_root() { # root, command...
     local r=$1; shift
     unshare --mount --propagation private sh -c 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"' "$r" "$@"
 }
 in_ns() { # host, root, command...
     local ns=pk-$1 r=$2; shift 2
-    ip netns exec "$ns" unshare --mount --propagation private sh -c 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"' "$r" "$@"
+    exec ip netns exec "$ns" unshare --mount --propagation private sh -c 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"' "$r" "$@"
 }
 
 # A fresh copy of the cached root.
