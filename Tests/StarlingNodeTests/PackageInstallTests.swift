@@ -18,33 +18,15 @@ struct PackageInstallTests {
         guard TestPaths.which("debootstrap") != nil else {
             try Test.cancel("debootstrap is not installed (bash scripts/install-deps.sh)")
         }
-        let dir = try TestPaths.scratch("package-install")
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let log = dir.appendingPathComponent("package-test.log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: log)
-        defer { try? handle.close() }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = [Self.script]
-        p.standardOutput = handle
-        p.standardError = handle
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
         // The backstop: a package build (5 min), a first debootstrap (1-2 min), two swarms.
-        let deadline = Date().addingTimeInterval(900)
-        while p.isRunning && Date() < deadline { try await Task.sleep(nanoseconds: 200_000_000) }
-        if p.isRunning {
-            kill(p.processIdentifier, SIGTERM)
-            p.waitUntilExit()
-        }
-        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        let run = try await TestScript.run(Self.script, scratch: "package-install", timeout: 900)
+        let output = run.output
         print(output.split(separator: "\n").filter { $0.hasPrefix("[package-test") }.joined(separator: "\n"))
-        if p.terminationReason == .exit && p.terminationStatus == 77 {
+        if run.status == 77 {
             let reason = output.split(separator: "\n").last { $0.contains("SKIP:") } ?? "skipped"
             try Test.cancel(Comment(rawValue: String(reason)))
         }
-        #expect(p.terminationStatus == 0, "run_package_test.sh failed:\n\(output.suffix(6000))")
+        #expect(run.status == 0, "run_package_test.sh failed:\n\(output.suffix(6000))")
         #expect(output.contains("all checks passed"))
     }
 }

@@ -96,21 +96,9 @@ NSES=(pk-sw)
 for h in "${HOSTS[@]}"; do NSES+=("pk-$h"); done
 PIDS=()
 
-cleanup_ns() {
-    local ns pids
-    for ns in "${NSES[@]}"; do
-        ip netns list 2>/dev/null | grep -qw "^$ns" || continue
-        pids=$(ip netns pids "$ns" 2>/dev/null || true)
-        [ -n "$pids" ] && kill $pids 2>/dev/null || true
-    done
-    sleep 0.3
-    for ns in "${NSES[@]}"; do
-        ip netns list 2>/dev/null | grep -qw "^$ns" || continue
-        pids=$(ip netns pids "$ns" 2>/dev/null || true)
-        [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
-        ip netns del "$ns" 2>/dev/null || true
-    done
-}
+# cleanup_ns (every process in the namespaces of NSES killed by PID, the namespaces
+# deleted), add_switch, add_host_ns.
+source "$ROOT/tests/lib/netns.sh"
 on_exit() {
     local rc=$?
     cleanup_ns
@@ -124,20 +112,8 @@ trap 'exit 130' INT TERM
 cleanup_ns
 
 # --- Network: a bridge and one namespace per host ---------------------------------------
-ip netns add pk-sw
-ip -n pk-sw link set lo up
-ip -n pk-sw link add br0 type bridge
-ip -n pk-sw link set br0 up
-for h in "${HOSTS[@]}"; do
-    ns=pk-$h
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    ip link add "p-$h" type veth peer name eth0 netns "$ns"
-    ip link set "p-$h" netns pk-sw
-    ip -n pk-sw link set "p-$h" master br0 up
-    ip -n "$ns" addr add "${IP[$h]}/24" dev eth0
-    ip -n "$ns" link set eth0 up
-done
+add_switch pk-sw
+for h in "${HOSTS[@]}"; do add_host_ns "pk-$h" "${IP[$h]}" "p-$h" pk-sw; done
 ip -n pk-peer1 route | grep -q default && die "a namespace has a default route"
 
 # Runs a command chrooted into ROOT with /proc mounted there (the Swift runtime reads
