@@ -307,6 +307,7 @@ cp -a $tree/. %{buildroot}/
 install -D -m 0644 $root/LICENSE %{buildroot}/usr/share/licenses/starling/LICENSE
 
 %files
+%dir /usr/share/licenses/starling
 %license /usr/share/licenses/starling/LICENSE
 /usr/bin/starling
 /usr/lib/systemd/system/starling-node.service
@@ -314,6 +315,7 @@ install -D -m 0644 $root/LICENSE %{buildroot}/usr/share/licenses/starling/LICENS
 /usr/lib/sysusers.d/starling.conf
 %dir /etc/starling
 %config(noreplace) /etc/starling/*.yaml
+%dir /usr/share/doc/starling
 %doc /usr/share/doc/starling/config.md
 /usr/share/man/man1/starling.1.gz
 /usr/share/bash-completion/completions/starling

@@ -11,8 +11,8 @@ else
     echo "ansible-lint not installed: skipping the lint of ansible/"
 fi
 swift build --build-tests
-# The release binary, .deb and .rpm in dist/ (a static release build in .build-pkg/: 4-5
-# minutes from scratch on 2 cores, seconds when nothing changed); PackageInstallTests
+# The release binary, .deb and .rpm in dist/ (a static release build in .build-pkg/: about 6
+# minutes from scratch on 2 cores, 1-2 minutes after a commit); PackageInstallTests
 # installs these in a clean Debian 12 root (it would build them itself if they were missing).
 bash scripts/package.sh
 # The Ansible rollout test loads both cores for minutes (a dozen sshd, ansible, a swarm): it
