@@ -5,7 +5,8 @@ import Testing
 /// tests/packaging/run_package_test.sh makes (once, then cached in
 /// /var/cache/starling-tests) a clean Debian 12 root with debootstrap, installs the .deb
 /// there with dpkg -i, checks that ldd lists only the C library, and runs a tracker, a seeder
-/// and 3 peers from that root in network namespaces; then the same with the bare binary.
+/// and 3 peers from that root in network namespaces; then the same with the bare binary;
+/// then the Ansible role installs the .deb over SSH into a root with sshd (starling_package).
 /// The packages come from dist/ (scripts/package.sh builds them there when they are missing
 /// or from another commit: a static release build, 3-5 minutes on 2 cores).
 @Suite(.serialized)
@@ -18,7 +19,7 @@ struct PackageInstallTests {
         guard TestPaths.which("debootstrap") != nil else {
             try Test.cancel("debootstrap is not installed (bash scripts/install-deps.sh)")
         }
-        // The backstop: a package build (5 min), a first debootstrap (1-2 min), two swarms.
+        // The backstop: a package build (6 min), the first debootstraps (2-3 min), two swarms.
         let run = try await TestScript.run(Self.script, scratch: "package-install", timeout: 900)
         let output = run.output
         print(output.split(separator: "\n").filter { $0.hasPrefix("[package-test") }.joined(separator: "\n"))

@@ -10,8 +10,12 @@
 # and from that root (chroot inside `ip netns exec`), in network namespaces on one bridge
 # (10.78.0.0/24, no route out), a tracker, a seeder and 3 peers deliver an 8 MiB file;
 # every peer's copy must have the source's sha256. The peers run without --ip (they must
-# announce the address that routes to the tracker). Everything it made (namespaces,
-# processes by PID, the roots) is removed on exit, even on failure.
+# announce the address that routes to the tracker). Then
+#   3. ansible: the role, given starling_package, installs the .deb over SSH (sshd chrooted
+#      in a second cached root that has openssh-server and python3-apt) with apt, and a
+#      rerun changes nothing (skipped with a message when ansible-playbook is missing).
+# Everything it made (namespaces, processes by PID, the roots) is removed on exit, even on
+# failure.
 #
 # Exit 0 when every check passed, 77 when the environment cannot run it (not root, no
 # debootstrap, the Debian mirror unreachable): the caller reports a skip.
@@ -74,24 +78,29 @@ if [ -z "$mirror" ]; then
     [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $0 !~ /security/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null || true)
     [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
 fi
-if [ ! -s "$TARBALL" ]; then
-    say "no cached root: debootstrap --variant=minbase bookworm from $mirror (once; cached in $TARBALL)"
-    t=$SECONDS
-    rm -rf "$CACHE/bookworm.tmp"
-    if ! debootstrap --variant=minbase bookworm "$CACHE/bookworm.tmp" "$mirror" > "$CACHE/debootstrap.log" 2>&1; then
-        tail -n 5 "$CACHE/debootstrap.log"
-        rm -rf "$CACHE/bookworm.tmp"
-        skip "debootstrap could not make a Debian 12 root from $mirror (see $CACHE/debootstrap.log)"
+# make_tarball TARBALL [PACKAGES]: a minbase root (plus PACKAGES, comma-separated) made once
+# and kept as TARBALL; returns 1 when debootstrap fails (no mirror).
+make_tarball() {
+    local tarball=$1 include=${2:-} t=$SECONDS tmp=$1.dir
+    [ -s "$tarball" ] && return 0
+    say "no cached root: debootstrap --variant=minbase ${include:+--include=$include }bookworm from $mirror (once; cached in $tarball)"
+    rm -rf "$tmp"
+    if ! debootstrap --variant=minbase ${include:+--include="$include"} bookworm "$tmp" "$mirror" > "$tarball.log" 2>&1; then
+        tail -n 5 "$tarball.log"
+        rm -rf "$tmp"
+        return 1
     fi
-    tar -C "$CACHE/bookworm.tmp" -cf "$TARBALL.tmp" .
-    mv "$TARBALL.tmp" "$TARBALL"
-    rm -rf "$CACHE/bookworm.tmp"
-    say "debootstrap + tarball: $((SECONDS - t)) s ($(du -h "$TARBALL" | cut -f1))"
-fi
+    tar -C "$tmp" -cf "$tarball.tmp" .
+    mv "$tarball.tmp" "$tarball"
+    rm -rf "$tmp"
+    say "debootstrap + tarball: $((SECONDS - t)) s ($(du -h "$tarball" | cut -f1))"
+}
+make_tarball "$TARBALL" || skip "debootstrap could not make a Debian 12 root from $mirror (see $TARBALL.log)"
 
 D=$(mktemp -d /tmp/starling-pkgtest.XXXXXX)
-HOSTS=(tracker seeder peer1 peer2 peer3)
-declare -A IP=([tracker]=$NET.11 [seeder]=$NET.12 [peer1]=$NET.21 [peer2]=$NET.22 [peer3]=$NET.23)
+HOSTS=(tracker seeder peer1 peer2 peer3 ctl managed)
+declare -A IP=([tracker]=$NET.11 [seeder]=$NET.12 [peer1]=$NET.21 [peer2]=$NET.22 [peer3]=$NET.23
+               [ctl]=$NET.2 [managed]=$NET.31)
 NSES=(pk-sw)
 for h in "${HOSTS[@]}"; do NSES+=("pk-$h"); done
 PIDS=()
@@ -220,4 +229,66 @@ new_root "$D/bin"
 install -m 0755 "$BIN" "$D/bin/usr/local/bin/starling"
 check_ldd "$D/bin" /usr/local/bin/starling
 run_swarm "$D/bin" /usr/local/bin/starling binary
+rm -rf --one-file-system "$D/bin"
+
+# --- 3. The Ansible role with starling_package, over SSH ---------------------------------
+# A root with sshd and python3-apt (a second cached tarball) is the managed host; sshd runs
+# chrooted in it, in its namespace; ansible-playbook runs in the control namespace with the
+# role from ansible/roles. The .deb must be installed by apt, and a rerun change nothing.
+if ! command -v ansible-playbook >/dev/null; then
+    say "ansible-playbook missing: the role's package install is not tested (bash scripts/install-deps.sh)"
+elif ! make_tarball "$CACHE/bookworm-ssh.tar" openssh-server,python3,python3-apt; then
+    say "debootstrap could not make the SSH root: the role's package install is not tested"
+else
+    t=$SECONDS
+    r=$D/managed
+    mkdir -p "$r" "$D/ansible"
+    tar -C "$r" -xf "$CACHE/bookworm-ssh.tar"
+    [ -z "$(find "$r" -name 'libswiftCore.so*' -print -quit)" ] || die "the SSH root has Swift"
+    ssh-keygen -q -t ed25519 -N '' -f "$D/ansible/id" -C package-test
+    install -d -m 0700 "$r/root/.ssh"
+    install -m 0600 "$D/ansible/id.pub" "$r/root/.ssh/authorized_keys"
+    in_root "$r" ssh-keygen -A >/dev/null
+    mkdir -p "$r/run/sshd"
+    in_ns managed "$r" /usr/sbin/sshd -D -e -o "ListenAddress=${IP[managed]}" -o PermitRootLogin=prohibit-password \
+        -o UsePAM=no -o PasswordAuthentication=no > "$D/ansible/sshd.log" 2>&1 &
+    sshd_pid=$!
+    cp "$DEB" "$D/ansible/"
+    cat > "$D/ansible/inventory.ini" <<INV
+managed ansible_host=${IP[managed]} ansible_user=root ansible_ssh_private_key_file=$D/ansible/id ansible_python_interpreter=/usr/bin/python3
+INV
+    cat > "$D/ansible/install.yml" <<'PLAY'
+- name: Install starling from the package
+  hosts: all
+  gather_facts: false
+  roles:
+    - role: starling
+      vars:
+        starling_node_render_config: false
+PLAY
+    cat > "$D/ansible/ansible.cfg" <<CFG
+[defaults]
+host_key_checking = false
+roles_path = $ROOT/ansible/roles
+local_tmp = $D/ansible/local
+[ssh_connection]
+pipelining = true
+ssh_args = -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o IdentitiesOnly=yes -o ControlMaster=no
+CFG
+    play() { # log
+        ip netns exec pk-ctl env ANSIBLE_CONFIG="$D/ansible/ansible.cfg" ANSIBLE_NOCOLOR=1 \
+            timeout 180 ansible-playbook -i "$D/ansible/inventory.ini" -e "starling_package=$D/ansible/$(basename "$DEB")" \
+            "$D/ansible/install.yml" > "$1" 2>&1 || die "ansible-playbook failed:"$'\n'"$(tail -n 30 "$1")"
+    }
+    for _ in $(seq 50); do grep -q "Server listening" "$D/ansible/sshd.log" && break; sleep 0.1; done
+    play "$D/ansible/run1.log"
+    in_root "$r" dpkg -s starling 2>/dev/null | grep -q '^Status: install ok installed' || die "the role did not install the package"
+    in_root "$r" /usr/bin/starling --version > /dev/null || die "the role's /usr/bin/starling does not run"
+    play "$D/ansible/run2.log"
+    grep -Eq 'managed +: ok=[0-9]+ +changed=0 ' "$D/ansible/run2.log" \
+        || die "a second run of the role changed something:"$'\n'"$(grep -B2 changed: "$D/ansible/run2.log" | head -20)"
+    kill "$sshd_pid" 2>/dev/null || true
+    wait "$sshd_pid" 2>/dev/null || true
+    say "ansible: the role with starling_package installed the .deb over SSH with apt; a rerun changed nothing ($((SECONDS - t)) s)"
+fi
 say "all checks passed"
