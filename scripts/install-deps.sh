@@ -3,7 +3,10 @@
 # Idempotent: packages already present are skipped quickly.
 set -euo pipefail
 packages=(libssl-dev zlib1g-dev mktorrent python3-libtorrent aria2 transmission-cli opentracker
-          iproute2 curl prometheus time procps zabbix-agent jq openssh-server ansible-core)
+          iproute2 curl prometheus time procps zabbix-agent jq openssh-server ansible-core
+          # scripts/package.sh (static libstdc++ and libgcc_eh, strip, objdump, .deb, .rpm, man
+          # page, lintian) and its test in a debootstrap'd Debian 12 root
+          libstdc++-12-dev libgcc-12-dev binutils dpkg-dev rpm lintian help2man debootstrap util-linux)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,8 +1,8 @@
 import ArgumentParser
 import StarlingNode
 
-/// Version reported by `starling --version` and the build-info metric.
-let starlingVersion = EngineConfig.version
+/// `starling --version`: the version and the commit it was built from.
+let starlingVersion = BuildStamp.description
 
 @main
 struct Starling: AsyncParsableCommand {

@@ -7,8 +7,9 @@ import Storage
 
 /// Options shared by `seed` and `peer`.
 struct SwarmCLIOptions: ParsableArguments {
-    @Option(name: .long, help: "IP address to listen on and connect from; announced to the tracker.")
-    var ip: String
+    @Option(name: .long, help: ArgumentHelp("IP address to listen on and connect from; announced to the tracker.",
+                                            discussion: "Without it: listen on all addresses and announce the address of the interface that routes to the tracker (or to the first --peer), else the first non-loopback IPv4 address (in --gossip-subnet when given); the log says which and why."))
+    var ip: String?
 
     @Option(name: .long, help: "Listen port range LO-HI; the first free port is used (open just this range in firewalls).")
     var portRange: String = "6881-6889"
@@ -71,8 +72,33 @@ struct SwarmCLIOptions: ParsableArguments {
 
     @OptionGroup var log: LogOptions
 
-    func swarmOptions() throws -> SwarmOptions {
+    /// `trackers`: the torrent's, towards which the announced address is chosen when `--ip`
+    /// is left out.
+    func swarmOptions(trackers: [String], logger: Logger) throws -> SwarmOptions {
+        let staticPeers = try peer.map { text in
+            guard let a = PeerAddress(text) else { throw ValidationError("--peer \(text): expected IP:PORT") }
+            return a
+        }
+        let ip: String
+        var listenIP: String?
+        if let given = self.ip {
+            ip = given
+        } else {
+            var within: CIDR?
+            if let subnet = gossipSubnet {
+                guard let net = CIDR(subnet) else { throw ValidationError("--gossip-subnet \(subnet): expected a network in CIDR notation, e.g. 10.0.0.0/24") }
+                within = net
+            }
+            guard let choice = AnnounceAddress.choose(trackers: noTracker ? [] : trackers, peers: staticPeers, within: within,
+                                                      interfaces: AnnounceAddress.interfaces(), route: AnnounceAddress.routeSource) else {
+                throw CLIError("no address to announce: this host has no route to the tracker and no non-loopback address\(within.map { " in \($0)" } ?? ""); pass --ip IP")
+            }
+            ip = choice.address.description
+            listenIP = choice.address.isIPv4 ? "0.0.0.0" : "::"
+            logger.notice("no --ip: listening on all addresses, announcing \(ip)", metadata: ["because": "\(choice.reason)"])
+        }
         var engine = EngineConfig(ip: ip)
+        engine.listenIP = listenIP
         engine.portRange = try parsePortRange(portRange)
         engine.randomPort = randomPort
         engine.upRate = try parseRate(upRate, option: "--up-rate")
@@ -118,10 +144,7 @@ struct SwarmCLIOptions: ParsableArguments {
             options.http.append(NodeHTTPServer.Listener(host: a.host, port: a.port, admin: admin, token: token))
         }
         if adminTokenFile != nil, adminListen == nil { throw ValidationError("--admin-token-file needs --admin-listen IP:PORT") }
-        options.staticPeers = try peer.map { text in
-            guard let a = PeerAddress(text) else { throw ValidationError("--peer \(text): expected IP:PORT") }
-            return a
-        }
+        options.staticPeers = staticPeers
         return options
     }
 
@@ -160,6 +183,9 @@ struct SeedCommand: AsyncParsableCommand {
         Example:
           starling seed app.torrent /srv/app.rpm --ip 10.0.0.1 \\
               --port-range 6881-6889 --up-rate 40mbit
+
+        Without --ip the seeder listens on all addresses and announces the one that routes \
+        to the tracker.
         """
     )
 
@@ -170,7 +196,8 @@ struct SeedCommand: AsyncParsableCommand {
     func run() async throws {
         let metainfo = try loadTorrent(torrent)
         let logger = swarm.makeLogger("starling.seed")
-        let runner = SwarmRunner(metainfo: metainfo, path: path, role: .seed, options: try swarm.swarmOptions(), logger: logger)
+        let options = try swarm.swarmOptions(trackers: metainfo.trackers, logger: logger)
+        let runner = SwarmRunner(metainfo: metainfo, path: path, role: .seed, options: options, logger: logger)
         let status = try await runCatching { try await runner.run() }
         if status != 0 { throw ExitCode(status) }
     }
@@ -204,7 +231,7 @@ struct PeerCommand: AsyncParsableCommand {
         guard timeout >= 0 else { throw ValidationError("--timeout must be 0 or more") }
         let metainfo = try loadTorrent(torrent)
         let logger = swarm.makeLogger("starling.peer")
-        var options = try swarm.swarmOptions()
+        var options = try swarm.swarmOptions(trackers: metainfo.trackers, logger: logger)
         options.seedAfter = seedAfter
         options.timeout = timeout
         let runner = SwarmRunner(metainfo: metainfo, path: out, role: .peer, options: options, logger: logger)

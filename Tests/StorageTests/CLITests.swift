@@ -95,11 +95,14 @@ struct CLITests {
         }
     }
 
-    @Test("--version prints the version")
+    @Test("--version prints the version and the commit it was built from")
     func version() throws {
         let r = try StarlingBinary.run(["--version"])
         #expect(r.status == 0)
-        #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").count == 3)
+        // "0.1.0 (commit 9db2902)" from scripts/package.sh, "0.1.0-dev (commit unknown)" otherwise.
+        let words = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ")
+        #expect(words.count == 3 && words[1] == "(commit" && words[2].hasSuffix(")"), "\(r.stdout)")
+        #expect(words.first.map { $0.split(separator: "-")[0].split(separator: ".").count == 3 } == true, "\(r.stdout)")
     }
 
     // MARK: make-torrent and inspect, the happy path

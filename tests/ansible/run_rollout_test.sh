@@ -63,22 +63,9 @@ for i in $(seq 1 "$NHOSTS"); do HOSTS+=("$(printf 'h%02d' "$i")"); done
 NSES=(sa-sw sa-ctl)
 for h in "${HOSTS[@]}"; do NSES+=("sa-$h"); done
 
-# Kills every process inside our namespaces (by PID), deletes the namespaces and $D.
-cleanup_ns() {
-    local ns pids
-    for ns in "${NSES[@]}"; do
-        ip netns list 2>/dev/null | grep -qw "^$ns" || continue
-        pids=$(ip netns pids "$ns" 2>/dev/null || true)
-        [ -n "$pids" ] && kill $pids 2>/dev/null || true
-    done
-    sleep 0.3
-    for ns in "${NSES[@]}"; do
-        ip netns list 2>/dev/null | grep -qw "^$ns" || continue
-        pids=$(ip netns pids "$ns" 2>/dev/null || true)
-        [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
-        ip netns del "$ns" 2>/dev/null || true
-    done
-}
+# cleanup_ns (every process in the namespaces of NSES killed by PID, the namespaces
+# deleted), add_switch, add_host_ns.
+source "$ROOT/tests/lib/netns.sh"
 on_exit() {
     local rc=$?
     cleanup_ns
@@ -97,29 +84,13 @@ cleanup_ns
 
 # --- Network: a switch namespace with a bridge, one veth pair per host ----------
 say "building $NHOSTS hosts + control in namespaces (links $RATE, $NET.0/24, no route out)"
-ip netns add sa-sw
-ip -n sa-sw link set lo up
-ip -n sa-sw link add br0 type bridge
-ip -n sa-sw link set br0 up
-add_host_ns() { # ns name, address
-    local ns=$1 addr=$2 port=$3
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    ip link add "$port" type veth peer name eth0 netns "$ns"
-    ip link set "$port" netns sa-sw
-    ip -n sa-sw link set "$port" master br0 up
-    ip -n "$ns" addr add "$addr/24" dev eth0
-    ip -n "$ns" link set eth0 up
-    # Shape both directions: the host's egress and the switch port's egress to it.
-    ip netns exec "$ns" tc qdisc add dev eth0 root tbf rate "$RATE" burst 64kb latency 50ms
-    ip netns exec sa-sw tc qdisc add dev "$port" root tbf rate "$RATE" burst 64kb latency 50ms
-}
-add_host_ns sa-ctl "$CTL_IP" p-ctl
+add_switch sa-sw
+add_host_ns sa-ctl "$CTL_IP" p-ctl sa-sw "$RATE"
 declare -A IP
 for i in $(seq 1 "$NHOSTS"); do
     h=${HOSTS[$((i - 1))]}
     IP[$h]=$NET.$((10 + i))
-    add_host_ns "sa-$h" "${IP[$h]}" "p-$h"
+    add_host_ns "sa-$h" "${IP[$h]}" "p-$h" sa-sw "$RATE"
 done
 
 # --- SSH: a key pair for root, one host key, one sshd per host ------------------

@@ -4,11 +4,14 @@ import Swarm
 
 /// Settings of the peer engine; defaults suit a fleet rollout on a LAN.
 public struct EngineConfig: Sendable {
-    /// Starling's version, for the CLI, the user agent and the build-info metric.
-    public static let version = "0.1.0"
+    /// Starling's version, for the user agent and the build-info metric (see `BuildStamp`).
+    public static let version = BuildStamp.version
 
-    /// Address to listen on and to dial from (so peers see this address).
+    /// Address to dial from and announce (so peers see this address); also the one to
+    /// listen on unless `listenIP` says otherwise.
     public var ip: String
+    /// Address to listen on when it is not `ip`: "0.0.0.0" or "::" when `--ip` was left out.
+    public var listenIP: String?
     /// Listen ports are taken from this range, first free one (firewalls open just this range).
     public var portRange: ClosedRange<Int> = 6881...6889
     public var randomPort = false

@@ -64,7 +64,7 @@ public final class PeerEngine: @unchecked Sendable {
                         }
                         return self.setCongestionControl(on: ch).flatMapThrowing { try self.configure(ch, dialledFor: nil) }
                     }
-                    .bind(host: config.ip, port: port).get()
+                    .bind(host: config.listenIP ?? config.ip, port: port).get()
                 server = ch
                 listenPort = port
                 break
@@ -73,7 +73,7 @@ public final class PeerEngine: @unchecked Sendable {
             }
         }
         guard let server else {
-            throw CLIVisibleError("no free port in \(config.portRange.lowerBound)-\(config.portRange.upperBound) on \(config.ip)"
+            throw CLIVisibleError("no free port in \(config.portRange.lowerBound)-\(config.portRange.upperBound) on \(config.listenIP ?? config.ip)"
                 + (lastError.map { " (last error: \($0))" } ?? "") + "; choose another range with --port-range")
         }
         if let name = config.tcpCongestion {
@@ -88,7 +88,7 @@ public final class PeerEngine: @unchecked Sendable {
                     + "this host offers: \(Self.availableCongestionControls())")
             }
         }
-        logger.info("listening", metadata: ["address": "\(PeerAddress(host: config.ip, port: listenPort))"])
+        logger.info("listening", metadata: ["address": "\(PeerAddress(host: config.listenIP ?? config.ip, port: listenPort))"])
         try await loop.submit {
             self.timers.append(self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
                 for s in self.sessions.values { s.tick() }
