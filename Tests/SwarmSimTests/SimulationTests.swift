@@ -50,6 +50,12 @@ struct SimulationTests {
         #expect(a.contains("all complete         yes"))
         #expect(a == b)
         #expect(try simulate(args.dropLast() + ["8"]) != a)
+        // Gossip, crashes, liars and sites draw on the same seed.
+        let faults = ["--hosts", "12", "--size-mb", "4", "--rate", "100mbit", "--tracker-dead", "--churn", "0.2",
+                      "--liars", "0.1", "--sites", "3", "--site-rate", "50mbit", "--seed", "3"]
+        let f = try simulate(faults)
+        #expect(f.contains("all complete         yes"))
+        #expect(f == (try simulate(faults)))
     }
 
     @Test("nothing beats the bound: a peer's link caps its download")
