@@ -177,7 +177,7 @@ public final class Simulation {
 
     private func schedule(_ e: Event, at t: UInt64) { events.push(e, at: t) }
 
-    /// Runs until every live host is complete or the time limit; returns the figures.
+    /// Runs until every honest peer is complete or the time limit; returns the figures.
     public func run() -> Report {
         while now <= scenario.timeLimit {
             while let (t, e) = events.peek(), t <= now {
@@ -449,10 +449,10 @@ public final class Simulation {
 
     // MARK: network
 
-    /// Moves one step of bytes: each uplink is shared equally by its busy connections, each
-    /// downlink caps what its incoming connections get, and an uplink's share a downlink could
-    /// not take goes to its other connections (two rounds of water-filling: max-min fair to
-    /// within a few percent). Items that finish arrive `latency` later.
+    /// Moves one step of bytes: two rounds of water-filling along each busy link's path
+    /// (`NetworkScratch.fillRound`), so an uplink's share that a downlink or a site's uplink
+    /// could not take goes to its other connections; max-min fair to within a few percent.
+    /// Items that finish arrive a step plus the latency later.
     private func transmit() {
         let dt = Double(scenario.step) / 1e9
         let up = min(scenario.rate, scenario.upCap > 0 ? Double(scenario.upCap) * Self.frameOverhead : .infinity) * dt
@@ -492,9 +492,12 @@ public final class Simulation {
         public var second: Int
         public var complete: Int
         public var originUp: Double
-        /// Share of the origin's uplink that carried blocks it had not sent before.
+        /// Blocks the origin had not sent before, as a share of its uplink, counted when the
+        /// kernel takes them (so above 1 while its socket buffers fill).
         public var originFresh: Double
-        /// Mean over the peers alive and not complete of their uplinks' use.
+        /// Mean over all peers of their uplinks' use, and over the downloading ones of their
+        /// downlinks' (above 1 in a second in which hosts completed: it divides by those
+        /// still downloading at its end).
         public var peersUp: Double
         public var peersDown: Double
         /// Means over the downloading peers: peers each uploads to (unchoked and interested),
