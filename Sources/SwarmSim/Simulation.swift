@@ -99,6 +99,9 @@ public final class Simulation {
         var delivered: TorrentState.Message? { block.map { .piece($0) } ?? message }
     }
 
+    /// Called every 5 s of virtual time with the time, the peers complete and the peers that must be.
+    public var progress: ((Double, Int, Int) -> Void)?
+
     public init(_ scenario: Scenario) {
         self.scenario = scenario
         layout = PieceLayout(totalLength: scenario.fileBytes, pieceLength: scenario.effectivePieceLength)
@@ -204,7 +207,10 @@ public final class Simulation {
             if completed >= mustComplete { break }
             transmit()
             now += scenario.step
-            if now % 1_000_000_000 == 0 { takeSample() }
+            if now % 1_000_000_000 == 0 {
+                takeSample()
+                if now % 5_000_000_000 == 0 { progress?(Double(now) / 1e9, completed, mustComplete) }
+            }
         }
         return report()
     }

@@ -89,6 +89,13 @@ struct Run: ParsableCommand {
         }
         let started = Date()
         let simulation = Simulation(s)
+        if isatty(STDERR_FILENO) != 0 {
+            // Progress for a person watching a long run; stdout stays the report alone.
+            simulation.progress = { t, done, all in
+                let wall = Date().timeIntervalSince(started)
+                FileHandle.standardError.write(Data(String(format: "  t=%6.1f s  %d/%d complete  (%.0f s wall)\n", t, done, all, wall).utf8))
+            }
+        }
         let report = simulation.run()
         let wall = Date().timeIntervalSince(started)
         if timeline {
