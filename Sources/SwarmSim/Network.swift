@@ -1,0 +1,187 @@
+import BitTorrent
+
+// The network model of docs/simulator.md: links as FIFOs, the per-step water-filling, and
+// items in flight. `Simulation` drives it once per step.
+
+extension Simulation.Link {
+    mutating func push(_ item: Simulation.Item) {
+        items.append(item)
+        queued += item.bytes
+    }
+
+    /// Sends `wireBytes` worth of the queue. Gives the items that left in full, and the
+    /// blocks the kernel has now taken (its buffer has room before them): their `blockSent`.
+    mutating func transmit(wireBytes: Double, overhead: Double, kernelBuffer: Int,
+                           done: inout [Simulation.Item], sent: inout [BlockRequest]) {
+        credit += wireBytes
+        done.removeAll(keepingCapacity: true)
+        sent.removeAll(keepingCapacity: true)
+        while head < items.count {
+            let need = Double(items[head].bytes - headSent) * overhead
+            if credit + 1e-6 < need {
+                let part = Int(credit / overhead)
+                headSent += part
+                queued -= part
+                credit -= Double(part) * overhead
+                break
+            }
+            credit -= need
+            queued -= items[head].bytes - headSent
+            if head < firstUnreported {
+                taken -= items[head].bytes
+            } else {
+                // Sent in full before the kernel took it in a scan below: it takes it now.
+                if let b = items[head].block { sent.append(b) }
+                firstUnreported = head + 1
+            }
+            done.append(items[head])
+            headSent = 0
+            head += 1
+        }
+        if head == items.count { credit = 0 }
+        // The kernel takes items while less than its buffer is queued ahead of them.
+        while firstUnreported < items.count, taken - headSent < kernelBuffer {
+            if let b = items[firstUnreported].block { sent.append(b) }
+            taken += items[firstUnreported].bytes
+            firstUnreported += 1
+        }
+        if head == items.count {
+            // Idle: a link that once carried a burst keeps no buffer for it (a fleet has
+            // tens of thousands of links).
+            items.removeAll(keepingCapacity: items.capacity <= 64)
+            firstUnreported = 0
+            taken = 0
+            head = 0
+        } else if head > 1024, head * 2 > items.count {
+            items.removeFirst(head)
+            firstUnreported -= head
+            head = 0
+        }
+    }
+}
+
+/// The per-step allocation of link capacity, kept between steps so that a step allocates
+/// nothing: the busy links, their demands and grants, and per-host groups of them.
+struct NetworkScratch {
+    /// Links with bytes queued, in the order they became busy.
+    var active: [Int] = []
+    var demand: [Double] = []
+    var grant: [Double] = []
+    /// What each link may still move this round, narrowed stage by stage.
+    var amount: [Double] = []
+    var upLeft: [Double] = []
+    var downLeft: [Double] = []
+    var siteOutLeft: [Double] = []
+    var siteInLeft: [Double] = []
+    /// Per host or site, the active links (indices into `active`) it carries in this stage.
+    var group: [[Int]] = []
+    var grouped: [Int] = []
+    var order: [Int] = []
+
+    /// Drops links that emptied or closed and reads the demands of the rest.
+    mutating func prepare(links: inout [Simulation.Link], hosts: Int, up: Double, down: Double,
+                          sites: Int, site: Double, overhead: Double) {
+        active.removeAll { l in
+            guard links[l].queued == 0 else { return false }
+            links[l].active = false
+            return true
+        }
+        if group.count < max(hosts, sites) { group += Array(repeating: [], count: max(hosts, sites) - group.count) }
+        upLeft = Array(repeating: up, count: hosts)
+        downLeft = Array(repeating: down, count: hosts)
+        siteOutLeft = Array(repeating: site, count: sites)
+        siteInLeft = Array(repeating: site, count: sites)
+        demand.removeAll(keepingCapacity: true)
+        for l in active { demand.append(Double(links[l].queued) * overhead - links[l].credit) }
+        grant = Array(repeating: 0, count: active.count)
+    }
+
+    /// One round of water-filling along each link's path: its sender's uplink, then (across
+    /// sites) the sending site's uplink out and the receiving site's uplink in, then the
+    /// receiver's downlink. Each stage gives max-min shares of what it has left to what the
+    /// stage before it let through; what passes every stage is granted.
+    mutating func fillRound(_ links: [Simulation.Link], siteOf: [Int]?) {
+        let active = self.active
+        amount = active.indices.map { k in demand[k] - grant[k] > 0.5 ? demand[k] - grant[k] : 0 }
+        stage(\.upLeft) { k in links[active[k]].from }
+        if let siteOf {
+            stage(\.siteOutLeft) { k in
+                let l = links[active[k]]
+                return siteOf[l.from] != siteOf[l.to] ? siteOf[l.from] : nil
+            }
+            stage(\.siteInLeft) { k in
+                let l = links[active[k]]
+                return siteOf[l.from] != siteOf[l.to] ? siteOf[l.to] : nil
+            }
+        }
+        stage(\.downLeft) { k in links[active[k]].to }
+        for k in active.indices where amount[k] > 0 {
+            let l = links[active[k]]
+            grant[k] += amount[k]
+            upLeft[l.from] -= amount[k]
+            downLeft[l.to] -= amount[k]
+            if let siteOf, siteOf[l.from] != siteOf[l.to] {
+                siteOutLeft[siteOf[l.from]] -= amount[k]
+                siteInLeft[siteOf[l.to]] -= amount[k]
+            }
+        }
+    }
+
+    /// Narrows `amount` to max-min shares of each resource's capacity left; links that do
+    /// not pass through this stage (`resource` nil) keep theirs.
+    private mutating func stage(_ capacities: WritableKeyPath<Self, [Double]>, resource: (Int) -> Int?) {
+        let left = self[keyPath: capacities]
+        for k in amount.indices where amount[k] > 0 {
+            guard let r = resource(k) else { continue }
+            if group[r].isEmpty { grouped.append(r) }
+            group[r].append(k)
+        }
+        for r in grouped {
+            Self.waterfill(left[r], group[r], &order, &amount)
+            group[r].removeAll(keepingCapacity: true)
+        }
+        grouped.removeAll(keepingCapacity: true)
+    }
+
+    /// Max-min shares of `capacity` among the links `ks`, each wanting `amount[k]`, which
+    /// becomes its share.
+    private static func waterfill(_ capacity: Double, _ ks: [Int], _ order: inout [Int], _ amount: inout [Double]) {
+        let left0 = max(0, capacity)
+        // Everyone wants at least an equal share (a busy uplink's usual case): no sort needed.
+        let equal = left0 / Double(ks.count)
+        if ks.allSatisfy({ amount[$0] >= equal }) {
+            for k in ks { amount[k] = equal }
+            return
+        }
+        order.removeAll(keepingCapacity: true)
+        order.append(contentsOf: ks)
+        if order.count > 1 { order.sort { amount[$0] < amount[$1] } }
+        var left = left0
+        for (n, k) in order.enumerated() {
+            let g = min(amount[k], left / Double(order.count - n))
+            amount[k] = g
+            left -= g
+        }
+    }
+}
+
+/// Items in flight, in the order they arrive.
+struct ArrivalQueue {
+    private var items: [(time: UInt64, link: Int, item: Simulation.Item)] = []
+    private var head = 0
+
+    mutating func push(_ link: Int, _ item: Simulation.Item, at t: UInt64) { items.append((t, link, item)) }
+
+    mutating func pop(dueBy now: UInt64) -> (link: Int, item: Simulation.Item)? {
+        guard head < items.count, items[head].time <= now else {
+            if head > 4096, head * 2 > items.count {
+                items.removeFirst(head)
+                head = 0
+            }
+            return nil
+        }
+        head += 1
+        return (items[head - 1].link, items[head - 1].item)
+    }
+}
+
