@@ -90,7 +90,7 @@ public struct TrackerRegistry: Sendable {
             return AnnounceResult(peers: [], complete: s.complete, incomplete: s.incomplete)
         }
         let isSeeder = request.left == 0
-        let entry = Entry(key: key, id: PackedPeerID(request.peerID), lastSeen: now)
+        let entry = Entry(key: key, id: PackedPeerID(request.peerID), lastSeen: now, left: max(0, request.left))
         let wantCount = min(max(request.numWant ?? configuration.defaultNumWant, 0), configuration.maxNumWant)
         let full = peerCount >= configuration.maxPeers
 
@@ -150,7 +150,9 @@ public struct TrackerRegistry: Sendable {
             TrackerSnapshot.Swarm(
                 infoHash: hash, downloaded: swarm.downloaded,
                 peers: swarm.seeders.entries.map { TrackerSnapshot.Peer(peer: $0.peer, isSeeder: true, lastSeen: $0.lastSeen) }
-                    + swarm.leechers.entries.map { TrackerSnapshot.Peer(peer: $0.peer, isSeeder: false, lastSeen: $0.lastSeen) })
+                    + swarm.leechers.entries.map {
+                        TrackerSnapshot.Peer(peer: $0.peer, isSeeder: false, lastSeen: $0.lastSeen, left: $0.left)
+                    })
         })
     }
 
@@ -169,7 +171,7 @@ public struct TrackerRegistry: Sendable {
                 guard let ip = p.peer.ip else { continue }
                 guard peerCount < configuration.maxPeers else { break }
                 let e = Entry(key: PeerKey(ip: ip, port: p.peer.port), id: PackedPeerID(p.peer.peerID ?? []),
-                              lastSeen: max(p.lastSeen, now))
+                              lastSeen: max(p.lastSeen, now), left: p.isSeeder ? 0 : max(0, p.left))
                 if swarm.upsert(e, seeder: p.isSeeder, allowNew: true) == .inserted { peerCount += 1 }
             }
             if swarm.seeders.count + swarm.leechers.count > 0 || swarm.downloaded > 0 {
@@ -187,10 +189,13 @@ public struct TrackerSnapshot: Sendable, Equatable {
         public var isSeeder: Bool
         /// Unix seconds of the last announce.
         public var lastSeen: Int64
-        public init(peer: TrackerPeer, isSeeder: Bool, lastSeen: Int64) {
+        /// Bytes it still missed then.
+        public var left: Int64
+        public init(peer: TrackerPeer, isSeeder: Bool, lastSeen: Int64, left: Int64 = 0) {
             self.peer = peer
             self.isSeeder = isSeeder
             self.lastSeen = lastSeen
+            self.left = left
         }
     }
 
@@ -253,6 +258,8 @@ struct Entry: Sendable {
     /// The id it last announced with, for the state file only.
     var id: PackedPeerID
     var lastSeen: Int64
+    /// Bytes it still missed at its last announce.
+    var left: Int64 = 0
 
     /// With its id, for snapshots; answers use `key` alone.
     var peer: TrackerPeer { TrackerPeer(ip: key.ip, port: key.port, peerID: id.bytes) }
@@ -262,6 +269,8 @@ struct Entry: Sendable {
 struct PeerSet: Sendable {
     var entries: [Entry] = []
     var index: [PeerKey: Int] = [:]
+    /// Sum of the entries' `left`.
+    private(set) var leftTotal: Int64 = 0
 
     var count: Int { entries.count }
 
@@ -270,11 +279,13 @@ struct PeerSet: Sendable {
     mutating func insert(_ e: Entry) {
         index[e.key] = entries.count
         entries.append(e)
+        leftTotal += e.left
     }
 
     /// Updates in place when present; returns false when absent.
     mutating func update(_ e: Entry) -> Bool {
         guard let i = index[e.key] else { return false }
+        leftTotal += e.left - entries[i].left
         entries[i] = e
         return true
     }
@@ -288,6 +299,7 @@ struct PeerSet: Sendable {
 
     /// Swap-remove of the entry at `i` whose index-map entry is already gone.
     private mutating func removeAt(_ i: Int) {
+        leftTotal -= entries[i].left
         let last = entries.count - 1
         if i != last {
             entries[i] = entries[last]
@@ -317,7 +329,9 @@ struct Swarm: Sendable {
     var leechers = PeerSet()
     var downloaded = 0
 
-    var stats: ScrapeStats { ScrapeStats(complete: seeders.count, incomplete: leechers.count, downloaded: downloaded) }
+    var stats: ScrapeStats {
+        ScrapeStats(complete: seeders.count, incomplete: leechers.count, downloaded: downloaded, left: leechers.leftTotal)
+    }
 
     mutating func withUpdate(_ body: (inout Swarm) -> Void) { body(&self) }
 

@@ -72,12 +72,15 @@ struct StatusCommand: AsyncParsableCommand {
         guard let entry = response.files[torrent.infoHash] else {
             throw CLIError("the tracker does not know \(torrent.name) (\(torrent.infoHash.hex))")
         }
+        // `left` (what the leechers still miss, as they last announced) comes from Starling's tracker only.
         if json {
-            print("{\"infoHash\":\"\(torrent.infoHash.hex)\",\"seeders\":\(entry.complete),\"leechers\":\(entry.incomplete),\"completed\":\(entry.downloaded)}")
+            let left = entry.left.map { ",\"left\":\($0)" } ?? ""
+            print("{\"infoHash\":\"\(torrent.infoHash.hex)\",\"size\":\(torrent.totalLength),\"seeders\":\(entry.complete),\"leechers\":\(entry.incomplete),\"completed\":\(entry.downloaded)\(left)}")
             return
         }
-        printTable([["TORRENT", "SEEDERS", "LEECHERS", "COMPLETED"],
-                    [torrent.name, "\(entry.complete)", "\(entry.incomplete)", "\(entry.downloaded)"]])
+        printTable([["TORRENT", "SEEDERS", "LEECHERS", "COMPLETED", "LEFT"],
+                    [torrent.name, "\(entry.complete)", "\(entry.incomplete)", "\(entry.downloaded)",
+                     entry.left.map { Units.formatBytes($0) } ?? "-"]])
     }
 }
 

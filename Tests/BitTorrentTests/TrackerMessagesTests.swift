@@ -169,7 +169,7 @@ struct TrackerMessagesTests {
             try ScrapeRequest.parse(query: "info_hash=ab")
         }
         let resp = ScrapeResponse(files: [Self.hash: ScrapeStats(complete: 3, incomplete: 4, downloaded: 5),
-                                          other: ScrapeStats(complete: 0, incomplete: 1, downloaded: 0)])
+                                          other: ScrapeStats(complete: 0, incomplete: 1, downloaded: 0, left: 123)])
         let bytes = resp.encoded()
         #expect(try Bencode.decode(bytes).encoded() == bytes)
         #expect(try ScrapeResponse.decode(bytes) == resp)

@@ -130,8 +130,8 @@ struct TrackerServerTests {
 
         let other = InfoHash(bytes: [UInt8](repeating: 0x01, count: 20))!
         let scrape = try await client.scrape(url: S.url(server), infoHashes: [Self.hash, other])
-        #expect(scrape.files[Self.hash] == ScrapeStats(complete: 2, incomplete: 0, downloaded: 1))
-        #expect(scrape.files[other] == ScrapeStats(complete: 0, incomplete: 0, downloaded: 0))
+        #expect(scrape.files[Self.hash] == ScrapeStats(complete: 2, incomplete: 0, downloaded: 1, left: 0))
+        #expect(scrape.files[other] == ScrapeStats(complete: 0, incomplete: 0, downloaded: 0, left: 0))
         let all = try await client.scrape(url: S.url(server), infoHashes: [])
         #expect(all.files.keys.contains(Self.hash))
 
@@ -270,7 +270,7 @@ struct TrackerServerTests {
         let r = try await client.announce(url: S.url(b), request: S.request(Self.hash, 3, left: 10, event: .started))
         #expect(Set(r.peers.map(\.port)) == [7001, 7002])
         let scrape = try await client.scrape(url: S.url(b), infoHashes: [Self.hash])
-        #expect(scrape.files[Self.hash] == ScrapeStats(complete: 2, incomplete: 1, downloaded: 1))
+        #expect(scrape.files[Self.hash] == ScrapeStats(complete: 2, incomplete: 1, downloaded: 1, left: 10))
         // Shut down (and save) before the folder is removed.
         try await b.shutdown()
     }

@@ -79,20 +79,38 @@ struct TrackerRegistryTests {
         #expect(reg.swarmCount == 1 && reg.stats(Self.other) == nil)
     }
 
+    /// A rollout's progress line reads what the leechers still miss from the scrape.
+    @Test mutating func leftSumsWhatTheLeechersLastAnnounced() throws {
+        var reg = TrackerRegistry()
+        try announce(&reg, 1, left: 0)
+        try announce(&reg, 2, left: 100, event: .started)
+        try announce(&reg, 3, left: 300, event: .started)
+        #expect(reg.stats(Self.hash)?.left == 400)
+        try announce(&reg, 3, left: 120)
+        #expect(reg.stats(Self.hash)?.left == 220)
+        try announce(&reg, 2, left: 0, event: .completed)
+        #expect(reg.stats(Self.hash)?.left == 120)
+        try announce(&reg, 3, left: 120, event: .stopped)
+        #expect(reg.stats(Self.hash)?.left == 0)
+        try announce(&reg, 4, left: 50, now: 1000)
+        #expect(reg.expire(now: 1100) > 0)
+        #expect(reg.stats(Self.hash)?.left ?? 0 == 0)
+    }
+
     @Test mutating func completedCountsOnceAndMovesToSeeders() throws {
         var reg = TrackerRegistry()
         try announce(&reg, 1, left: 10, event: .started)
         try announce(&reg, 1, left: 0, event: .completed)
         try announce(&reg, 1, left: 0, event: .completed) // a repeat must not count twice
         try announce(&reg, 2, left: 0, event: .completed) // unknown before (e.g. tracker restarted): counts
-        #expect(reg.stats(Self.hash) == ScrapeStats(complete: 2, incomplete: 0, downloaded: 2))
+        #expect(reg.stats(Self.hash) == ScrapeStats(complete: 2, incomplete: 0, downloaded: 2, left: 0))
         try announce(&reg, 1, left: 5) // data went missing: back to leecher
-        #expect(reg.stats(Self.hash) == ScrapeStats(complete: 1, incomplete: 1, downloaded: 2))
+        #expect(reg.stats(Self.hash) == ScrapeStats(complete: 1, incomplete: 1, downloaded: 2, left: 5))
         // A leecher that stops with nothing left finished too (aria2c --seed-time=0 skips `completed`).
         try announce(&reg, 1, left: 0, event: .stopped)
-        #expect(reg.stats(Self.hash) == ScrapeStats(complete: 1, incomplete: 0, downloaded: 3))
+        #expect(reg.stats(Self.hash) == ScrapeStats(complete: 1, incomplete: 0, downloaded: 3, left: 0))
         try announce(&reg, 2, left: 0, event: .stopped)
-        #expect(reg.stats(Self.hash) == ScrapeStats(complete: 0, incomplete: 0, downloaded: 3))
+        #expect(reg.stats(Self.hash) == ScrapeStats(complete: 0, incomplete: 0, downloaded: 3, left: 0))
     }
 
     @Test mutating func silentPeersExpire() throws {
@@ -103,7 +121,7 @@ struct TrackerRegistryTests {
         try announce(&reg, 2, left: 10, now: 1050)
         #expect(reg.expire(now: 1061) == 2)
         #expect(reg.peerCount == 1)
-        #expect(reg.stats(Self.hash) == ScrapeStats(complete: 0, incomplete: 1, downloaded: 0))
+        #expect(reg.stats(Self.hash) == ScrapeStats(complete: 0, incomplete: 1, downloaded: 0, left: 10))
         #expect(reg.stats(Self.other) == nil, "emptied swarms are dropped")
         #expect(reg.expire(now: 1111) == 1)
         #expect(reg.swarmCount == 0 && reg.peerCount == 0)

@@ -41,11 +41,15 @@ public struct ScrapeStats: Sendable, Hashable {
     public var incomplete: Int
     /// Completed downloads ever reported (`event=completed`).
     public var downloaded: Int
+    /// Bytes the leechers still miss, summed as each last announced `left`: a Starling
+    /// extension (key `left`) that other clients ignore; nil from trackers that do not send it.
+    public var left: Int64?
 
-    public init(complete: Int, incomplete: Int, downloaded: Int) {
+    public init(complete: Int, incomplete: Int, downloaded: Int, left: Int64? = nil) {
         self.complete = complete
         self.incomplete = incomplete
         self.downloaded = downloaded
+        self.left = left
     }
 }
 
@@ -61,7 +65,7 @@ public struct ScrapeResponse: Sendable, Hashable {
                 ("complete", .integer(Int64(s.complete))),
                 ("downloaded", .integer(Int64(s.downloaded))),
                 ("incomplete", .integer(Int64(s.incomplete))),
-            ]))
+            ] + (s.left.map { [("left", .integer($0))] } ?? [])))
         }
         return BencodeValue.dict([("files", .dictionary(entries))]).encoded()
     }
@@ -83,7 +87,13 @@ public struct ScrapeResponse: Sendable, Hashable {
             }
             // 'downloaded' is optional in practice (some trackers omit it).
             let downloaded = e.value["downloaded"] == nil ? 0 : try count("downloaded")
-            files[h] = ScrapeStats(complete: try count("complete"), incomplete: try count("incomplete"), downloaded: downloaded)
+            var left: Int64?
+            if let v = e.value["left"] {
+                guard let n = v.integerValue, n >= 0 else { throw .invalidResponse("files[\(h.shortHex)] has an invalid 'left'") }
+                left = n
+            }
+            files[h] = ScrapeStats(complete: try count("complete"), incomplete: try count("incomplete"), downloaded: downloaded,
+                                   left: left)
         }
         return ScrapeResponse(files: files)
     }

@@ -161,7 +161,7 @@ public final class TrackerService: Sendable {
         var files: [InfoHash: ScrapeStats] = [:]
         state.withLock { s in
             for h in request.infoHashes where allowed?.contains(h) ?? true {
-                files[h] = s.registry.stats(h) ?? ScrapeStats(complete: 0, incomplete: 0, downloaded: 0)
+                files[h] = s.registry.stats(h) ?? ScrapeStats(complete: 0, incomplete: 0, downloaded: 0, left: 0)
             }
         }
         metrics.scrapes.ok.increment()

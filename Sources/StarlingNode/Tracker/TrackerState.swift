@@ -9,7 +9,8 @@ import Glibc
 /// The `--state` file: a registry snapshot in bencode.
 ///
 /// `d 7:version i1e 6:swarms l d 10:downloaded i..e 9:info_hash 20:.. 5:peers l d
-/// 1:a <4|16 bytes ip> 1:i <20-byte peer id> 1:p <port> 1:s <0|1 seeder> 1:t <last seen> e ... e e ... e e`.
+/// 1:a <4|16 bytes ip> 1:i <20-byte peer id> 1:l <left> 1:p <port> 1:s <0|1 seeder> 1:t <last seen> e ... e e ... e e`
+/// (`l` is optional: files written before it existed read as 0 left).
 /// Binary and compact (about 60 bytes a peer), and read back with the strict decoder.
 public enum TrackerStateFile {
     public static let version: Int64 = 1
@@ -24,7 +25,7 @@ public enum TrackerStateFile {
                 ("peers", .list(s.peers.compactMap { p in
                     guard let ip = p.peer.ip, let id = p.peer.peerID else { return nil }
                     return .dict([
-                        ("a", .bytes(ip.bytes)), ("i", .bytes(id)), ("p", .integer(Int64(p.peer.port))),
+                        ("a", .bytes(ip.bytes)), ("i", .bytes(id)), ("l", .integer(p.left)), ("p", .integer(Int64(p.peer.port))),
                         ("s", .integer(p.isSeeder ? 1 : 0)), ("t", .integer(p.lastSeen)),
                     ])
                 })),
@@ -52,10 +53,12 @@ public enum TrackerStateFile {
                 guard let ab = p["a"]?.bytesValue, let ip = IPAddress(bytes: ab),
                       let id = p["i"]?.bytesValue, id.count == 20,
                       let port = p["p"]?.integerValue.flatMap({ UInt16(exactly: $0) }),
-                      let seeder = p["s"]?.integerValue, let t = p["t"]?.integerValue else {
+                      let seeder = p["s"]?.integerValue, let t = p["t"]?.integerValue,
+                      (p["l"]?.integerValue ?? 0) >= 0 else {
                     throw StorageError("tracker state: a peer of \(hash.shortHex) is malformed")
                 }
-                out.append(TrackerSnapshot.Peer(peer: TrackerPeer(ip: ip, port: port, peerID: id), isSeeder: seeder == 1, lastSeen: t))
+                out.append(TrackerSnapshot.Peer(peer: TrackerPeer(ip: ip, port: port, peerID: id), isSeeder: seeder == 1, lastSeen: t,
+                                                left: p["l"]?.integerValue ?? 0))
             }
             swarms.append(TrackerSnapshot.Swarm(infoHash: hash, downloaded: Int(clamping: downloaded), peers: out))
         }
