@@ -19,8 +19,9 @@
 # missing), SA_HOSTS (hosts, default 12: 1 tracker+seeder, 11 peers),
 # SA_SIZE_MIB (artifact size, default 32), SA_RATE (per-link rate, default 100mbit),
 # SA_EXTRA=1 (also run cap.yml and stop.yml on the idle fleet), SA_KEEP_LOGS=DIR (keep
-# the Ansible logs there), SA_NO_COPY=1 (skip run 2 and the copy: a benchmark of the story's
-# shape, where the copy would take an hour; its bound is printed instead).
+# the Ansible logs there), SA_BENCH=1 (scripts/bench-rollout.sh: the fleet has the package
+# already, one timed push and no other run; the copy, which would take an hour at the
+# story's shape, is not run: its bound is printed instead).
 set -euo pipefail
 shopt -s lastpipe
 
@@ -116,12 +117,26 @@ done
 # where the checks below read it while what they install (/usr, /var/lib/dpkg, /etc)
 # stays in their own layer.
 mkdir -p "$D/fs"
-mount -t tmpfs -o size=8g,mode=0755 sa-rollout-layers "$D/fs"
+mount -t tmpfs -o size=16g,mode=0755 sa-rollout-layers "$D/fs"
+LOWER=/
+if [ -n "${SA_BENCH:-}" ]; then
+    # A fleet that has the package: installed once in a layer every host root sits on, as
+    # the role would have left it (the package in its cache folder, the dpkg database).
+    mkdir -p "$D/fs/base/upper" "$D/fs/base/work" "$D/fs/base/root"
+    mount -t overlay sa-root-base -o "lowerdir=/,upperdir=$D/fs/base/upper,workdir=$D/fs/base/work" "$D/fs/base/root"
+    mount --rbind /dev "$D/fs/base/root/dev"
+    mount -t proc proc "$D/fs/base/root/proc"
+    mkdir -p "$D/fs/base/root/var/cache/starling"
+    cp "$DEB" "$D/fs/base/root/var/cache/starling/"
+    chroot "$D/fs/base/root" dpkg -i "/var/cache/starling/$(basename "$DEB")" >/dev/null || die "dpkg -i in the base layer failed"
+    unmount_roots "$D/fs/base/root"
+    LOWER=$D/fs/base/upper:/
+fi
 declare -A R
 for h in "${HOSTS[@]}"; do
     R[$h]=$D/fs/$h/root
     mkdir -p "$D/fs/$h/upper" "$D/fs/$h/work" "${R[$h]}"
-    mount -t overlay "sa-root-$h" -o "lowerdir=/,upperdir=$D/fs/$h/upper,workdir=$D/fs/$h/work" "${R[$h]}"
+    mount -t overlay "sa-root-$h" -o "lowerdir=$LOWER,upperdir=$D/fs/$h/upper,workdir=$D/fs/$h/work" "${R[$h]}"
     mount --rbind /dev "${R[$h]}/dev"
     mount -t proc proc "${R[$h]}/proc"
     mount --bind "$D" "${R[$h]}$D"
@@ -184,7 +199,7 @@ starling_dest_dir: "{{ starling_host_root }}/dest"
 starling_config_dir: "{{ starling_host_root }}/etc"
 starling_data_dir: "{{ starling_host_root }}/data"
 starling_seed_time: $SEED_S
-starling_fetch_timeout: 150
+starling_fetch_timeout: ${SA_FETCH_TIMEOUT:-150}
 starling_poll_interval: 1
 starling_announce_interval: 5
 starling_gossip_subnet: $NET.0/24
@@ -248,7 +263,7 @@ push() {
     local run=$1 file=$2 want t h got
     want=$(sha256sum "$file" | cut -d' ' -f1)
     t=$(date +%s.%N)
-    if ! in_ctl timeout 300 ansible-playbook -i "$D/inventory.ini" -e "@$D/vars.yml" \
+    if ! in_ctl timeout "${SA_PLAYBOOK_TIMEOUT:-300}" ansible-playbook -i "$D/inventory.ini" -e "@$D/vars.yml" \
             -e "starling_artifact=$file" "$ROOT/ansible/rollout.yml" 2>&1 | stamp > "$D/$run.log"; then
         tail -n 60 "$D/$run.log"
         die "$run: ansible-playbook rollout.yml failed"
@@ -268,6 +283,27 @@ push() {
     done
     check_stopped_and_clean
 }
+
+if [ -n "${SA_BENCH:-}" ]; then
+    head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom > "$D/artifact.bin"
+    say "bench: rollout.yml pushes a $SIZE_MIB MiB file from h01 to the $(( ${#HOSTS[@]} - 1 )) peers (package installed)"
+    push run1 "$D/artifact.bin"
+    PEERS=$(( ${#HOSTS[@]} - 1 ))
+    # The copy's bound: every byte of every peer's copy leaves the controller's one link.
+    BOUND_S=$(awk -v n="$PEERS" -v mib="$SIZE_MIB" -v rate="$RATE" 'BEGIN {
+        r = rate + 0; u = tolower(rate); sub(/^[0-9.]+/, "", u)
+        m = (u == "kbit") ? 1e3 : (u == "mbit") ? 1e6 : (u == "gbit") ? 1e9 : 1
+        printf "%.1f", n * mib * 1048576 * 8 / (r * m) }')
+    echo
+    printf 'push of %d MiB to %d peers over %s links (wall time, including Ansible)\n' "$SIZE_MIB" "$PEERS" "$RATE"
+    printf '  %-44s %7.1f s\n' "ansible-playbook rollout.yml (package there):" "$ROLLOUT_S"
+    printf '  %-44s %5s   s\n' "  of which the swarm fetch itself:" "$FETCH_S"
+    printf '  %-44s %7.1f s (%d x %d MiB through one %s link; not run)\n' "ansible -m copy, at least:" "$BOUND_S" "$PEERS" "$SIZE_MIB" "$RATE"
+    printf 'ROLLOUT_TIMES starling=%.1fs copy_bound=%ss swarm_fetch=%ss size=%dMiB peers=%d rate=%s\n' \
+        "$ROLLOUT_S" "$BOUND_S" "$FETCH_S" "$SIZE_MIB" "$PEERS" "$RATE"
+    say "all checks passed"
+    exit 0
+fi
 
 # --- Run 1: the package onto every host and a 32 MiB file to every peer -------------
 head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom > "$D/artifact.bin"
@@ -290,24 +326,6 @@ awk '/TASK \[/ { t = /Copy the package|Install the package/ } t && /^[0-9:]+ (ch
 say "run 1b ok: package left as it was; every peer has the file ($ROLLOUT_S s, of which the swarm fetch $FETCH_S s)"
 
 PEERS=$(( ${#HOSTS[@]} - 1 ))
-if [ -n "${SA_NO_COPY:-}" ]; then
-    # The copy's bound: every byte of every peer's copy leaves the controller's one link.
-    BOUND_S=$(awk -v n="$PEERS" -v mib="$SIZE_MIB" -v rate="$RATE" 'BEGIN {
-        r = rate + 0; u = tolower(rate); sub(/^[0-9.]+/, "", u)
-        m = (u == "kbit") ? 1e3 : (u == "mbit") ? 1e6 : (u == "gbit") ? 1e9 : 1
-        printf "%.1f", n * mib * 1048576 * 8 / (r * m) }')
-    echo
-    printf 'push of %d MiB to %d peers over %s links (wall time, including Ansible)\n' "$SIZE_MIB" "$PEERS" "$RATE"
-    printf '  %-44s %7.1f s\n' "ansible-playbook rollout.yml (package there):" "$ROLLOUT_S"
-    printf '  %-44s %5s   s\n' "  of which the swarm fetch itself:" "$FETCH_S"
-    printf '  %-44s %7.1f s\n' "the first rollout, installing the package:" "$FIRST_S"
-    printf '  %-44s %7.1f s (%d x %d MiB through one %s link; not run)\n' "ansible -m copy, at least:" "$BOUND_S" "$PEERS" "$SIZE_MIB" "$RATE"
-    printf 'ROLLOUT_TIMES starling=%.1fs first=%.1fs copy_bound=%ss swarm_fetch=%ss size=%dMiB peers=%d rate=%s\n' \
-        "$ROLLOUT_S" "$FIRST_S" "$BOUND_S" "$FETCH_S" "$SIZE_MIB" "$PEERS" "$RATE"
-    say "all checks passed"
-    exit 0
-fi
-
 # --- Run 2: one host unreachable; a folder, sent as .tgz and unpacked ----------------
 drop_connections
 kill "$(cat "$D/hosts/$DOWN_HOST/sshd.pid")"
