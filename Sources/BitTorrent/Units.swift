@@ -15,6 +15,25 @@ public enum Units {
         return parse(t, allowBits: true)
     }
 
+    /// Nanoseconds: a number with `ms`, `s`, `m` or `h` (a plain number is seconds), e.g.
+    /// `60s`, `1.5m`, `500ms`. Nil for anything else or a negative value.
+    public static func parseDuration(_ text: String) -> UInt64? {
+        let t = text.trimmingWhitespace().lowercased()
+        let digits = t.prefix(while: { $0.isNumber || $0 == "." })
+        guard !digits.isEmpty, let number = Double(digits), number.isFinite, number >= 0 else { return nil }
+        let factor: Double
+        switch t.dropFirst(digits.count).trimmingWhitespace() {
+        case "ms": factor = 1e6
+        case "", "s": factor = 1e9
+        case "m", "min": factor = 60e9
+        case "h": factor = 3600e9
+        default: return nil
+        }
+        let value = number * factor
+        guard value < 1.8e19 else { return nil }
+        return UInt64(value.rounded())
+    }
+
     private static func parse(_ text: String, allowBits: Bool) -> Int64? {
         let t = text.trimmingWhitespace().lowercased()
         let digits = t.prefix(while: { $0.isNumber || $0 == "." })

@@ -204,6 +204,17 @@ final class ConfigReader {
         return r
     }
 
+    /// `RATE/INTERVAL` (MaxChange), or nil when absent or malformed (reported).
+    func maxChange(_ s: Section, _ key: String) -> MaxChange? {
+        guard let node = s.value(key) else { return nil }
+        guard let t = text(node, s.path(key), expected: MaxChange.expectedForm) else { return nil }
+        guard let m = MaxChange(parsing: t) else {
+            report(node, "\(s.path(key)): \(Self.describe(node)) is not a rate change; expected \(MaxChange.expectedForm)")
+            return nil
+        }
+        return m
+    }
+
     func choice<T: RawRepresentable & CaseIterable>(_ node: Node, _ name: String, _: T.Type) -> T? where T.RawValue == String {
         let options = T.allCases.map(\.rawValue)
         let list = options.joined(separator: "|")

@@ -102,10 +102,13 @@ public struct NodeConfiguration: Sendable, Hashable {
     public struct Rates: Sendable, Hashable {
         public var up: Int64
         public var down: Int64
+        /// `rates.max_change`: the slew limit on both directions (nil: caps only).
+        public var maxChange: MaxChange?
 
-        public init(up: Int64 = 0, down: Int64 = 0) {
+        public init(up: Int64 = 0, down: Int64 = 0, maxChange: MaxChange? = nil) {
             self.up = up
             self.down = down
+            self.maxChange = maxChange
         }
     }
 

@@ -8,7 +8,7 @@ enum Schema {
     static let node = ["name", "data_dir", "ip", "port_range", "log_level", "log_format", "tcp_congestion"]
     static let tracker = ["listen", "state_file", "interval", "allow_dir", "trusted_cidrs"]
     static let torrent = ["torrent", "path", "mode", "up_rate", "down_rate"]
-    static let rates = ["up", "down"]
+    static let rates = ["up", "down", "max_change"]
     static let limits = ["max_peers", "upload_slots"]
     static let peer = ["allow_cidrs"]
     static let gossip = ["subnet", "port", "key_file", "seeds", "insecure", "no_tracker"]
@@ -167,7 +167,7 @@ extension ConfigReader {
         // rates, limits
         var rates = Config.Rates()
         if let s = subsection(top, "rates", allowed: Schema.rates) {
-            rates = Config.Rates(up: rate(s, "up"), down: rate(s, "down"))
+            rates = Config.Rates(up: rate(s, "up"), down: rate(s, "down"), maxChange: maxChange(s, "max_change"))
         }
         var limits = Config.Limits()
         if let s = subsection(top, "limits", allowed: Schema.limits) {

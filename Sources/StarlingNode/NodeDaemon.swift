@@ -102,6 +102,7 @@ public final class NodeDaemon: @unchecked Sendable {
         ec.portRange = config.portRange
         ec.upRate = config.rates.up
         ec.downRate = config.rates.down
+        ec.maxChange = config.rates.maxChange
         ec.rules.maxPeers = config.limits.maxPeers
         ec.rules.uploadSlots = config.limits.uploadSlots
         ec.allowedPeers = config.allowedPeers
@@ -158,6 +159,7 @@ public final class NodeDaemon: @unchecked Sendable {
     }
 
     private func stop() async {
+        if let engine { await engine.limiter.taperBeforeExit(logger: logger) }
         await http?.shutdown()
         await withTaskGroup(of: Void.self) { g in
             for r in torrents.values { g.addTask { await r.sources.stop() } }
@@ -273,6 +275,7 @@ public final class NodeDaemon: @unchecked Sendable {
         }
         if fresh.rates != config.rates, let engine {
             engine.limiter.setRates(up: fresh.rates.up, down: fresh.rates.down)
+            if fresh.rates.maxChange != config.rates.maxChange { engine.limiter.setMaxChange(fresh.rates.maxChange) }
             logger.info("rate caps changed", metadata: ["up": "\(Units.formatRate(Double(fresh.rates.up)))",
                                                         "down": "\(Units.formatRate(Double(fresh.rates.down)))"])
         }

@@ -159,6 +159,7 @@ public final class SwarmRunner: Sendable {
                 break eventLoop
             }
         }
+        await engine.limiter.taperBeforeExit(logger: logger)
         progress.stop()
         await httpServer.shutdown()
         await gossip?.stop()

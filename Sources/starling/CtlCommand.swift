@@ -21,22 +21,32 @@ struct CtlCommand: AsyncParsableCommand {
             commandName: "rate",
             abstract: "Change the host-wide rate caps of a running node; in force within a second.",
             discussion: """
-            Only the caps given change. Rates read like 40mbit, 5MB or 512KiB per second; 0 lifts the cap.
+            Only the caps given change. Rates read like 40mbit, 5MB or 512KiB per second; 0 lifts the cap. \
+            --max-change RATE/INTERVAL sets the slew limit (off removes it); under it a lowered cap \
+            is approached at the slope, not jumped to.
 
             Example:
               starling ctl rate --up 10mbit --down 30mbit --admin http://127.0.0.1:9461
+              starling ctl rate --max-change 5mbit/60s
             """
         )
 
         @Option(name: .long, help: "New upload cap.") var up: String?
         @Option(name: .long, help: "New download cap.") var down: String?
+        @Option(name: .long, help: "New slew limit, RATE/INTERVAL (e.g. 5mbit/60s), or off.") var maxChange: String?
         @OptionGroup var options: AdminOptions
 
         func run() async throws {
-            guard up != nil || down != nil else { throw ValidationError("give --up, --down or both") }
+            guard up != nil || down != nil || maxChange != nil else { throw ValidationError("give --up, --down, --max-change or several") }
             var query: [String] = []
             if let up { query.append("up=" + String(try parseRate(up, option: "--up"))) }
             if let down { query.append("down=" + String(try parseRate(down, option: "--down"))) }
+            if let maxChange {
+                guard maxChange == "off" || MaxChange(parsing: maxChange) != nil else {
+                    throw ValidationError("--max-change \(maxChange): expected \(MaxChange.expectedForm), or off")
+                }
+                query.append("max_change=" + PercentEncoding.encode(Array(maxChange.utf8)))
+            }
             let body = try await options.send("/rate?" + query.joined(separator: "&"), method: "POST")
             print("rate caps now \(body) (bytes per second, 0 = unlimited)")
         }

@@ -23,6 +23,10 @@ struct SwarmCLIOptions: ParsableArguments {
     @Option(name: .long, help: "Host-wide download cap, same units; 0 = unlimited.")
     var downRate: String = "0"
 
+    @Option(name: .long, help: ArgumentHelp("Most the host's rate may change between two consecutive intervals, both directions: RATE/INTERVAL, e.g. 5mbit/60s.",
+                                            discussion: "Transfers ramp up and down instead of stepping, so a monitor that alarms on the change of an interface's rate between samples (Zabbix's \"traffic changed by more than 5 Mbps\") stays quiet; set INTERVAL to the monitor's item interval. The ramp costs time: a host moving F bytes needs at least 2 * sqrt(F * INTERVAL / RATE) seconds. Before exiting the upload tapers, for at most the rate reached divided by RATE/INTERVAL."))
+    var maxChange: String?
+
     @Option(name: .long, help: "A peer to connect to directly, IP:PORT (repeatable).")
     var peer: [String] = []
 
@@ -103,6 +107,12 @@ struct SwarmCLIOptions: ParsableArguments {
         engine.randomPort = randomPort
         engine.upRate = try parseRate(upRate, option: "--up-rate")
         engine.downRate = try parseRate(downRate, option: "--down-rate")
+        if let text = maxChange {
+            guard let m = MaxChange(parsing: text) else {
+                throw CLIError("--max-change \(text): expected \(MaxChange.expectedForm)")
+            }
+            engine.maxChange = m
+        }
         guard maxPeers > 0 else { throw ValidationError("--max-peers must be at least 1") }
         guard uploadSlots > 0 else { throw ValidationError("--upload-slots must be at least 1") }
         engine.rules.maxPeers = maxPeers

@@ -78,6 +78,11 @@ watch_dir: /var/lib/starling/incoming
         #expect(c.http.metricsListen.description == "10.0.0.1:9460")
     }
 
+    @Test func maxChangeIsReadFromRates() throws {
+        let c = try parse(minimal + "rates:\n  up: 20mbit\n  max_change: 4mbit/60s\n")
+        #expect(c.rates == NodeConfiguration.Rates(up: 2_500_000, down: 0, maxChange: MaxChange(rate: 500_000, interval: 60_000_000_000)))
+    }
+
     @Test func peerExampleValues() throws {
         let c = try NodeConfiguration.load(path: configFolder.appendingPathComponent("peer.yaml").path)
         #expect(c.roles == [.peer])
@@ -214,7 +219,7 @@ private let badFiles: [BadFile] = [
             "test.yaml:5: unknown key 'logFormat' in 'node'; did you mean 'log_format'? (allowed: name, data_dir, ip, port_range, log_level, log_format, tcp_congestion)",
         ], exactly: true),
     BadFile(name: "unknown key without suggestion", yaml: minimal + "rates:\n  sideways: 1\n", expected: [
-        "test.yaml:7: unknown key 'sideways' in 'rates' (allowed: up, down)",
+        "test.yaml:7: unknown key 'sideways' in 'rates' (allowed: up, down, max_change)",
     ]),
     BadFile(name: "wrong type: list expected", yaml: minimal + "trackers: http://10.0.0.1:6969/announce\n", expected: [
         "test.yaml:6: trackers: expected a list of http:// announce URLs, found 'http://10.0.0.1:6969/announce'",
@@ -229,11 +234,14 @@ private let badFiles: [BadFile] = [
             "test.yaml:4: roles: expected one of tracker|seeder|peer, found a list",
         ]),
     BadFile(name: "wrong type: mapping expected", yaml: minimal + "rates: 40mbit\n", expected: [
-        "test.yaml:6: expected a mapping for 'rates' (keys: up, down), found '40mbit'",
+        "test.yaml:6: expected a mapping for 'rates' (keys: up, down, max_change), found '40mbit'",
     ]),
     BadFile(name: "bad rate", yaml: minimal + "rates:\n  up: 40mbits\n  down: 10 furlongs\n", expected: [
         "test.yaml:7: rates.up: '40mbits' is not a rate; expected a rate such as 40mbit, 5MB, 512KiB (per second) or 0 for unlimited",
         "test.yaml:8: rates.down: '10 furlongs' is not a rate; expected a rate such as 40mbit, 5MB, 512KiB (per second) or 0 for unlimited",
+    ]),
+    BadFile(name: "bad max_change", yaml: minimal + "rates:\n  max_change: 5mbit\n", expected: [
+        "test.yaml:7: rates.max_change: '5mbit' is not a rate change; expected RATE/INTERVAL, e.g. 5mbit/60s (a rate above 0, a duration above 0)",
     ]),
     BadFile(name: "bad CIDR", yaml: """
         node:

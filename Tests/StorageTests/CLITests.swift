@@ -234,6 +234,21 @@ struct CLITests {
         }
     }
 
+    @Test("a bad --max-change is refused naming the option and the form it expects",
+          arguments: ["0/60s", "5mbit", "5mbit/0s", "-5mbit/60s", "5mbit/soon"])
+    func badMaxChange(_ value: String) throws {
+        try withTempDir { dir in
+            try writeFile(dir.sub("f.bin"), pseudoRandomBytes(40_000, seed: 6))
+            let made = try StarlingBinary.run(["make-torrent", dir.sub("f.bin"), "--output", dir.sub("f.torrent")])
+            #expect(made.status == 0, "\(made.stderr)")
+            for args in [["seed", dir.sub("f.torrent"), dir.sub("f.bin")], ["peer", dir.sub("f.torrent"), dir.sub("out.bin")]] {
+                let r = try Shell.run(StarlingBinary.path, args + ["--ip", "127.0.0.1", "--no-tracker", "--max-change=\(value)"],
+                                      timeout: 20)
+                expectCleanFailure(r, mentioning: "--max-change \(value): expected RATE/INTERVAL, e.g. 5mbit/60s")
+            }
+        }
+    }
+
     @Test("inspect refuses a FIFO, a device and a folder at once, before reading")
     func inspectSpecialFiles() throws {
         try withTempDir { dir in

@@ -18,6 +18,8 @@ public struct EngineConfig: Sendable {
     /// Host-wide caps in bytes per second; 0 = unlimited.
     public var upRate: Int64 = 0
     public var downRate: Int64 = 0
+    /// The slew limit on both directions (`--max-change`); nil: caps only.
+    public var maxChange: MaxChange?
     /// The rules of every torrent: connections, pipelines, choking, serving.
     public var rules = TorrentRules()
     /// Most unsent bytes the kernel holds per connection of a distinct-first seed

@@ -37,7 +37,8 @@ public final class PeerEngine: @unchecked Sendable {
         self.config = config
         self.loop = loop
         self.logger = logger
-        limiter = HostRateLimiter(loop: loop, upRate: config.upRate, downRate: config.downRate)
+        limiter = HostRateLimiter(loop: loop, upRate: config.upRate, downRate: config.downRate, maxChange: config.maxChange)
+        limiter.bytesLeft = { [unowned self] in self.sessions.values.reduce(0) { $0 + ($1.isComplete ? 0 : $1.left) } }
         pieceWorker.start()
         blockReader.start()
     }

@@ -104,9 +104,17 @@ enum NodeRoutes {
                   let down = rate("down", current: engine.limiter.rate(.down)) ?? nil else {
                 return json(400, #"{"error":"up and down must be rates such as 40mbit, 5MB or 0"}"#)
             }
+            if let text = param("max_change") {
+                guard text == "off" || MaxChange(parsing: text) != nil else {
+                    return json(400, #"{"error":"max_change must be RATE/INTERVAL, e.g. 5mbit/60s, or off"}"#)
+                }
+                engine.limiter.setMaxChange(MaxChange(parsing: text))
+                logger.info("slew limit changed", metadata: ["max_change": "\(text)"])
+            }
             engine.limiter.setRates(up: up, down: down)
             logger.info("rate caps changed", metadata: ["up": "\(Units.formatRate(Double(up)))", "down": "\(Units.formatRate(Double(down)))"])
-            return json(200, #"{"up":\#(up),"down":\#(down)}"#)
+            let change = param("max_change").map { #","max_change":"\#($0)""# } ?? ""
+            return json(200, #"{"up":\#(up),"down":\#(down)\#(change)}"#)
         case ("POST", "/torrents"), ("DELETE", "/torrents"):
             if let refusal = refuseAdmin() { return refusal }
             guard let onAdminAction else {

@@ -1,0 +1,137 @@
+import BitTorrent
+
+/// The allowed rate of one direction of a host, moved along a profile whose slope never
+/// exceeds `MaxChange.slope`, so that a network monitor comparing consecutive samples of the
+/// interface rate (Zabbix's "traffic changed by more than 5 Mbps") sees no step: not when
+/// transfers start, not when a download ends, not when the process stops, not when the
+/// operator lowers the cap. A pure state machine: the caller reports bytes as they pass
+/// and asks for the allowed rate at each tick, passing the time in; the token bucket of the
+/// direction then runs at that rate.
+///
+/// The allowed rate is the least of:
+/// - the cap, which when lowered is approached at the slope, not jumped to;
+/// - the allowed rate of the last tick plus the slope times the time since (the ramp up);
+/// - unless the direction was saturated within the last second (transfers waited for
+///   tokens, so demand is at least the allowed rate and the rate follows it), the measured rate of
+///   the last second plus one second of slope: an allowance left unused cannot be taken all
+///   at once when demand returns;
+/// - with bytes left to receive, `sqrt(2 * slope * left)`: the rate from which slowing at the
+///   slope reaches zero just as the last byte arrives (the ramp down at the end of a download);
+/// - while tapering before exit, the rate at the start of the taper less the slope times the
+///   time since.
+///
+/// It never goes below `floor` (one second of slope, at least 16 KiB/s), so a transfer can
+/// always start and the ramp can begin; a taper ends at that floor.
+public struct SlewLimiter: Sendable {
+    /// Changeable while running: a new slope applies from the next tick.
+    public var maxChange: MaxChange
+    /// Bytes per second; 0 = no cap.
+    public private(set) var cap: Int64
+    public private(set) var allowed: Double
+    private var capNow: Double
+    private var lastTick: UInt64
+    private var taper: (start: UInt64, from: Double)?
+    private var recent: RecentRate
+
+    /// `startingAt`: the rate to start from (what the direction moves now, when the limit is
+    /// turned on mid-transfer); the floor when nil.
+    public init(maxChange: MaxChange, cap: Int64, now: UInt64, startingAt: Double? = nil) {
+        self.maxChange = maxChange
+        self.cap = max(0, cap)
+        capNow = cap > 0 ? Double(cap) : .infinity
+        lastTick = now
+        recent = RecentRate(now: now)
+        allowed = 0
+        allowed = max(floor, min(capNow, startingAt ?? 0))
+    }
+
+    /// One second of slope, at least 16 KiB/s.
+    public var floor: Double { max(maxChange.slope, 16 * 1024) }
+
+    /// Bytes per second over the last whole second.
+    public var measured: Double { recent.rate }
+
+    public var isTapering: Bool { taper != nil }
+
+    /// Counts `bytes` that passed at `now`.
+    public mutating func record(_ bytes: Int, now: UInt64) {
+        recent.record(bytes, now: now)
+    }
+
+    /// A new cap (0 = none). Raising it takes effect through the ramp; lowering it is
+    /// approached at the slope.
+    public mutating func setCap(_ newCap: Int64, now: UInt64) {
+        cap = max(0, newCap)
+        let target = cap > 0 ? Double(cap) : Double.infinity
+        if target > capNow { capNow = target }
+    }
+
+    /// Starts slowing to the floor at the slope; returns the nanoseconds that takes, which
+    /// the caller waits before it exits (at most the cap, or the rate reached, over the slope).
+    public mutating func beginTaper(now: UInt64) -> UInt64 {
+        if taper == nil { taper = (now, allowed) }
+        return taperRemaining(now: now)
+    }
+
+    /// Nanoseconds until a taper under way reaches the floor (0 when there is none).
+    public func taperRemaining(now: UInt64) -> UInt64 {
+        guard let taper else { return 0 }
+        let total = max(0, taper.from - floor) / maxChange.slope
+        let elapsed = Double(now > taper.start ? now - taper.start : 0) / 1e9
+        return UInt64(max(0, total - elapsed) * 1e9)
+    }
+
+    /// The allowed rate at `now`, in bytes per second. `bytesLeft`: what this direction still
+    /// has to carry before it ends (a download's missing bytes), nil when open-ended.
+    /// `saturated`: transfers waited for tokens within the last second.
+    public mutating func tick(now: UInt64, bytesLeft: Int64?, saturated: Bool = false) -> Double {
+        recent.advance(to: now)
+        let dt = Double(now > lastTick ? now - lastTick : 0) / 1e9
+        lastTick = max(lastTick, now)
+        let slope = maxChange.slope
+        let target = cap > 0 ? Double(cap) : Double.infinity
+        capNow = capNow > target ? max(target, capNow - slope * dt) : target
+        var next = min(capNow, allowed + slope * dt)
+        if !saturated { next = min(next, measured + slope) }
+        if let left = bytesLeft {
+            next = min(next, (2 * slope * Double(max(0, left))).squareRoot())
+        }
+        if let taper {
+            let elapsed = Double(now > taper.start ? now - taper.start : 0) / 1e9
+            next = min(next, taper.from - slope * elapsed)
+        }
+        allowed = max(floor, next)
+        return allowed
+    }
+
+}
+
+/// Bytes per second over the last whole second, in tenths of a second, with the time
+/// passed in.
+public struct RecentRate: Sendable {
+    /// The tenth filling now and the ten before it.
+    private var slots = [Int64](repeating: 0, count: 11)
+    private var slotStart: UInt64
+    private var slot = 0
+    static let slotLength: UInt64 = 100_000_000
+
+    public init(now: UInt64) { slotStart = now }
+
+    /// The last ten whole tenths (the one filling now left out, so the figure is not biased low).
+    public var rate: Double { Double(slots.reduce(0, +) - slots[slot]) }
+
+    public mutating func record(_ bytes: Int, now: UInt64) {
+        advance(to: now)
+        slots[slot] += Int64(bytes)
+    }
+
+    public mutating func advance(to now: UInt64) {
+        guard now >= slotStart + Self.slotLength else { return }
+        let steps = (now - slotStart) / Self.slotLength
+        for _ in 0..<min(steps, UInt64(slots.count)) {
+            slot = (slot + 1) % slots.count
+            slots[slot] = 0
+        }
+        slotStart += steps * Self.slotLength
+    }
+}
