@@ -126,17 +126,17 @@ for h in "${HOSTS[@]}"; do add_host_ns "pk-$h" "${IP[$h]}" "p-$h" pk-sw; done
 ip -n pk-peer1 route | grep -q default && die "a namespace has a default route"
 
 # Runs a command chrooted into ROOT with /proc mounted there (the Swift runtime reads
-# /proc/self), in a mount namespace of its own: the mount ends with the process and is
+# /proc/self) and /dev bound in (sshd gives Ansible's raw steps a PTY), in a mount namespace of its own: the mount ends with the process and is
 # never seen outside, so nothing needs unmounting. in_ns does the same in a host's namespace;
 # it is only started in the background (&) and execs, so that $! is the starling process
 # itself (a subshell in between would hold a TERM until its child exits).
 in_root() { # root, command...
     local r=$1; shift
-    unshare --mount --propagation private sh -c 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"' "$r" "$@"
+    unshare --mount --propagation private sh -c 'mount -t proc proc "$0/proc" && mount --rbind /dev "$0/dev" && exec chroot "$0" "$@"' "$r" "$@"
 }
 in_ns() { # host, root, command...
     local ns=pk-$1 r=$2; shift 2
-    exec ip netns exec "$ns" unshare --mount --propagation private sh -c 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"' "$r" "$@"
+    exec ip netns exec "$ns" unshare --mount --propagation private sh -c 'mount -t proc proc "$0/proc" && mount --rbind /dev "$0/dev" && exec chroot "$0" "$@"' "$r" "$@"
 }
 
 # A fresh copy of the cached root.
@@ -289,6 +289,6 @@ CFG
         || die "a second run of the role changed something:"$'\n'"$(grep -B2 changed: "$D/ansible/run2.log" | head -20)"
     kill "$sshd_pid" 2>/dev/null || true
     wait "$sshd_pid" 2>/dev/null || true
-    say "ansible: the role with starling_package installed the .deb over SSH with apt; a rerun changed nothing ($((SECONDS - t)) s)"
+    say "ansible: the role with starling_package installed the .deb over SSH (dpkg); a rerun changed nothing ($((SECONDS - t)) s)"
 fi
 say "all checks passed"
