@@ -4,9 +4,9 @@ import BitTorrent
 /// exceeds `MaxChange.slope`, so that a network monitor comparing consecutive samples of the
 /// interface rate (Zabbix's "traffic changed by more than 5 Mbps") sees no step: not when
 /// transfers start, not when a download ends, not when the process stops, not when the
-/// operator lowers the cap. A pure state machine: the caller reports bytes as they pass
-/// and asks for the allowed rate at each tick, passing the time in; the token bucket of the
-/// direction then runs at that rate.
+/// operator lowers the cap. A pure state machine: at each tick the caller passes the time
+/// and the rate it measured over the last second (a `RecentRate`), and gets the allowed
+/// rate, at which the token bucket of the direction then runs.
 ///
 /// The allowed rate is the least of:
 /// - the cap, which when lowered is approached at the slope, not jumped to;
@@ -31,7 +31,6 @@ public struct SlewLimiter: Sendable {
     private var capNow: Double
     private var lastTick: UInt64
     private var taper: (start: UInt64, from: Double)?
-    private var recent: RecentRate
 
     /// `startingAt`: the rate to start from (what the direction moves now, when the limit is
     /// turned on mid-transfer); the floor when nil.
@@ -40,7 +39,6 @@ public struct SlewLimiter: Sendable {
         self.cap = max(0, cap)
         capNow = cap > 0 ? Double(cap) : .infinity
         lastTick = now
-        recent = RecentRate(now: now)
         allowed = 0
         allowed = max(floor, min(capNow, startingAt ?? 0))
     }
@@ -48,19 +46,11 @@ public struct SlewLimiter: Sendable {
     /// One second of slope, at least 16 KiB/s.
     public var floor: Double { max(maxChange.slope, 16 * 1024) }
 
-    /// Bytes per second over the last whole second.
-    public var measured: Double { recent.rate }
-
     public var isTapering: Bool { taper != nil }
-
-    /// Counts `bytes` that passed at `now`.
-    public mutating func record(_ bytes: Int, now: UInt64) {
-        recent.record(bytes, now: now)
-    }
 
     /// A new cap (0 = none). Raising it takes effect through the ramp; lowering it is
     /// approached at the slope.
-    public mutating func setCap(_ newCap: Int64, now: UInt64) {
+    public mutating func setCap(_ newCap: Int64) {
         cap = max(0, newCap)
         let target = cap > 0 ? Double(cap) : Double.infinity
         if target > capNow { capNow = target }
@@ -81,11 +71,11 @@ public struct SlewLimiter: Sendable {
         return UInt64(max(0, total - elapsed) * 1e9)
     }
 
-    /// The allowed rate at `now`, in bytes per second. `bytesLeft`: what this direction still
-    /// has to carry before it ends (a download's missing bytes), nil when open-ended.
-    /// `saturated`: transfers waited for tokens within the last second.
-    public mutating func tick(now: UInt64, bytesLeft: Int64?, saturated: Bool = false) -> Double {
-        recent.advance(to: now)
+    /// The allowed rate at `now`, in bytes per second. `measured`: bytes per second over the
+    /// last second. `bytesLeft`: what this direction still has to carry before it ends (a
+    /// download's missing bytes), nil when open-ended. `saturated`: transfers waited for
+    /// tokens within the last second.
+    public mutating func tick(now: UInt64, measured: Double, bytesLeft: Int64?, saturated: Bool = false) -> Double {
         let dt = Double(now > lastTick ? now - lastTick : 0) / 1e9
         lastTick = max(lastTick, now)
         let slope = maxChange.slope

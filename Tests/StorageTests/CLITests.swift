@@ -221,15 +221,19 @@ struct CLITests {
     @Test("seed and peer refuse an admin listener off loopback without a token, naming the fix",
           arguments: ["0.0.0.0:9471", "10.77.0.1:9471", "[::]:9471"])
     func adminOffLoopbackNeedsToken(_ listen: String) throws {
+        // Before the fix the seeder started and served unauthenticated admin actions (killed here by the timeout).
+        try expectSeedAndPeerRefuse(["--admin-listen", listen], mentioning: "--admin-token-file")
+    }
+
+    /// `seed` and `peer` of a small torrent, each with `extra`, must fail with one line naming `text`.
+    func expectSeedAndPeerRefuse(_ extra: [String], mentioning text: String) throws {
         try withTempDir { dir in
             try writeFile(dir.sub("f.bin"), pseudoRandomBytes(40_000, seed: 5))
             let made = try StarlingBinary.run(["make-torrent", dir.sub("f.bin"), "--output", dir.sub("f.torrent")])
             #expect(made.status == 0, "\(made.stderr)")
             for args in [["seed", dir.sub("f.torrent"), dir.sub("f.bin")], ["peer", dir.sub("f.torrent"), dir.sub("out.bin")]] {
-                // Before the fix the seeder started and served unauthenticated admin actions (killed here by the timeout).
-                let r = try Shell.run(StarlingBinary.path, args + ["--ip", "127.0.0.1", "--no-tracker", "--admin-listen", listen],
-                                      timeout: 20)
-                expectCleanFailure(r, mentioning: "--admin-token-file")
+                let r = try Shell.run(StarlingBinary.path, args + ["--ip", "127.0.0.1", "--no-tracker"] + extra, timeout: 20)
+                expectCleanFailure(r, mentioning: text)
             }
         }
     }
@@ -237,16 +241,7 @@ struct CLITests {
     @Test("a bad --max-change is refused naming the option and the form it expects",
           arguments: ["0/60s", "5mbit", "5mbit/0s", "-5mbit/60s", "5mbit/soon"])
     func badMaxChange(_ value: String) throws {
-        try withTempDir { dir in
-            try writeFile(dir.sub("f.bin"), pseudoRandomBytes(40_000, seed: 6))
-            let made = try StarlingBinary.run(["make-torrent", dir.sub("f.bin"), "--output", dir.sub("f.torrent")])
-            #expect(made.status == 0, "\(made.stderr)")
-            for args in [["seed", dir.sub("f.torrent"), dir.sub("f.bin")], ["peer", dir.sub("f.torrent"), dir.sub("out.bin")]] {
-                let r = try Shell.run(StarlingBinary.path, args + ["--ip", "127.0.0.1", "--no-tracker", "--max-change=\(value)"],
-                                      timeout: 20)
-                expectCleanFailure(r, mentioning: "--max-change \(value): expected RATE/INTERVAL, e.g. 5mbit/60s")
-            }
-        }
+        try expectSeedAndPeerRefuse(["--max-change=\(value)"], mentioning: "--max-change \(value): expected RATE/INTERVAL, e.g. 5mbit/60s")
     }
 
     @Test("inspect refuses a FIFO, a device and a folder at once, before reading")

@@ -105,10 +105,11 @@ enum NodeRoutes {
                 return json(400, #"{"error":"up and down must be rates such as 40mbit, 5MB or 0"}"#)
             }
             if let text = param("max_change") {
-                guard text == "off" || MaxChange(parsing: text) != nil else {
+                let change = MaxChange(parsing: text)
+                guard text == "off" || change != nil else {
                     return json(400, #"{"error":"max_change must be RATE/INTERVAL, e.g. 5mbit/60s, or off"}"#)
                 }
-                engine.limiter.setMaxChange(MaxChange(parsing: text))
+                engine.limiter.setMaxChange(change)
                 logger.info("slew limit changed", metadata: ["max_change": "\(text)"])
             }
             engine.limiter.setRates(up: up, down: down)

@@ -91,8 +91,8 @@ public final class HostRateLimiter: @unchecked Sendable {
                 self.wake(.up)
                 self.wake(.down)
             } else {
-                self.slews[.up]!.setCap(up, now: now)
-                self.slews[.down]!.setCap(down, now: now)
+                self.slews[.up]!.setCap(up)
+                self.slews[.down]!.setCap(down)
             }
         }
     }
@@ -131,7 +131,9 @@ public final class HostRateLimiter: @unchecked Sendable {
         let now = self.now()
         for d in [Direction.up, .down] where slews[d] != nil {
             let saturated = lastThrottled[d].map { now < $0 + 1_000_000_000 } ?? false
-            let allowed = slews[d]!.tick(now: now, bytesLeft: d == .down ? bytesLeft?() : nil, saturated: saturated)
+            recent[d]!.advance(to: now)
+            let allowed = slews[d]!.tick(now: now, measured: recent[d]!.rate, bytesLeft: d == .down ? bytesLeft?() : nil,
+                                         saturated: saturated)
             buckets[d]!.setRate(Int64(allowed.rounded(.up)), now: now)
             wake(d)
         }
@@ -189,10 +191,7 @@ public final class HostRateLimiter: @unchecked Sendable {
 
     private func count(_ d: Direction, payload: Int) {
         metrics.count(d, bytes: payload)
-        let now = self.now()
-        let wire = Self.wireBytes(payload)
-        recent[d]!.record(wire, now: now)
-        slews[d]?.record(wire, now: now)
+        recent[d]!.record(Self.wireBytes(payload), now: self.now())
     }
 
     /// Queues `proceed` until tokens for `payload` bytes have refilled, in FIFO order.
