@@ -28,13 +28,14 @@ add_switch() {
 
 # add_host_ns NS ADDRESS PORT SWITCH_NS [RATE]: a host namespace whose eth0 (ADDRESS/24) is a
 # veth to the switch's port PORT on br0; no default route. With RATE (e.g. 100mbit) both
-# directions are shaped: the host's egress and the switch port's egress to it.
+# directions are shaped: the host's egress and the switch port's egress to it. The pair is
+# made inside the two namespaces, never in this machine's own, so tests that run at the
+# same time and name their ports alike (p-ctl) do not collide.
 add_host_ns() {
     local ns=$1 addr=$2 port=$3 sw=$4 rate=${5:-}
     ip netns add "$ns"
     ip -n "$ns" link set lo up
-    ip link add "$port" type veth peer name eth0 netns "$ns"
-    ip link set "$port" netns "$sw"
+    ip link add "$port" netns "$sw" type veth peer name eth0 netns "$ns"
     ip -n "$sw" link set "$port" master br0 up
     ip -n "$ns" addr add "$addr/24" dev eth0
     ip -n "$ns" link set eth0 up
