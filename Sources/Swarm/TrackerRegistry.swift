@@ -23,12 +23,22 @@ public struct TrackerRegistry: Sendable {
         public var maxNumWant: Int
         /// Peers held across all swarms; new peers beyond it are refused (bounds memory).
         public var maxPeers: Int
+        /// Sites by address block: a peer in a site is handed peers of its own site, and
+        /// `remotePeers` of other sites so that each site stays joined to the rest.
+        public var sites: SiteMap
+        public var remotePeers: Int
+        /// Enough that each site stays joined to the others when some peers leave, few enough
+        /// that connections (and what flows over them) stay mostly inside the site.
+        public static let defaultRemotePeers = 4
 
-        public init(peerTimeout: Int64 = 60, defaultNumWant: Int = 50, maxNumWant: Int = 200, maxPeers: Int = 2_000_000) {
+        public init(peerTimeout: Int64 = 60, defaultNumWant: Int = 50, maxNumWant: Int = 200, maxPeers: Int = 2_000_000,
+                    sites: SiteMap = SiteMap(), remotePeers: Int = Configuration.defaultRemotePeers) {
             self.peerTimeout = peerTimeout
             self.defaultNumWant = defaultNumWant
             self.maxNumWant = maxNumWant
             self.maxPeers = maxPeers
+            self.sites = sites
+            self.remotePeers = remotePeers
         }
     }
 
@@ -62,6 +72,39 @@ public struct TrackerRegistry: Sendable {
         swarms.mapValues { $0.stats }
     }
 
+    /// Counts for one torrent by site (only sites that hold peers; "" for peers outside
+    /// every site), for metrics and `starling status`.
+    public func siteStats(_ infoHash: InfoHash) -> [String: ScrapeStats] {
+        guard let swarm = swarms[infoHash] else { return [:] }
+        var out: [String: ScrapeStats] = [:]
+        for (b, bucket) in swarm.buckets.enumerated() where bucket.seeders.count + bucket.leechers.count > 0 {
+            out[b == 0 ? "" : configuration.sites.sites[b - 1].name] = bucket.stats(downloaded: 0)
+        }
+        return out
+    }
+
+    /// Counts by site over every swarm (only with a site map; "" for peers outside every site).
+    public func siteTotals() -> [String: ScrapeStats] {
+        guard !configuration.sites.isEmpty else { return [:] }
+        var out: [String: ScrapeStats] = [:]
+        for hash in swarms.keys {
+            for (site, s) in siteStats(hash) {
+                var t = out[site] ?? ScrapeStats(complete: 0, incomplete: 0, downloaded: 0, left: 0)
+                t.complete += s.complete
+                t.incomplete += s.incomplete
+                t.left! += s.left ?? 0
+                out[site] = t
+            }
+        }
+        return out
+    }
+
+    /// Which of a swarm's buckets holds `address`: 0 outside every site, else 1 + the site's index.
+    private func bucket(of address: IPAddress) -> Int {
+        guard !configuration.sites.isEmpty, let name = configuration.sites.site(of: address) else { return 0 }
+        return 1 + configuration.sites.sites.firstIndex { $0.name == name }!
+    }
+
     /// Records an announce from `address` and returns the peers to hand out.
     ///
     /// `stopped` removes the peer at once and hands out nobody. A download is counted once per
@@ -72,17 +115,18 @@ public struct TrackerRegistry: Sendable {
     public mutating func announce(_ request: AnnounceRequest, address: IPAddress, now: Int64,
                                   using rng: inout some RandomNumberGenerator) throws(TrackerError) -> AnnounceResult {
         let key = PeerKey(ip: address, port: request.port)
+        let b = bucket(of: address)
         if request.event == .stopped {
             guard swarms[request.infoHash] != nil else { return AnnounceResult(peers: [], complete: 0, incomplete: 0) }
             var removed = false
             swarms[request.infoHash]!.withUpdate { swarm in
                 // A leecher that stops with nothing left finished without saying `completed`
                 // (aria2c with --seed-time=0 does this): still a download.
-                if request.left == 0, swarm.leechers.remove(key) {
+                if request.left == 0, swarm.buckets[b].leechers.remove(key) {
                     removed = true
                     swarm.downloaded += 1
                 } else {
-                    removed = swarm.remove(key)
+                    removed = swarm.buckets[b].remove(key)
                 }
             }
             if removed { peerCount -= 1 }
@@ -96,22 +140,26 @@ public struct TrackerRegistry: Sendable {
 
         // Mutate in place through the dictionary's modify accessor: copying a swarm out
         // and back would copy its arrays on every announce.
-        var outcome: Swarm.UpdateOutcome = .refused
+        var outcome: SiteBucket.UpdateOutcome = .refused
         var result = AnnounceResult(peers: [], complete: 0, incomplete: 0)
         if full && swarms[request.infoHash] == nil {
             throw .invalidRequest("tracker is full (\(configuration.maxPeers) peers)")
         }
+        let siteBuckets = configuration.sites.sites.count + 1
+        let remote = configuration.remotePeers
         swarms[request.infoHash, default: Swarm()].withUpdate { swarm in
-            outcome = swarm.upsert(entry, seeder: isSeeder, allowNew: !full)
+            swarm.ensureBuckets(siteBuckets)
+            outcome = swarm.buckets[b].upsert(entry, seeder: isSeeder, allowNew: !full)
             guard outcome != .refused else { return }
             // Count a download once: when a known leecher turns seeder (whatever the event: some
             // clients skip `completed`), or when an unknown peer says `completed` (e.g. after a restart).
             if outcome == .becameSeeder || (request.event == .completed && outcome == .inserted && isSeeder) {
                 swarm.downloaded += 1
             }
-            result.peers = swarm.sample(for: key, seeder: isSeeder, count: wantCount, using: &rng)
-            result.complete = swarm.seeders.count
-            result.incomplete = swarm.leechers.count
+            result.peers = swarm.sample(for: key, in: b, seeder: isSeeder, count: wantCount, remote: remote, using: &rng)
+            let s = swarm.stats
+            result.complete = s.complete
+            result.incomplete = s.incomplete
         }
         switch outcome {
         case .refused:
@@ -132,9 +180,11 @@ public struct TrackerRegistry: Sendable {
         var emptied: [InfoHash] = []
         for hash in Array(swarms.keys) {
             swarms[hash]!.withUpdate { swarm in
-                removed += swarm.seeders.removeAll(lastSeenBefore: cutoff)
-                removed += swarm.leechers.removeAll(lastSeenBefore: cutoff)
-                if swarm.seeders.count + swarm.leechers.count == 0 { emptied.append(hash) }
+                for b in swarm.buckets.indices {
+                    removed += swarm.buckets[b].seeders.removeAll(lastSeenBefore: cutoff)
+                    removed += swarm.buckets[b].leechers.removeAll(lastSeenBefore: cutoff)
+                }
+                if swarm.peerCount == 0 { emptied.append(hash) }
             }
         }
         for hash in emptied { swarms[hash] = nil }
@@ -149,10 +199,12 @@ public struct TrackerRegistry: Sendable {
         TrackerSnapshot(swarms: swarms.map { hash, swarm in
             TrackerSnapshot.Swarm(
                 infoHash: hash, downloaded: swarm.downloaded,
-                peers: swarm.seeders.entries.map { TrackerSnapshot.Peer(peer: $0.peer, isSeeder: true, lastSeen: $0.lastSeen) }
-                    + swarm.leechers.entries.map {
-                        TrackerSnapshot.Peer(peer: $0.peer, isSeeder: false, lastSeen: $0.lastSeen, left: $0.left)
-                    })
+                peers: swarm.buckets.flatMap { bucket in
+                    bucket.seeders.entries.map { TrackerSnapshot.Peer(peer: $0.peer, isSeeder: true, lastSeen: $0.lastSeen) }
+                        + bucket.leechers.entries.map {
+                            TrackerSnapshot.Peer(peer: $0.peer, isSeeder: false, lastSeen: $0.lastSeen, left: $0.left)
+                        }
+                })
         })
     }
 
@@ -166,15 +218,16 @@ public struct TrackerRegistry: Sendable {
         peerCount = 0
         for s in snapshot.swarms {
             var swarm = Swarm()
+            swarm.ensureBuckets(configuration.sites.sites.count + 1)
             swarm.downloaded = s.downloaded
             for p in s.peers {
                 guard let ip = p.peer.ip else { continue }
                 guard peerCount < configuration.maxPeers else { break }
                 let e = Entry(key: PeerKey(ip: ip, port: p.peer.port), id: PackedPeerID(p.peer.peerID ?? []),
                               lastSeen: max(p.lastSeen, now), left: p.isSeeder ? 0 : max(0, p.left))
-                if swarm.upsert(e, seeder: p.isSeeder, allowNew: true) == .inserted { peerCount += 1 }
+                if swarm.buckets[bucket(of: ip)].upsert(e, seeder: p.isSeeder, allowNew: true) == .inserted { peerCount += 1 }
             }
-            if swarm.seeders.count + swarm.leechers.count > 0 || swarm.downloaded > 0 {
+            if swarm.peerCount > 0 || swarm.downloaded > 0 {
                 swarms[s.infoHash] = swarm
             }
         }
@@ -324,16 +377,106 @@ struct PeerSet: Sendable {
     }
 }
 
+/// One swarm's peers, by site: bucket 0 holds those outside every site (all of them without
+/// a site map), bucket 1 + k those of the map's site k.
 struct Swarm: Sendable {
-    var seeders = PeerSet()
-    var leechers = PeerSet()
+    var buckets = [SiteBucket()]
     var downloaded = 0
 
+    var peerCount: Int { buckets.reduce(0) { $0 + $1.seeders.count + $1.leechers.count } }
+
     var stats: ScrapeStats {
-        ScrapeStats(complete: seeders.count, incomplete: leechers.count, downloaded: downloaded, left: leechers.leftTotal)
+        var s = ScrapeStats(complete: 0, incomplete: 0, downloaded: downloaded, left: 0)
+        for b in buckets {
+            s.complete += b.seeders.count
+            s.incomplete += b.leechers.count
+            s.left! += b.leechers.leftTotal
+        }
+        return s
     }
 
     mutating func withUpdate(_ body: (inout Swarm) -> Void) { body(&self) }
+
+    /// A swarm made before the map grew (never at run time: the map is fixed) still has a
+    /// bucket for every site.
+    mutating func ensureBuckets(_ n: Int) {
+        while buckets.count < n { buckets.append(SiteBucket()) }
+    }
+
+    /// Up to `count` distinct peers, never `me` (in bucket `b`): a seeder draws from leechers
+    /// only, a leecher from seeders and leechers. Without sites (`b` is 0) the draw is uniform
+    /// over the swarm. In a site, `remote` of them (fewer when fewer exist) come uniformly
+    /// from the other buckets and the rest from its own; when its own site runs short, more
+    /// come from the others.
+    func sample(for me: PeerKey, in b: Int, seeder: Bool, count: Int, remote: Int,
+                using rng: inout some RandomNumberGenerator) -> [TrackerPeer] {
+        func sets(_ bucket: SiteBucket) -> [PeerSet] { seeder ? [bucket.leechers] : [bucket.seeders, bucket.leechers] }
+        guard b != 0 else {
+            return Self.sample(from: buckets.flatMap(sets), excluding: me, count: count, using: &rng)
+        }
+        let own = sets(buckets[b])
+        let others = buckets.indices.filter { $0 != b }.flatMap { sets(buckets[$0]) }
+        let ownAvailable = own.reduce(0) { $0 + $1.count } - (own.contains { $0.contains(me) } ? 1 : 0)
+        let othersAvailable = others.reduce(0) { $0 + $1.count }
+        let fromOthers = min(othersAvailable, max(min(remote, count), count - ownAvailable))
+        return Self.sample(from: own, excluding: me, count: count - fromOthers, using: &rng)
+            + Self.sample(from: others, excluding: nil, count: fromOthers, using: &rng)
+    }
+
+    /// Up to `count` distinct entries, uniformly at random from the sets taken as one array,
+    /// never `me`.
+    static func sample(from sets: [PeerSet], excluding me: PeerKey?, count: Int,
+                       using rng: inout some RandomNumberGenerator) -> [TrackerPeer] {
+        let total = sets.reduce(0) { $0 + $1.count }
+        // Where `me` sits in the virtual array, to skip it.
+        var excluded: Int? = nil
+        if let me {
+            var offset = 0
+            for set in sets {
+                if let i = set.index[me] { excluded = offset + i; break }
+                offset += set.count
+            }
+        }
+        let available = total - (excluded == nil ? 0 : 1)
+        let k = min(count, available)
+        guard k > 0 else { return [] }
+        var out: [TrackerPeer] = []
+        out.reserveCapacity(k)
+        func append(_ virtualIndex: Int) {
+            var v = virtualIndex
+            if let ex = excluded, v >= ex { v += 1 }
+            var s = 0
+            while v >= sets[s].count { v -= sets[s].count; s += 1 }
+            let e = sets[s].entries[v]
+            out.append(TrackerPeer(ip: e.key.ip, port: e.key.port))
+        }
+        if k == available {
+            for v in 0..<available { append(v) }
+            return out
+        }
+        // Floyd's algorithm: k distinct indices in 0..<available with k random draws.
+        var chosen = Set<Int>(minimumCapacity: k)
+        for j in (available - k)..<available {
+            // Lemire's multiply-shift instead of `Int.random(in:using:)`: that generic
+            // stdlib path is not specialised for a caller's generator across modules and
+            // dominated the announce cost. The bias (j / 2^64) is immaterial here.
+            let t = Int(truncatingIfNeeded: rng.next().multipliedFullWidth(by: UInt64(j + 1)).high)
+            let pick = chosen.contains(t) ? j : t
+            chosen.insert(pick)
+            append(pick)
+        }
+        return out
+    }
+}
+
+/// The seeders and leechers of one site (or of those outside every site).
+struct SiteBucket: Sendable {
+    var seeders = PeerSet()
+    var leechers = PeerSet()
+
+    func stats(downloaded: Int) -> ScrapeStats {
+        ScrapeStats(complete: seeders.count, incomplete: leechers.count, downloaded: downloaded, left: leechers.leftTotal)
+    }
 
     enum UpdateOutcome: Equatable {
         case inserted, unchangedSeeder, unchangedLeecher, becameSeeder, becameLeecher, refused
@@ -357,55 +500,5 @@ struct Swarm: Sendable {
             leechers.insert(e)
             return .inserted
         }
-    }
-
-    /// Up to `count` distinct peers, uniformly at random, never `me`. A seeder draws from
-    /// leechers only; a leecher from seeders followed by leechers (one virtual array).
-    func sample(for me: PeerKey, seeder: Bool, count: Int,
-                using rng: inout some RandomNumberGenerator) -> [TrackerPeer] {
-        let s = seeder ? 0 : seeders.count
-        let total = s + leechers.count
-        // Where `me` sits in the virtual array, to skip it.
-        var excluded: Int? = nil
-        if seeder {
-            excluded = leechers.index[me]
-        } else if let i = leechers.index[me] {
-            excluded = s + i
-        } else if let i = seeders.index[me] {
-            excluded = i
-        }
-        let available = total - (excluded == nil ? 0 : 1)
-        let k = min(count, available)
-        guard k > 0 else { return [] }
-
-        var out: [TrackerPeer] = []
-        out.reserveCapacity(k)
-        // Unsafe buffers: a nested function capturing `self` retained both sets' storage per call.
-        seeders.entries.withUnsafeBufferPointer { sb in
-            leechers.entries.withUnsafeBufferPointer { lb in
-                func append(_ virtualIndex: Int) {
-                    var v = virtualIndex
-                    if let ex = excluded, v >= ex { v += 1 }
-                    let e = v < s ? sb.baseAddress! + v : lb.baseAddress! + (v - s)
-                    out.append(TrackerPeer(ip: e.pointee.key.ip, port: e.pointee.key.port))
-                }
-                if k == available {
-                    for v in 0..<available { append(v) }
-                    return
-                }
-                // Floyd's algorithm: k distinct indices in 0..<available with k random draws.
-                var chosen = Set<Int>(minimumCapacity: k)
-                for j in (available - k)..<available {
-                    // Lemire's multiply-shift instead of `Int.random(in:using:)`: that generic
-                    // stdlib path is not specialised for a caller's generator across modules and
-                    // dominated the announce cost. The bias (j / 2^64) is immaterial here.
-                    let t = Int(truncatingIfNeeded: rng.next().multipliedFullWidth(by: UInt64(j + 1)).high)
-                    let pick = chosen.contains(t) ? j : t
-                    chosen.insert(pick)
-                    append(pick)
-                }
-            }
-        }
-        return out
     }
 }

@@ -3,6 +3,7 @@ import BitTorrent
 import Dispatch
 import Logging
 import StarlingNode
+import Swarm
 import Storage
 #if canImport(Glibc)
 import Glibc
@@ -66,6 +67,11 @@ struct TrackerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Event-loop threads (default: one per core).")
     var threads: Int?
 
+    @OptionGroup var siteOptions: SiteOptions
+
+    @Option(name: .long, help: "With --site: peers of other sites handed to a peer in a site per announce, so every site stays joined to the rest.")
+    var remotePeers: Int = TrackerRegistry.Configuration.defaultRemotePeers
+
     @OptionGroup var log: LogOptions
 
     func validate() throws {
@@ -82,6 +88,7 @@ struct TrackerCommand: AsyncParsableCommand {
         guard maxNumwant >= 1 else { throw ValidationError("--max-numwant must be at least 1") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
         if let t = threads, t < 1 || t > 256 { throw ValidationError("--threads must be 1 to 256") }
+        guard remotePeers >= 0 else { throw ValidationError("--remote-peers must not be negative") }
     }
 
     func run() async throws {
@@ -100,7 +107,11 @@ struct TrackerCommand: AsyncParsableCommand {
         let config = TrackerConfiguration(
             host: host, port: port, interval: interval, minInterval: minInterval, peerTimeout: peerTimeout,
             maxNumWant: maxNumwant, allowDir: allowDir, stateFile: state, saveInterval: saveInterval,
-            trustedNetworks: trustedCidr.compactMap(CIDR.init), maxConnections: maxConnections, threads: threads)
+            trustedNetworks: trustedCidr.compactMap(CIDR.init), maxConnections: maxConnections, threads: threads,
+            sites: try siteOptions.map(), remotePeers: remotePeers)
+        if !config.sites.isEmpty {
+            logger.info("site map", metadata: ["sites": "\(config.sites.sites.map { "\($0.name)=\($0.blocks.map(\.description).joined(separator: ","))" })"])
+        }
         BuildInfo.register(version: starlingVersion)
         let server = TrackerServer(configuration: config, logger: logger)
         do {

@@ -38,12 +38,17 @@ public struct TrackerConfiguration: Sendable {
     public var threads: Int?
     /// Seconds a full-scrape answer is served again before it is rebuilt.
     public var fullScrapeCacheSeconds: Int
+    /// Sites by address block: a peer in a site is handed mostly peers of its own site.
+    public var sites: SiteMap
+    /// Peers of other sites handed to a peer in a site per announce.
+    public var remotePeers: Int
 
     public init(host: String = "0.0.0.0", port: Int = 6969, interval: Int = 15, minInterval: Int? = nil,
                 peerTimeout: Int? = nil, defaultNumWant: Int = 50, maxNumWant: Int = 200, maxPeers: Int = 2_000_000,
                 allowDir: String? = nil, allowDirPollInterval: Int = 2, stateFile: String? = nil, saveInterval: Int = 30,
                 trustedNetworks: [CIDR] = [], maxHeadSize: Int = 8192, maxConnections: Int = 10_000,
-                idleTimeout: Int = 15, threads: Int? = nil, fullScrapeCacheSeconds: Int = 5) {
+                idleTimeout: Int = 15, threads: Int? = nil, fullScrapeCacheSeconds: Int = 5,
+                sites: SiteMap = SiteMap(), remotePeers: Int = TrackerRegistry.Configuration.defaultRemotePeers) {
         self.host = host
         self.port = port
         self.interval = interval
@@ -63,6 +68,8 @@ public struct TrackerConfiguration: Sendable {
         self.idleTimeout = idleTimeout
         self.threads = threads
         self.fullScrapeCacheSeconds = fullScrapeCacheSeconds
+        self.sites = sites
+        self.remotePeers = remotePeers
     }
 }
 
@@ -81,7 +88,8 @@ public final class TrackerService: Sendable {
         self.logger = logger
         let rc = TrackerRegistry.Configuration(peerTimeout: Int64(configuration.peerTimeout),
                                                defaultNumWant: configuration.defaultNumWant,
-                                               maxNumWant: configuration.maxNumWant, maxPeers: configuration.maxPeers)
+                                               maxNumWant: configuration.maxNumWant, maxPeers: configuration.maxPeers,
+                                               sites: configuration.sites, remotePeers: configuration.remotePeers)
         state = Locked((TrackerRegistry(configuration: rc), TrackerRandom()))
         allow = Locked(nil)
     }
@@ -295,8 +303,9 @@ public final class TrackerService: Sendable {
 
     /// Sets the per-torrent and total gauges from the registry.
     func refreshGauges() {
-        let stats = state.withLock { $0.registry.allStats() }
+        let (stats, sites) = state.withLock { ($0.registry.allStats(), $0.registry.siteTotals()) }
         metrics.update(stats)
+        metrics.updateSites(sites)
     }
 }
 
@@ -321,6 +330,26 @@ final class TrackerMetrics: Sendable {
     /// Per-torrent gauges for the largest swarms only, so label sets stay bounded.
     static let maxTorrentLabels = 100
     private let perTorrent = Locked<[String: (seeders: Gauge, leechers: Gauge)]>([:])
+    private let perSite = Locked<[String: (seeders: Gauge, leechers: Gauge)]>([:])
+
+    /// Peers per site (`--site`), all swarms together: as many series as the map has sites.
+    func updateSites(_ totals: [String: ScrapeStats]) {
+        perSite.withLock { gauges in
+            for (site, s) in totals {
+                let name = site.isEmpty ? "none" : site
+                let g = gauges[name] ?? (
+                    StarlingMetrics.gauge("tracker_site_peers", "Peers per site (--site; none: outside every site), all swarms.", [("site", name), ("state", "seeder")]),
+                    StarlingMetrics.gauge("tracker_site_peers", "Peers per site (--site; none: outside every site), all swarms.", [("site", name), ("state", "leecher")]))
+                gauges[name] = g
+                g.seeders.set(to: Double(s.complete))
+                g.leechers.set(to: Double(s.incomplete))
+            }
+            for (name, g) in gauges where totals[name == "none" ? "" : name] == nil {
+                g.seeders.set(to: 0)
+                g.leechers.set(to: 0)
+            }
+        }
+    }
 
     func update(_ stats: [InfoHash: ScrapeStats]) {
         swarms.set(to: Double(stats.count))
