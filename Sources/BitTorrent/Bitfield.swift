@@ -75,4 +75,27 @@ public struct Bitfield: Sendable, Hashable {
         for k in bytes.indices where bytes[k] & ~other.bytes[k] != 0 { return true }
         return false
     }
+
+    /// The indices set both here and in `other` (a field of the same count).
+    public func intersection(_ other: Bitfield) -> Bitfield {
+        combined(with: other) { $0 & $1 }
+    }
+
+    /// The indices set here and not in `other` (a field of the same count).
+    public func subtracting(_ other: Bitfield) -> Bitfield {
+        combined(with: other) { $0 & ~$1 }
+    }
+
+    private func combined(with other: Bitfield, _ op: (UInt8, UInt8) -> UInt8) -> Bitfield {
+        precondition(other.count == count, "bitfields of \(count) and \(other.count) pieces")
+        var out = Bitfield(count: count)
+        var n = 0
+        for k in bytes.indices {
+            let b = op(bytes[k], other.bytes[k])
+            out.bytes[k] = b
+            n += b.nonzeroBitCount
+        }
+        out.setCount = n
+        return out
+    }
 }

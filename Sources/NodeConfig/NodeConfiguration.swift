@@ -196,6 +196,9 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var limits: Limits
     /// Peer-wire connections only from and to these networks (`peer.allow_cidrs`); empty: any.
     public var allowedPeers: [CIDR]
+    /// Sites by address block (`sites`): the engine and the tracker tell peers of this
+    /// node's site from the rest (docs/design/sites.md). Empty: no sites.
+    public var sites: SiteMap
     /// Nil: no gossip.
     public var gossip: Gossip?
     public var http: HTTP
@@ -203,7 +206,7 @@ public struct NodeConfiguration: Sendable, Hashable {
     public init(file: String = "", name: String, dataDir: String, ip: String, portRange: ClosedRange<Int> = 6881...6889,
                 logLevel: LogLevel = .info, logFormat: LogFormat = .text, tcpCongestion: String? = nil, roles: [Role], tracker: Tracker? = nil,
                 trackers: [String] = [], torrents: [Torrent] = [], watchDir: String? = nil, rates: Rates = Rates(),
-                limits: Limits = Limits(), allowedPeers: [CIDR] = [], gossip: Gossip? = nil, http: HTTP) {
+                limits: Limits = Limits(), allowedPeers: [CIDR] = [], sites: SiteMap = SiteMap(), gossip: Gossip? = nil, http: HTTP) {
         self.file = file
         self.name = name
         self.dataDir = dataDir
@@ -220,6 +223,7 @@ public struct NodeConfiguration: Sendable, Hashable {
         self.rates = rates
         self.limits = limits
         self.allowedPeers = allowedPeers
+        self.sites = sites
         self.gossip = gossip
         self.http = http
     }

@@ -4,7 +4,7 @@ import Yams
 /// The schema: which keys each section allows, their types, defaults and cross-checks.
 /// `config/README.md` documents the same; keep both in step.
 enum Schema {
-    static let top = ["node", "roles", "tracker", "trackers", "torrents", "watch_dir", "rates", "limits", "peer", "gossip", "http"]
+    static let top = ["node", "roles", "tracker", "trackers", "torrents", "watch_dir", "rates", "limits", "peer", "sites", "gossip", "http"]
     static let node = ["name", "data_dir", "ip", "port_range", "log_level", "log_format", "tcp_congestion"]
     static let tracker = ["listen", "state_file", "interval", "allow_dir", "trusted_cidrs"]
     static let torrent = ["torrent", "path", "mode", "up_rate", "down_rate"]
@@ -184,6 +184,8 @@ extension ConfigReader {
             }
         }
 
+        let sites = siteMap(top)
+
         // gossip
         var gossip: Config.Gossip?
         if let s = subsection(top, "gossip", allowed: Schema.gossip) {
@@ -304,8 +306,38 @@ extension ConfigReader {
             file: absoluteFile, name: name, dataDir: dataDir, ip: ip, portRange: portRange,
             logLevel: logLevel, logFormat: logFormat, tcpCongestion: tcpCongestion, roles: roles, tracker: tracker,
             trackers: announce, torrents: torrents, watchDir: watchDir, rates: rates, limits: limits,
-            allowedPeers: allowedPeers, gossip: gossip,
+            allowedPeers: allowedPeers, sites: sites, gossip: gossip,
             http: Config.HTTP(metricsListen: metricsListen, adminListen: adminListen, adminTokenFile: adminTokenFile))
+    }
+
+    /// `sites`: a mapping of site name to its CIDR networks, as `--site NAME=CIDR,...` gives it.
+    private func siteMap(_ top: Section) -> SiteMap {
+        var map = SiteMap()
+        guard let node = top.value("sites") else { return map }
+        guard case .mapping(let mapping) = node else {
+            report(node, "sites: expected a mapping of site name to its networks, e.g. 'rack1: [10.1.0.0/16]', found \(Self.describe(node))")
+            return map
+        }
+        for (keyNode, value) in mapping.prefix(Self.maxListItems) {
+            guard case .scalar(let k) = keyNode else {
+                report(keyNode, "sites: expected a site name, found \(Self.describe(keyNode))")
+                continue
+            }
+            let path = "sites.\(k.string.prefix(64))"
+            guard let items = list(value, path, of: "CIDR networks") else { continue }
+            let blocks = items.prefix(Self.maxListItems).compactMap { network($0, path) }
+            guard blocks.count == items.count else { continue }
+            guard !blocks.isEmpty else {
+                report(value, "\(path): no networks given; expected e.g. [10.1.0.0/16]")
+                continue
+            }
+            do {
+                try map.add(SiteMap.Site(name: k.string, blocks: blocks))
+            } catch {
+                report(line: keyNode.mark?.line ?? top.line(of: "sites"), "\(path): \(error)")
+            }
+        }
+        return map
     }
 
     /// A list of CIDR networks under `key` of `section` (absent: none).

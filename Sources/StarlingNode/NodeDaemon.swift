@@ -92,7 +92,7 @@ public final class NodeDaemon: @unchecked Sendable {
     private func start() async throws {
         if let t = config.tracker, config.has(.tracker) {
             let tc = TrackerConfiguration(host: t.listen.host, port: t.listen.port, interval: t.interval, allowDir: t.allowDir,
-                                          stateFile: t.stateFile, trustedNetworks: t.trustedCIDRs)
+                                          stateFile: t.stateFile, trustedNetworks: t.trustedCIDRs, sites: config.sites)
             let server = TrackerServer(configuration: tc, logger: logger)
             try await server.start()
             tracker = server
@@ -107,6 +107,7 @@ public final class NodeDaemon: @unchecked Sendable {
         ec.rules.uploadSlots = config.limits.uploadSlots
         ec.allowedPeers = config.allowedPeers
         ec.tcpCongestion = config.tcpCongestion
+        ec.sites = config.sites
         engine = try PeerEngine(config: ec, loop: group.next(), logger: logger)
         try FilePaths.makeDirectories(config.dataDir)
         for spec in config.torrents { try await add(spec) }

@@ -10,6 +10,9 @@ public struct PeerState: Sendable {
     /// Both ends speak the fast extension (BEP 6).
     public let fast: Bool
     public let connectedAt: UInt64
+    /// The peer is in another site than ours (`SiteMap`): what we fetch from it crosses the
+    /// site's uplink (`SiteAffinity`).
+    public let acrossSites: Bool
     /// Address the peer listens on, once known (the remote address for outbound links).
     public internal(set) var listenAddress: PeerAddress?
 
@@ -50,6 +53,7 @@ public struct PeerState: Sendable {
         outbound = arrival.outbound
         peerID = arrival.peerID
         fast = arrival.fast
+        acrossSites = arrival.sameSite == false
         connectedAt = now
         listenAddress = arrival.outbound ? arrival.remote : nil
         bitfield = Bitfield(count: pieceCount)

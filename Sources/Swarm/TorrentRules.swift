@@ -40,6 +40,9 @@ public struct TorrentRules: Sendable, Equatable {
     public var turnoverIdle: UInt64 = 10_000_000_000
     /// A connection this old is the one kept when the same peer connects again.
     public var establishedAfter: UInt64 = 2_000_000_000
+    /// With a site map: how long a host may receive nothing before it fetches across sites
+    /// pieces its site-mates own (`SiteAffinity`), in case their remote peers lack them.
+    public var siteFallbackAfter: UInt64 = 3_000_000_000
     /// Most suggestions a peer's list keeps; older ones are dropped first.
     public var maxSuggestionsKept = 256
 

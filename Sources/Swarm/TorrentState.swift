@@ -63,11 +63,14 @@ public struct TorrentState: Sendable {
         public var outbound: Bool
         public var peerID: [UInt8]
         public var fast: Bool
-        public init(remote: PeerAddress, outbound: Bool, peerID: [UInt8], fast: Bool) {
+        /// Whether the peer is in our site (`SiteMap`); nil without a site map.
+        public var sameSite: Bool?
+        public init(remote: PeerAddress, outbound: Bool, peerID: [UInt8], fast: Bool, sameSite: Bool? = nil) {
             self.remote = remote
             self.outbound = outbound
             self.peerID = peerID
             self.fast = fast
+            self.sameSite = sameSite
         }
     }
 
@@ -92,6 +95,10 @@ public struct TorrentState: Sendable {
         public var verified: Int64 = 0
         public var hashFailures: Int64 = 0
         public var banned: Int64 = 0
+        /// The part of `downloaded` and `uploaded` that crossed the site's uplink (a peer of
+        /// another site); zero without a site map.
+        public var downloadedAcrossSites: Int64 = 0
+        public var uploadedAcrossSites: Int64 = 0
         public init() {}
     }
 
@@ -137,6 +144,11 @@ public struct TorrentState: Sendable {
     public private(set) var downRate: RateMeter
     public private(set) var upRate: RateMeter
     private var lastCounted: (down: Int64, up: Int64) = (0, 0)
+    /// Our site's peers and the pieces it has, for what to fetch across its uplink.
+    public private(set) var site: SiteAffinity
+    /// When a block last arrived from anyone: a site-bound host that receives nothing for
+    /// `TorrentRules.siteFallbackAfter` fetches across sites what its site-mates own.
+    private var lastArrivalAt: UInt64
     private var actions: [Action] = []
 
     public init(layout: PieceLayout, have: Bitfield, rules: TorrentRules, ownPeerID: [UInt8], seed: UInt64, now: UInt64) {
@@ -147,6 +159,8 @@ public struct TorrentState: Sendable {
         picker = PiecePicker(layout: layout, have: have, random: &random)
         choker = Choker(uploadSlots: rules.uploadSlots)
         startedAt = now
+        lastArrivalAt = now
+        site = SiteAffinity(pieceCount: layout.pieceCount, ownPeerID: ownPeerID)
         downRate = RateMeter(now: now)
         upRate = RateMeter(now: now)
         if have.isComplete {
@@ -250,6 +264,7 @@ public struct TorrentState: Sendable {
         var peer = PeerState(id: peers.nextID, arrival: arrival, pieceCount: layout.pieceCount, now: now)
         if peer.listenAddress == nil { peer.listenAddress = knownListenAddress }
         peers[peer.id] = peer
+        if arrival.sameSite == true { site.memberJoined(peer.id, peerID: arrival.peerID) }
         // Announce what we have: the fast extension's short forms when both sides support it.
         if peer.fast && picker.have.isComplete {
             send(.haveAll, to: peer.id)
@@ -268,6 +283,10 @@ public struct TorrentState: Sendable {
         distinctFirst?.release(peer: id)
         for req in peer.outstanding { picker.requestDropped(req, by: id) }
         picker.peerGone(had: peer.bitfield)
+        if site.isMember(id) {
+            site.memberLeft(id, had: peer.bitfield)
+            refreshInterestAcrossSites()
+        }
         if picker.holdsBlocks(from: id) { rememberDeparted(id, host: peer.host) }
         log(.debug, "peer disconnected", ["peer": peer.host, "uploaded": "\(peer.uploaded.total)", "downloaded": "\(peer.downloaded.total)"])
         if !peer.amChoking { chooseUnchoked(now: now) }
@@ -289,6 +308,10 @@ public struct TorrentState: Sendable {
         case .suggest(let piece):
             guard piece >= 0, piece < layout.pieceCount else { return }
             peers[id]!.suggests = true
+            if peers[id]!.assignsPieces, site.isMember(id) {
+                site.origin(id, had: peers[id]!.bitfield)
+                refreshInterestAcrossSites()
+            }
             // A piece this seed refused earlier is now handed to us: the refusal no longer holds.
             peers[id]!.refused[piece] = nil
             if !picker.have[piece], !peers[id]!.suggestedToUs.contains(piece) {
@@ -319,6 +342,11 @@ public struct TorrentState: Sendable {
             if !peers[id]!.bitfield[piece] {
                 peers[id]!.bitfield.set(piece)
                 picker.peerHas(piece: piece)
+                if site.isMember(id) {
+                    let fresh = !site.inSite[piece]
+                    site.memberHas(id, piece: piece)
+                    if fresh && !picker.have[piece] { refreshInterestAcrossSites() }
+                }
             }
             if distinctFirst != nil {
                 distinctFirst!.peerHas(piece: piece, peer: id)
@@ -375,8 +403,13 @@ public struct TorrentState: Sendable {
 
     private mutating func setBitfield(_ id: Int, _ bits: Bitfield, now: UInt64) {
         picker.peerGone(had: peers[id]!.bitfield)
+        if site.isMember(id) {
+            site.memberLost(id, peers[id]!.bitfield)
+            site.memberHas(id, bits)
+        }
         peers[id]!.bitfield = bits
         picker.peerHas(bits)
+        if site.isMember(id) { refreshInterestAcrossSites() }
         holdingsChanged(id, now: now)
     }
 
@@ -388,10 +421,17 @@ public struct TorrentState: Sendable {
     }
 
     private mutating func updateInterest(_ id: Int) {
-        let want = picker.wantsAny(of: peers[id]!.bitfield)
+        // Across sites only what the site lacks is of interest: the rest comes from site-mates.
+        let want = peers[id]!.acrossSites ? picker.wantsAny(of: site.acrossSites(peers[id]!.bitfield, anyOwner: true))
+            : picker.wantsAny(of: peers[id]!.bitfield)
         guard want != peers[id]!.amInterested else { return }
         peers[id]!.amInterested = want
         send(want ? .interested : .notInterested, to: id)
+    }
+
+    /// The site gained or lost a piece: interest in peers of other sites follows.
+    private mutating func refreshInterestAcrossSites() {
+        for id in peers.ids(where: { $0.acrossSites }) { updateInterest(id) }
     }
 
     private mutating func dropOutstanding(of id: Int) {
@@ -451,6 +491,12 @@ public struct TorrentState: Sendable {
             peers[id]!.refused = peers[id]!.refused.filter { now - $0.value <= memory }
             for p in peers[id]!.refused.keys { has.clear(p) }
         }
+        if peers[id]!.acrossSites && !assigns {
+            // What crosses the uplink: pieces the site lacks, ours by the site's rendezvous
+            // hash (`SiteAffinity`), or any the site lacks once nothing has arrived for a while.
+            // An origin that assigns pieces decides itself; its pieces are new everywhere.
+            has = site.acrossSites(has, anyOwner: now - lastArrivalAt > rules.siteFallbackAfter)
+        }
         if peers[id]!.suggests {
             // Kept until we have the piece: blocks rejected or dropped later are asked again.
             let have = picker.have
@@ -485,6 +531,8 @@ public struct TorrentState: Sendable {
         peers[id]!.lastBlockAt = now
         peers[id]!.lastUsefulAt = now
         peers[id]!.snubbed = false
+        lastArrivalAt = now
+        if peers[id]!.acrossSites { counters.downloadedAcrossSites += Int64(req.length) }
         peers[id]!.downloaded.add(req.length, now: now)
         // Refill the pipeline once per read batch, not once per block: one write for many requests.
         peers[id]!.needsRequests = true
@@ -659,6 +707,7 @@ public struct TorrentState: Sendable {
         }
         counters.uploaded += Int64(req.length)
         guard peers.contains(id) else { return [] }
+        if peers[id]!.acrossSites { counters.uploadedAcrossSites += Int64(req.length) }
         peers[id]!.uploaded.add(req.length, now: now)
         peers[id]!.lastUsefulAt = now
         serve(id, now: now)

@@ -33,6 +33,10 @@ public struct Scenario: Sendable {
     public var sites = 1
     public var siteRate: Double = .infinity
     public var siteLatency: UInt64 = 0
+    /// Hosts are given the site map (`--site`): each engine knows which peers share its site
+    /// and keeps what crosses the uplink to one copy (`SiteAffinity`), and the tracker hands
+    /// out mostly peers of the announcing host's own site.
+    public var siteMap = false
     public var rules = TorrentRules()
     public var seed: UInt64 = 1
     /// Step of the network model, nanoseconds: bytes move in slices of this length.

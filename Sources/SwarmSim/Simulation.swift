@@ -26,7 +26,9 @@ public final class Simulation {
     private var hostSecond: [(up: Double, down: Double)] = []
     /// Wire bytes through each site's uplink, into the site and out of it.
     private(set) var siteBytes: [(in: Double, out: Double)]
-    private var tracker = TrackerRegistry()
+    private var tracker: TrackerRegistry
+    /// Host index by address, when addresses follow the sites (`Scenario.siteMap`).
+    private var hostByAddress: [String: Int] = [:]
     private let infoHash = InfoHash(bytes: [UInt8](repeating: 7, count: 20))!
     private var events = EventQueue()
     private var random: SplitMix64
@@ -109,12 +111,26 @@ public final class Simulation {
         rules = scenario.rules
         siteOf = scenario.sites > 1 ? (0..<scenario.hosts).map(scenario.site(of:)) : nil
         siteBytes = Array(repeating: (0, 0), count: scenario.sites)
+        var trackerConfig = TrackerRegistry.Configuration()
+        if scenario.siteMap {
+            for k in 0..<scenario.sites { try! trackerConfig.sites.add(parsing: "s\(k)=\(Self.siteBlock(k))") }
+        }
+        tracker = TrackerRegistry(configuration: trackerConfig)
         hostSecond = Array(repeating: (0, 0), count: scenario.hosts)
         let liarCount = Int((Double(scenario.hosts - 1) * scenario.liars).rounded())
         let churnCount = Int((Double(scenario.hosts - 1) * scenario.churn).rounded())
         mustComplete = scenario.hosts - 1 - liarCount
+        var firstOfSite = 0
         for i in 0..<scenario.hosts {
-            let ip = "10.\(i >> 16).\((i >> 8) & 255).\(i & 255)"
+            var ip = "10.\(i >> 16).\((i >> 8) & 255).\(i & 255)"
+            if scenario.siteMap {
+                // Each site in its own /16 (`siteBlock`), as the site map describes it.
+                let k = scenario.site(of: i)
+                if i == 0 || k != scenario.site(of: i - 1) { firstOfSite = i }
+                let j = i - firstOfSite + 1
+                ip = "10.\(k + 1).\(j >> 8).\(j & 255)"
+                hostByAddress[ip] = i
+            }
             let id = Array("-SL0100-".utf8) + Array(String(i, radix: 36).leftPadded(to: 12).utf8)
             let have = Bitfield(count: layout.pieceCount, allSet: i == 0)
             var host = Host(index: i, address: PeerAddress(host: ip, port: 6881),
@@ -324,7 +340,11 @@ public final class Simulation {
         dialCandidates(h)
     }
 
+    /// Site k's address block when hosts know the site map.
+    static func siteBlock(_ k: Int) -> String { "10.\(k + 1).0.0/16" }
+
     private func index(of host: String) -> Int? {
+        if scenario.siteMap { return hostByAddress[host] }
         let parts = host.split(separator: ".").compactMap { Int($0) }
         guard parts.count == 4 else { return nil }
         let i = parts[1] << 16 | parts[2] << 8 | parts[3]
@@ -353,11 +373,12 @@ public final class Simulation {
         }
         hosts[from].dial.dialEnded(target, connected: true)
         let c = conns.count
+        let sameSite = scenario.siteMap ? hosts[from].site == hosts[to].site : nil
         let inbound = TorrentState.Arrival(remote: PeerAddress(host: hosts[from].address.host, port: 30000 + c % 30000),
-                                           outbound: false, peerID: hosts[from].peerID, fast: true)
+                                           outbound: false, peerID: hosts[from].peerID, fast: true, sameSite: sameSite)
         let (acceptedAtB, actionsB) = hosts[to].state.admit(inbound, now: now)
         guard case .admitted(let idAtB) = acceptedAtB else { return perform(to, actionsB) }
-        let outbound = TorrentState.Arrival(remote: target, outbound: true, peerID: hosts[to].peerID, fast: true)
+        let outbound = TorrentState.Arrival(remote: target, outbound: true, peerID: hosts[to].peerID, fast: true, sameSite: sameSite)
         let (acceptedAtA, actionsA) = hosts[from].state.admit(outbound, now: now)
         conns.append(Conn(a: from, b: to, idAtA: -1, idAtB: idAtB))
         links.append(Link(from: from, to: to))

@@ -35,6 +35,8 @@ struct Run: ParsableCommand {
     @Option(name: [.customLong("site-rate"), .customLong("site-uplink")], help: "Each site's shared uplink, each direction (e.g. 40mbit).")
     var siteRate: String?
     @Option(name: .customLong("site-delay"), help: "One-way latency added between sites, milliseconds.") var siteDelay = 0.0
+    @Flag(name: .customLong("site-map"), help: "Give the hosts and the tracker the site map (as `--site` does): one copy per site across its uplink.")
+    var siteMap = false
     @Option(name: .customLong("max-peers"), help: "Connections per host (the engine's peer.max_peers).") var maxPeers: Int?
     @Option(name: .customLong("upload-slots"), help: "Peers a downloading host uploads to at once.") var uploadSlots: Int?
     @Option(name: .customLong("request-horizon"), help: "Data asked of a peer ahead, in milliseconds at its rate.") var requestHorizon: Double?
@@ -52,6 +54,10 @@ struct Run: ParsableCommand {
         guard (0...1).contains(churn) else { throw ValidationError("--churn must be between 0 and 1") }
         guard (1...hosts).contains(sites) else { throw ValidationError("--sites must be between 1 and --hosts") }
         guard (sites > 1) == (siteRate != nil) else { throw ValidationError("--sites K (K > 1) and --site-rate RATE go together") }
+        guard !siteMap || sites > 1 else { throw ValidationError("--site-map needs --sites K (K > 1)") }
+        guard !siteMap || (sites <= 250 && hosts / sites < 65_000) else {
+            throw ValidationError("--site-map: at most 250 sites of fewer than 65,000 hosts (each site is a /16)")
+        }
         if let siteRate, Units.parseRate(siteRate).map({ $0 > 0 }) != true {
             throw ValidationError("--site-rate \(siteRate): expected a rate such as 40mbit")
         }
@@ -76,6 +82,7 @@ struct Run: ParsableCommand {
         s.sites = sites
         s.siteRate = siteRate.flatMap(Units.parseRate).map(Double.init) ?? .infinity
         s.siteLatency = UInt64(siteDelay * 1e6)
+        s.siteMap = siteMap
         if let p = pieceSize {
             guard let n = Units.parseSize(p), n >= 16 * 1024, n & (n - 1) == 0 else {
                 throw ValidationError("--piece-size \(p): expected a power of two of at least 16KiB")

@@ -74,6 +74,8 @@ struct SwarmCLIOptions: ParsableArguments {
     @Option(name: .long, help: "File holding the bearer token admin requests must carry (`starling ctl --token-file`); required when --admin-listen is not a loopback address.")
     var adminTokenFile: String?
 
+    @OptionGroup var siteOptions: SiteOptions
+
     @OptionGroup var log: LogOptions
 
     /// `trackers`: the torrent's, towards which the announced address is chosen when `--ip`
@@ -124,6 +126,14 @@ struct SwarmCLIOptions: ParsableArguments {
             throw ValidationError("--allow-peers does not contain --ip \(ip): this host could not talk to its own network")
         }
         engine.rules.uploadSlots = uploadSlots
+        engine.sites = try siteOptions.map()
+        if !engine.sites.isEmpty, let own = IPAddress(ip) {
+            if let name = engine.sites.site(of: own) {
+                logger.info("site map: this host is in site \(name)", metadata: ["sites": "\(engine.sites.sites.map(\.name))"])
+            } else {
+                logger.warning("site map: \(ip) is in no --site block; every peer counts as local")
+            }
+        }
         if let name = tcpCongestion {
             guard let valid = ValueParsing.congestionControl(name) else {
                 throw ValidationError("--tcp-congestion \(name): expected an algorithm name such as cubic or bbr (letters, digits, _; at most 15)")

@@ -83,6 +83,18 @@ watch_dir: /var/lib/starling/incoming
         #expect(c.rates == NodeConfiguration.Rates(up: 2_500_000, down: 0, maxChange: MaxChange(rate: 500_000, interval: 60_000_000_000)))
     }
 
+    @Test func sitesAreReadOrRefusedWithTheirLines() throws {
+        let c = try parse(minimal + "sites:\n  rack1: [10.1.0.0/16]\n  rack2: [10.2.0.0/16, 192.168.2.0/24]\n")
+        #expect(c.sites.sites.map(\.name) == ["rack1", "rack2"])
+        #expect(c.sites.site(of: IPAddress("192.168.2.9")!) == "rack2")
+        #expect(try parse(minimal).sites.isEmpty)
+        let bad = errors(minimal + "sites:\n  rack1: 10.1.0.0/16\n  rack2: [10.1.0.0/16]\n  rack3: [10.3.0.1/16]\n  'a b': [10.4.0.0/16]\n")
+        #expect(bad.contains { $0.hasPrefix("test.yaml:7: sites.rack1: expected a list of CIDR networks") }, "\(bad)")
+        #expect(bad.contains { $0.hasPrefix("test.yaml:10: sites.a b:") && $0.contains("a site name is") }, "\(bad)")
+        #expect(bad.contains { $0.contains("sites.rack3: 10.3.0.1/16 has host bits set") }, "\(bad)")
+        #expect(errors(minimal + "sites: [10.1.0.0/16]\n").first?.contains("sites: expected a mapping of site name") == true)
+    }
+
     @Test func peerExampleValues() throws {
         let c = try NodeConfiguration.load(path: configFolder.appendingPathComponent("peer.yaml").path)
         #expect(c.roles == [.peer])
@@ -204,7 +216,7 @@ private let badFiles: [BadFile] = [
             "test.yaml:2: unknown key 'data_dri' in 'node'; did you mean 'data_dir'? (allowed: name, data_dir, ip, port_range, log_level, log_format, tcp_congestion)",
         ], exactly: true),
     BadFile(name: "unknown top-level key", yaml: minimal + "torrent: []\n", expected: [
-        "test.yaml:6: unknown top-level key 'torrent'; did you mean 'torrents'? (allowed: node, roles, tracker, trackers, torrents, watch_dir, rates, limits, peer, gossip, http)",
+        "test.yaml:6: unknown top-level key 'torrent'; did you mean 'torrents'? (allowed: node, roles, tracker, trackers, torrents, watch_dir, rates, limits, peer, sites, gossip, http)",
     ]),
     BadFile(name: "unknown key in another spelling", yaml: """
         node:
@@ -431,7 +443,7 @@ private let badFiles: [BadFile] = [
         "test.yaml:1: the file holds no settings; expected at least 'node' and 'roles' (see config/README.md)",
     ]),
     BadFile(name: "not a mapping", yaml: "- node\n- roles\n", expected: [
-        "test.yaml:1: expected a mapping at the top level (keys: node, roles, tracker, trackers, torrents, watch_dir, rates, limits, peer, gossip, http), found a list",
+        "test.yaml:1: expected a mapping at the top level (keys: node, roles, tracker, trackers, torrents, watch_dir, rates, limits, peer, sites, gossip, http), found a list",
     ]),
 ]
 

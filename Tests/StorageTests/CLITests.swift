@@ -244,6 +244,17 @@ struct CLITests {
         try expectSeedAndPeerRefuse(["--max-change=\(value)"], mentioning: "--max-change \(value): expected RATE/INTERVAL, e.g. 5mbit/60s")
     }
 
+    @Test("a bad --site is refused by seed, peer and the tracker, naming the option and the form",
+          arguments: [("rack1", "expected NAME=CIDR"), ("rack1=10.1.0.0/33", "is not an address block"),
+                      ("a b=10.1.0.0/16", "a site name is")])
+    func badSite(_ value: String, _ message: String) throws {
+        try expectSeedAndPeerRefuse(["--site", value], mentioning: message)
+        let r = try Shell.run(StarlingBinary.path, ["tracker", "--listen", "127.0.0.1:0", "--site", value], timeout: 20)
+        expectCleanFailure(r, mentioning: message)
+        let twice = try Shell.run(StarlingBinary.path, ["tracker", "--listen", "127.0.0.1:0", "--site", "r=10.1.0.0/16", "--site", "r=10.2.0.0/16"], timeout: 20)
+        expectCleanFailure(twice, mentioning: "site 'r' is given twice")
+    }
+
     @Test("inspect refuses a FIFO, a device and a folder at once, before reading")
     func inspectSpecialFiles() throws {
         try withTempDir { dir in

@@ -119,6 +119,20 @@ struct SimulationTests {
         #expect(abs(r.siteInXFile.reduce(0, +) - r.siteOutXFile.reduce(0, +)) < 1e-6)
     }
 
+    @Test("sites with the site map: each remote site takes about one copy through its uplink, and the run is faster")
+    func sitesWithTheMap() {
+        var s = scenario(hosts: 15, mib: 8, mbit: 100)
+        s.sites = 3
+        s.siteRate = 50e6 / 8
+        let blind = Simulation(s).run()
+        s.siteMap = true
+        let aware = Simulation(s).run()
+        #expect(blind.allComplete && aware.allComplete)
+        #expect(blind.siteInXFile[1] > 2 && blind.siteInXFile[2] > 2, "without the map: \(blind.siteInXFile)")
+        #expect(aware.siteInXFile[1] < 1.3 && aware.siteInXFile[2] < 1.3, "with the map: \(aware.siteInXFile)")
+        #expect(aware.makespan! < blind.makespan!)
+    }
+
     @Test("water-filling: an uplink gives a small demand all it asks and splits the rest evenly")
     func waterfill() {
         var links = [Simulation.Link(from: 0, to: 1), Simulation.Link(from: 0, to: 2), Simulation.Link(from: 0, to: 3)]

@@ -65,15 +65,15 @@ fileprivate func admittedID(_ admission: TorrentState.Admission) throws -> Int {
 
 extension TorrentState {
     fileprivate func arrival(_ n: Int, host: String? = nil, port: Int = 6881, outbound: Bool = false,
-                             fast: Bool = true, starling: Bool = false) -> Arrival {
+                             fast: Bool = true, starling: Bool = false, sameSite: Bool? = nil) -> Arrival {
         Arrival(remote: PeerAddress(host: host ?? "10.0.0.\(n)", port: port), outbound: outbound,
-                peerID: peerID(n, starling: starling), fast: fast)
+                peerID: peerID(n, starling: starling), fast: fast, sameSite: sameSite)
     }
 
     /// Admits peer `n` (host 10.0.0.n unless given) and returns its id (-1, recorded, if refused).
     fileprivate mutating func connect(_ n: Int, host: String? = nil, fast: Bool = true, starling: Bool = false,
-                                      now: UInt64 = 0) -> Int {
-        let (admission, _) = admit(arrival(n, host: host, fast: fast, starling: starling), now: now)
+                                      sameSite: Bool? = nil, now: UInt64 = 0) -> Int {
+        let (admission, _) = admit(arrival(n, host: host, fast: fast, starling: starling, sameSite: sameSite), now: now)
         guard case .admitted(let id) = admission else {
             Issue.record("peer \(n) refused: \(admission)")
             return -1
@@ -556,5 +556,108 @@ struct TorrentStateTests {
         m.add(3000, now: 3 * second)
         #expect(m.rate == 1750)
         #expect(m.total == 4000)
+    }
+}
+
+@Suite("Torrent state across sites (a site map: what crosses the uplink)")
+struct TorrentStateSiteTests {
+    fileprivate func bits(_ pieces: some Sequence<Int>, count: Int = 16) -> Bitfield {
+        var b = Bitfield(count: count)
+        for p in pieces { b.set(p) }
+        return b
+    }
+
+    @Test("a peer of another site is asked only for pieces no site-mate has and that our share holds")
+    func remoteAskedForOwnShareOfWhatTheSiteLacks() {
+        var state = torrent(pieces: 16)
+        let mate = state.connect(1, sameSite: true)
+        let remote = state.connect(2, sameSite: false)
+        _ = state.received(.bitfield(bits(0..<8).bytes), from: mate, now: 0)
+        _ = state.hasAll(remote)
+        let share = state.site.share
+        #expect(share.setCount > 0 && share.setCount < 16, "two members split the pieces: \(share.setCount) are ours")
+        let asked = Set(requests(in: state.received(.unchoke, from: remote, now: 0), to: remote).map(\.piece))
+        #expect(!asked.isEmpty)
+        for p in asked {
+            #expect(p >= 8, "piece \(p) is in the site already")
+            #expect(share[p], "piece \(p) is the site-mate's to fetch across")
+        }
+        // The site-mate is asked for what it has, as any peer.
+        let fromMate = Set(requests(in: state.received(.unchoke, from: mate, now: 0), to: mate).map(\.piece))
+        #expect(!fromMate.isEmpty && fromMate.allSatisfy { $0 < 8 })
+    }
+
+    @Test("the owner of a piece is the same in both site-mates' views, and each piece has exactly one")
+    func sharesPartitionThePieces() {
+        var a = torrent(pieces: 64, own: peerID(1, starling: true))
+        var b = torrent(pieces: 64, own: peerID(2, starling: true))
+        _ = a.admit(a.arrival(2, starling: true, sameSite: true), now: 0)
+        _ = b.admit(b.arrival(1, starling: true, sameSite: true), now: 0)
+        for p in 0..<64 { #expect(a.site.share[p] != b.site.share[p], "piece \(p): exactly one owner") }
+    }
+
+    @Test("interest across sites: none in a remote peer whose pieces the site has; it returns when the site-mate leaves")
+    func interestFollowsTheSite() {
+        var state = torrent(pieces: 16)
+        let mate = state.connect(1, sameSite: true)
+        let remote = state.connect(2, sameSite: false)
+        _ = state.received(.bitfield(bits(0..<16).bytes), from: mate, now: 0)
+        let told = messages(in: state.received(.bitfield(bits(0..<4).bytes), from: remote, now: 0), to: remote)
+        #expect(!told.contains(.interested))
+        #expect(state.peers[remote]!.amInterested == false)
+        let after = messages(in: state.disconnected(mate, now: 1 * second), to: remote)
+        #expect(after.contains(.interested))
+    }
+
+    @Test("a host that receives nothing for siteFallbackAfter asks a remote peer for pieces its site-mates own")
+    func fallbackAfterSilence() {
+        var state = torrent(pieces: 16)
+        _ = state.connect(1, sameSite: true)
+        let remote = state.connect(2, sameSite: false)
+        let share = state.site.share
+        let others = (0..<16).filter { !share[$0] }
+        #expect(!others.isEmpty)
+        _ = state.received(.bitfield(bits(others).bytes), from: remote, now: 0)
+        #expect(state.peers[remote]!.amInterested, "the site lacks these pieces")
+        #expect(requests(in: state.received(.unchoke, from: remote, now: 0), to: remote).isEmpty, "they are the site-mate's to fetch")
+        #expect(requests(in: state.tick(now: TorrentRules().siteFallbackAfter), to: remote).isEmpty)
+        let later = requests(in: state.tick(now: TorrentRules().siteFallbackAfter + second), to: remote)
+        #expect(!later.isEmpty && later.allSatisfy { !share[$0.piece] }, "asked once nothing arrived for siteFallbackAfter")
+    }
+
+    @Test("the origin seed in our site is no source of its pieces for the rule: what it sent elsewhere is fetched back")
+    func originDoesNotCountAsTheSite() {
+        var state = torrent(pieces: 16)
+        let origin = state.connect(1, starling: true, sameSite: true)
+        let remote = state.connect(2, sameSite: false)
+        _ = state.hasAll(origin)
+        _ = state.received(.bitfield(bits(0..<16).bytes), from: remote, now: 0)
+        #expect(state.peers[remote]!.amInterested == false, "a seed of our site has everything")
+        // It assigns us a piece: it is the origin, whose uplink bounds the swarm.
+        let told = messages(in: state.received(.suggest(piece: 3), from: origin, now: 0), to: remote)
+        #expect(told.contains(.interested))
+        #expect(state.site.inSite.isEmpty && state.site.share.isComplete, "alone in the site but for the origin")
+    }
+
+    @Test("without a site map nothing changes: every peer is asked for anything, no bytes count as across sites")
+    func noMapNoChange() {
+        var state = torrent(pieces: 16)
+        let a = state.connect(1)
+        _ = state.hasAll(a)
+        let asked = requests(in: state.received(.unchoke, from: a, now: 0), to: a)
+        #expect(!asked.isEmpty)
+        #expect(state.site.memberCount == 0 && state.site.share.isComplete)
+        _ = state.deliver(Array(asked.prefix(2)), from: a, now: 10 * ms)
+        #expect(state.counters.downloaded == Int64(2 * block) && state.counters.downloadedAcrossSites == 0)
+    }
+
+    @Test("bytes from and to peers of other sites are counted apart")
+    func countersAcrossSites() {
+        var state = torrent(pieces: 16)
+        let remote = state.connect(2, sameSite: false)
+        _ = state.hasAll(remote)
+        let asked = requests(in: state.received(.unchoke, from: remote, now: 0), to: remote)
+        _ = state.deliver(Array(asked.prefix(3)), from: remote, now: 10 * ms)
+        #expect(state.counters.downloadedAcrossSites == Int64(3 * block))
     }
 }

@@ -38,11 +38,20 @@ public struct EngineConfig: Sendable {
     /// lists millions of fake peers must not grow the process, and a real swarm needs far
     /// fewer, since only `rules.maxPeers` are connected at once.
     public var maxCandidates = 1000
+    /// Sites by address block (`--site`): peers of our own site are told apart from the rest,
+    /// so what crosses the site's uplink stays about one copy. Empty: no sites.
+    public var sites = SiteMap()
     public var peerID: [UInt8]
 
     public init(ip: String, peerID: [UInt8] = EngineConfig.makePeerID()) {
         self.ip = ip
         self.peerID = peerID
+    }
+
+    /// Whether `host` shares our site; nil without a site map or when we are in no site.
+    public func sameSite(_ host: String) -> Bool? {
+        guard !sites.isEmpty, let own = IPAddress(ip), let peer = IPAddress(host) else { return nil }
+        return sites.sameSite(own, peer)
     }
 
     /// True when `host` may connect or be dialled under `allowedPeers`.

@@ -5,6 +5,9 @@ import Swarm
 struct TorrentMetrics {
     let downloaded: Prometheus.Counter
     let uploaded: Prometheus.Counter
+    /// `torrent_bytes_total` split by whether the peer is in our site (`--site`): what
+    /// crossed the site's uplink is `scope="remote"`. Without a site map every byte is "site".
+    private let byScope: [String: Prometheus.Counter]
     let wasted: Prometheus.Counter
     let verified: Prometheus.Counter
     let hashFailures: Prometheus.Counter
@@ -21,6 +24,13 @@ struct TorrentMetrics {
         let t = [("torrent", label)]
         downloaded = StarlingMetrics.counter("torrent_bytes_total", "Piece payload bytes by torrent and direction.", t + [("direction", "down")])
         uploaded = StarlingMetrics.counter("torrent_bytes_total", "Piece payload bytes by torrent and direction.", t + [("direction", "up")])
+        byScope = Dictionary(uniqueKeysWithValues: ["down", "up"].flatMap { d in
+            ["site", "remote"].map { scope in
+                ("\(d)-\(scope)", StarlingMetrics.counter("torrent_scope_bytes_total",
+                                                           "Piece payload bytes by direction and by whether the peer is in our site (site) or another (remote).",
+                                                           t + [("direction", d), ("scope", scope)]))
+            }
+        })
         wasted = StarlingMetrics.counter("wasted_bytes_total", "Bytes received but discarded (duplicates, failed hashes).", t)
         verified = StarlingMetrics.counter("pieces_verified_total", "Pieces that passed their SHA-1 check.", t)
         hashFailures = StarlingMetrics.counter("pieces_failed_total", "Pieces that failed their SHA-1 check.", t)
@@ -54,6 +64,12 @@ struct TorrentMetrics {
                                  (hashFailures, c.hashFailures - last.hashFailures), (banned, c.banned - last.banned)]
         where delta > 0 {
             counter.increment(by: delta)
+        }
+        let remoteDown = c.downloadedAcrossSites - last.downloadedAcrossSites, remoteUp = c.uploadedAcrossSites - last.uploadedAcrossSites
+        for (key, delta) in [("down-remote", remoteDown), ("up-remote", remoteUp),
+                             ("down-site", c.downloaded - last.downloaded - remoteDown), ("up-site", c.uploaded - last.uploaded - remoteUp)]
+        where delta > 0 {
+            byScope[key]!.increment(by: delta)
         }
     }
 

@@ -70,7 +70,8 @@ public final class TorrentSession: @unchecked Sendable {
     /// Admits a connection whose handshake named this torrent (our handshake is already
     /// sent), or nil when the rules refuse it.
     func admit(_ handshake: Handshake, channel: Channel, outbound: Bool, remote: PeerAddress) -> PeerLink? {
-        let arrival = TorrentState.Arrival(remote: remote, outbound: outbound, peerID: handshake.peerID, fast: handshake.supportsFast)
+        let arrival = TorrentState.Arrival(remote: remote, outbound: outbound, peerID: handshake.peerID, fast: handshake.supportsFast,
+                                           sameSite: config.sameSite(remote.host))
         let (admission, actions) = state.admit(arrival, now: now)
         guard case .admitted(let id) = admission else {
             if case .refused(let why) = admission {
