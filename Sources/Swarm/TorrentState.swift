@@ -151,7 +151,10 @@ public struct TorrentState: Sendable {
     private var lastArrivalAt: UInt64
     private var actions: [Action] = []
 
-    public init(layout: PieceLayout, have: Bitfield, rules: TorrentRules, ownPeerID: [UInt8], seed: UInt64, now: UInt64) {
+    /// `ownAddress`: the address we announce, as peers of our site see it (for `SiteAffinity`;
+    /// without one, our peer id stands in).
+    public init(layout: PieceLayout, have: Bitfield, rules: TorrentRules, ownPeerID: [UInt8], ownAddress: String? = nil,
+                seed: UInt64, now: UInt64) {
         self.layout = layout
         self.rules = rules
         self.ownPeerID = ownPeerID
@@ -160,7 +163,7 @@ public struct TorrentState: Sendable {
         choker = Choker(uploadSlots: rules.uploadSlots)
         startedAt = now
         lastArrivalAt = now
-        site = SiteAffinity(pieceCount: layout.pieceCount, ownPeerID: ownPeerID)
+        site = SiteAffinity(pieceCount: layout.pieceCount, ownAddress: ownAddress ?? ownPeerID.map { String($0, radix: 16) }.joined())
         downRate = RateMeter(now: now)
         upRate = RateMeter(now: now)
         if have.isComplete {
@@ -264,7 +267,7 @@ public struct TorrentState: Sendable {
         var peer = PeerState(id: peers.nextID, arrival: arrival, pieceCount: layout.pieceCount, now: now)
         if peer.listenAddress == nil { peer.listenAddress = knownListenAddress }
         peers[peer.id] = peer
-        if arrival.sameSite == true { site.memberJoined(peer.id, peerID: arrival.peerID) }
+        if arrival.sameSite == true { site.memberJoined(peer.id, host: arrival.remote.host) }
         // Announce what we have: the fast extension's short forms when both sides support it.
         if peer.fast && picker.have.isComplete {
             send(.haveAll, to: peer.id)
@@ -275,6 +278,12 @@ public struct TorrentState: Sendable {
         }
         log(.debug, "peer connected", ["peer": "\(arrival.remote)", "outbound": "\(arrival.outbound)"])
         return (.admitted(id: peer.id), takeActions())
+    }
+
+    /// Addresses of peers in our site that the tracker or gossip handed out: they take part in
+    /// who of the site fetches which piece across its uplink, connected or not.
+    public mutating func siteMembersKnown(_ hosts: [String]) {
+        for h in hosts { site.learn(h) }
     }
 
     /// The connection closed, whoever closed it.

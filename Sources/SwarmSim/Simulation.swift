@@ -136,7 +136,8 @@ public final class Simulation {
             var host = Host(index: i, address: PeerAddress(host: ip, port: 6881),
                             gossipEndpoint: IPEndpoint(ip: IPAddress(ip)!, port: 6890), peerID: id,
                             site: scenario.site(of: i),
-                            state: TorrentState(layout: layout, have: have, rules: rules, ownPeerID: id, seed: random.next(), now: 0),
+                            state: TorrentState(layout: layout, have: have, rules: rules, ownPeerID: id, ownAddress: ip,
+                                                seed: random.next(), now: 0),
                             dial: DialSchedule(capacity: 1000))
             host.liar = i > 0 && i <= liarCount
             if i == 0 { host.doneAt = 0 }
@@ -277,7 +278,7 @@ public final class Simulation {
             hosts[h].epoch += 1
             hosts[h].corrupt = [:]
             hosts[h].state = TorrentState(layout: layout, have: hosts[h].state.have, rules: rules,
-                                          ownPeerID: hosts[h].peerID, seed: random.next(), now: now)
+                                          ownPeerID: hosts[h].peerID, ownAddress: hosts[h].address.host, seed: random.next(), now: now)
             hosts[h].dial = DialSchedule(capacity: 1000)
             start(h, at: now)
         }
@@ -298,6 +299,7 @@ public final class Simulation {
             }
         }
         if !found.isEmpty {
+            learnSiteMates(h, found)
             _ = hosts[h].dial.add(found)
             dialCandidates(h)
         }
@@ -336,12 +338,20 @@ public final class Simulation {
         guard let ip = IPAddress(host.address.host),
               let result = try? tracker.announce(request, address: ip, now: Int64(now / 1_000_000_000), using: &random) else { return }
         let addresses = result.peers.map { PeerAddress(host: $0.host, port: Int($0.port)) }
+        learnSiteMates(h, addresses)
         _ = hosts[h].dial.add(addresses)
         dialCandidates(h)
     }
 
     /// Site k's address block when hosts know the site map.
     static func siteBlock(_ k: Int) -> String { "10.\(k + 1).0.0/16" }
+
+    /// Tells host `h`'s rules which of these candidates share its site, as `PeerEngine` does.
+    private func learnSiteMates(_ h: Int, _ addresses: [PeerAddress]) {
+        guard scenario.siteMap else { return }
+        let mates = addresses.filter { a in index(of: a.host).map { hosts[$0].site == hosts[h].site } ?? false }
+        if !mates.isEmpty { hosts[h].state.siteMembersKnown(mates.map(\.host)) }
+    }
 
     private func index(of host: String) -> Int? {
         if scenario.siteMap { return hostByAddress[host] }

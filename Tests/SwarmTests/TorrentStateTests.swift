@@ -19,10 +19,10 @@ fileprivate func peerID(_ n: Int, starling: Bool = false) -> [UInt8] {
 
 /// `pieces` pieces of 64 KiB (4 blocks each), all had when `seeding`.
 fileprivate func torrent(pieces: Int = 8, seeding: Bool = false, rules: TorrentRules = TorrentRules(),
-                         own: [UInt8] = peerID(0, starling: true), now: UInt64 = 0) -> TorrentState {
+                         own: [UInt8] = peerID(0, starling: true), address: String? = nil, now: UInt64 = 0) -> TorrentState {
     let layout = PieceLayout(totalLength: Int64(pieces * 4 * block), pieceLength: 4 * block)
     return TorrentState(layout: layout, have: Bitfield(count: pieces, allSet: seeding), rules: rules,
-                        ownPeerID: own, seed: 7, now: now)
+                        ownPeerID: own, ownAddress: address, seed: 7, now: now)
 }
 
 fileprivate func blocks(of piece: Int) -> [BlockRequest] {
@@ -589,8 +589,8 @@ struct TorrentStateSiteTests {
 
     @Test("the owner of a piece is the same in both site-mates' views, and each piece has exactly one")
     func sharesPartitionThePieces() {
-        var a = torrent(pieces: 64, own: peerID(1, starling: true))
-        var b = torrent(pieces: 64, own: peerID(2, starling: true))
+        var a = torrent(pieces: 64, own: peerID(1, starling: true), address: "10.0.0.1")
+        var b = torrent(pieces: 64, own: peerID(2, starling: true), address: "10.0.0.2")
         _ = a.admit(a.arrival(2, starling: true, sameSite: true), now: 0)
         _ = b.admit(b.arrival(1, starling: true, sameSite: true), now: 0)
         for p in 0..<64 { #expect(a.site.share[p] != b.site.share[p], "piece \(p): exactly one owner") }
@@ -623,6 +623,20 @@ struct TorrentStateSiteTests {
         #expect(requests(in: state.tick(now: TorrentRules().siteFallbackAfter), to: remote).isEmpty)
         let later = requests(in: state.tick(now: TorrentRules().siteFallbackAfter + second), to: remote)
         #expect(!later.isEmpty && later.allSatisfy { !share[$0.piece] }, "asked once nothing arrived for siteFallbackAfter")
+    }
+
+    @Test("site-mates handed out by the tracker, connected or not, take their share: the owners stay one per piece")
+    func knownSiteMatesTakeTheirShare() {
+        let addresses = (1...6).map { "10.0.0.\($0)" }
+        var states = addresses.map { torrent(pieces: 256, address: $0) }
+        // Host 0 is connected to host 1 only but knows them all; the others know everyone.
+        _ = states[0].admit(states[0].arrival(1, sameSite: true), now: 0)
+        let before = states[0].site.share.setCount
+        states[0].siteMembersKnown(addresses)
+        #expect(states[0].site.share.setCount < before, "more owners, a smaller share: \(before) -> \(states[0].site.share.setCount)")
+        for i in 1..<6 { states[i].siteMembersKnown(addresses) }
+        for p in 0..<256 { #expect(states.filter { $0.site.share[p] }.count == 1, "piece \(p): one owner") }
+        #expect(states[0].site.knownCount == 5, "itself is not counted")
     }
 
     @Test("the origin seed in our site is no source of its pieces for the rule: what it sent elsewhere is fetched back")

@@ -161,6 +161,10 @@ public final class PeerEngine: @unchecked Sendable {
                 self.logger.debug("candidate list full: addresses dropped", metadata: ["dropped": "\(dropped)", "kept": "\(known.count)"])
             }
             self.candidates[infoHash] = known
+            if !self.config.sites.isEmpty {
+                let mates = addresses.filter { self.config.sameSite($0.host) == true }.map(\.host)
+                if !mates.isEmpty { self.sessions[infoHash]?.siteMembersKnown(mates) }
+            }
             self.dialCandidates()
         }
     }

@@ -43,7 +43,7 @@ public final class TorrentSession: @unchecked Sendable {
         log[metadataKey: "torrent"] = "\(metainfo.infoHash.shortHex)"
         self.logger = log
         var random = SystemRandomNumberGenerator()
-        state = TorrentState(layout: metainfo.layout, have: have, rules: config.rules, ownPeerID: config.peerID,
+        state = TorrentState(layout: metainfo.layout, have: have, rules: config.rules, ownPeerID: config.peerID, ownAddress: config.ip,
                              seed: random.next(), now: UInt64(loop.now.uptimeNanoseconds))
         completion = loop.makePromise()
         metrics = TorrentMetrics(label: metainfo.infoHash.shortHex, name: metainfo.name, sizeBytes: metainfo.totalLength)
@@ -138,6 +138,12 @@ public final class TorrentSession: @unchecked Sendable {
     func rechoke() {
         perform(state.rechoke(now: now))
         metrics.peersChanged(state.peerCounts)
+    }
+
+    /// Candidates of our own site (`PeerEngine.addCandidates`), for who fetches what across
+    /// the site's uplink.
+    func siteMembersKnown(_ hosts: [String]) {
+        state.siteMembersKnown(hosts)
     }
 
     /// Sets this torrent's own caps (0 = none); they apply below the host-wide caps.
