@@ -60,13 +60,18 @@ public struct SiteMap: Sendable, Hashable {
 
     /// The site of `address`: the one with the longest block that holds it; nil outside every block.
     public func site(of address: IPAddress) -> String? {
-        var best: (name: String, length: Int)?
-        for s in sites {
+        index(of: address).map { sites[$0].name }
+    }
+
+    /// Where in `sites` the site of `address` is (see `site(of:)`).
+    public func index(of address: IPAddress) -> Int? {
+        var best: (index: Int, length: Int)?
+        for (i, s) in sites.enumerated() {
             for b in s.blocks where b.contains(address) && b.prefixLength128 > (best?.length ?? -1) {
-                best = (s.name, b.prefixLength128)
+                best = (i, b.prefixLength128)
             }
         }
-        return best?.name
+        return best?.index
     }
 
     /// Whether `peer` shares the site of `own`: nil when our own address is in no site (the

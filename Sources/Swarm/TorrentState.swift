@@ -163,7 +163,7 @@ public struct TorrentState: Sendable {
         choker = Choker(uploadSlots: rules.uploadSlots)
         startedAt = now
         lastArrivalAt = now
-        site = SiteAffinity(pieceCount: layout.pieceCount, ownAddress: ownAddress ?? ownPeerID.map { String($0, radix: 16) }.joined())
+        site = SiteAffinity(pieceCount: layout.pieceCount, ownAddress: ownAddress ?? Hex.encode(ownPeerID))
         downRate = RateMeter(now: now)
         upRate = RateMeter(now: now)
         if have.isComplete {

@@ -101,8 +101,7 @@ public struct TrackerRegistry: Sendable {
 
     /// Which of a swarm's buckets holds `address`: 0 outside every site, else 1 + the site's index.
     private func bucket(of address: IPAddress) -> Int {
-        guard !configuration.sites.isEmpty, let name = configuration.sites.site(of: address) else { return 0 }
-        return 1 + configuration.sites.sites.firstIndex { $0.name == name }!
+        configuration.sites.index(of: address).map { $0 + 1 } ?? 0
     }
 
     /// Records an announce from `address` and returns the peers to hand out.
@@ -145,10 +144,9 @@ public struct TrackerRegistry: Sendable {
         if full && swarms[request.infoHash] == nil {
             throw .invalidRequest("tracker is full (\(configuration.maxPeers) peers)")
         }
-        let siteBuckets = configuration.sites.sites.count + 1
+        let sites = configuration.sites.sites.count
         let remote = configuration.remotePeers
-        swarms[request.infoHash, default: Swarm()].withUpdate { swarm in
-            swarm.ensureBuckets(siteBuckets)
+        swarms[request.infoHash, default: Swarm(sites: sites)].withUpdate { swarm in
             outcome = swarm.buckets[b].upsert(entry, seeder: isSeeder, allowNew: !full)
             guard outcome != .refused else { return }
             // Count a download once: when a known leecher turns seeder (whatever the event: some
@@ -217,8 +215,7 @@ public struct TrackerRegistry: Sendable {
         swarms = [:]
         peerCount = 0
         for s in snapshot.swarms {
-            var swarm = Swarm()
-            swarm.ensureBuckets(configuration.sites.sites.count + 1)
+            var swarm = Swarm(sites: configuration.sites.sites.count)
             swarm.downloaded = s.downloaded
             for p in s.peers {
                 guard let ip = p.peer.ip else { continue }
@@ -380,8 +377,10 @@ struct PeerSet: Sendable {
 /// One swarm's peers, by site: bucket 0 holds those outside every site (all of them without
 /// a site map), bucket 1 + k those of the map's site k.
 struct Swarm: Sendable {
-    var buckets = [SiteBucket()]
+    var buckets: [SiteBucket]
     var downloaded = 0
+
+    init(sites: Int) { buckets = Array(repeating: SiteBucket(), count: sites + 1) }
 
     var peerCount: Int { buckets.reduce(0) { $0 + $1.seeders.count + $1.leechers.count } }
 
@@ -396,12 +395,6 @@ struct Swarm: Sendable {
     }
 
     mutating func withUpdate(_ body: (inout Swarm) -> Void) { body(&self) }
-
-    /// A swarm made before the map grew (never at run time: the map is fixed) still has a
-    /// bucket for every site.
-    mutating func ensureBuckets(_ n: Int) {
-        while buckets.count < n { buckets.append(SiteBucket()) }
-    }
 
     /// Up to `count` distinct peers, never `me` (in bucket `b`): a seeder draws from leechers
     /// only, a leecher from seeders and leechers. Without sites (`b` is 0) the draw is uniform

@@ -6,11 +6,14 @@ import Testing
 
 @Suite("Fleet simulator")
 struct SimulationTests {
-    func scenario(hosts: Int, mib: Int64, mbit: Double) -> Scenario {
+    /// With `sites`, the hosts are split into that many sites behind uplinks of `siteMbit`.
+    func scenario(hosts: Int, mib: Int64, mbit: Double, sites: Int = 1, siteMbit: Double = .infinity) -> Scenario {
         var s = Scenario()
         s.hosts = hosts
         s.fileBytes = mib << 20
         s.rate = mbit * 1e6 / 8
+        s.sites = sites
+        s.siteRate = siteMbit * 1e6 / 8
         // A run that stalls ends here instead of at the default hour of virtual time.
         s.timeLimit = 120_000_000_000
         return s
@@ -106,9 +109,7 @@ struct SimulationTests {
 
     @Test("sites: every other site takes the file through its uplink at least once, and the uplink bounds the run")
     func sites() {
-        var s = scenario(hosts: 12, mib: 8, mbit: 100)
-        s.sites = 3
-        s.siteRate = 25e6 / 8
+        let s = scenario(hosts: 12, mib: 8, mbit: 100, sites: 3, siteMbit: 25)
         let r = Simulation(s).run()
         #expect(r.allComplete)
         #expect(r.tMin == Double(s.fileBytes) / s.siteRate)
@@ -121,9 +122,7 @@ struct SimulationTests {
 
     @Test("sites with the site map: each remote site takes about one copy through its uplink, and the run is faster")
     func sitesWithTheMap() {
-        var s = scenario(hosts: 15, mib: 8, mbit: 100)
-        s.sites = 3
-        s.siteRate = 50e6 / 8
+        var s = scenario(hosts: 15, mib: 8, mbit: 100, sites: 3, siteMbit: 50)
         let blind = Simulation(s).run()
         s.siteMap = true
         let aware = Simulation(s).run()

@@ -567,12 +567,18 @@ struct TorrentStateSiteTests {
         return b
     }
 
-    @Test("a peer of another site is asked only for pieces no site-mate has and that our share holds")
-    func remoteAskedForOwnShareOfWhatTheSiteLacks() {
+    /// 16 pieces; peer 1 of our site (holding `mateHas`, if given) and peer 2 of another.
+    fileprivate func withSiteMateAndRemote(mateHas: Range<Int>? = nil) -> (state: TorrentState, mate: Int, remote: Int) {
         var state = torrent(pieces: 16)
         let mate = state.connect(1, sameSite: true)
         let remote = state.connect(2, sameSite: false)
-        _ = state.received(.bitfield(bits(0..<8).bytes), from: mate, now: 0)
+        if let mateHas { _ = state.received(.bitfield(bits(mateHas).bytes), from: mate, now: 0) }
+        return (state, mate, remote)
+    }
+
+    @Test("a peer of another site is asked only for pieces no site-mate has and that our share holds")
+    func remoteAskedForOwnShareOfWhatTheSiteLacks() {
+        var (state, mate, remote) = withSiteMateAndRemote(mateHas: 0..<8)
         _ = state.hasAll(remote)
         let share = state.site.share
         #expect(share.setCount > 0 && share.setCount < 16, "two members split the pieces: \(share.setCount) are ours")
@@ -598,10 +604,7 @@ struct TorrentStateSiteTests {
 
     @Test("interest across sites: none in a remote peer whose pieces the site has; it returns when the site-mate leaves")
     func interestFollowsTheSite() {
-        var state = torrent(pieces: 16)
-        let mate = state.connect(1, sameSite: true)
-        let remote = state.connect(2, sameSite: false)
-        _ = state.received(.bitfield(bits(0..<16).bytes), from: mate, now: 0)
+        var (state, mate, remote) = withSiteMateAndRemote(mateHas: 0..<16)
         let told = messages(in: state.received(.bitfield(bits(0..<4).bytes), from: remote, now: 0), to: remote)
         #expect(!told.contains(.interested))
         #expect(state.peers[remote]!.amInterested == false)
@@ -611,9 +614,7 @@ struct TorrentStateSiteTests {
 
     @Test("a host that receives nothing for siteFallbackAfter asks a remote peer for pieces its site-mates own")
     func fallbackAfterSilence() {
-        var state = torrent(pieces: 16)
-        _ = state.connect(1, sameSite: true)
-        let remote = state.connect(2, sameSite: false)
+        var (state, _, remote) = withSiteMateAndRemote()
         let share = state.site.share
         let others = (0..<16).filter { !share[$0] }
         #expect(!others.isEmpty)
