@@ -36,7 +36,8 @@ struct FaultTests {
         }
     }
 
-    /// The seeder is killed once one peer holds a full copy: the others finish from the swarm.
+    /// The seeder is killed once one peer holds a full copy and the others have started:
+    /// they finish from the swarm.
     @Test func seederKilledOnceOneCopyExists() async throws {
         let s = try await swarm("fault-seed-killed", net: 40, tracker: true)
         defer { try? FileManager.default.removeItem(at: s.dir) }
@@ -48,18 +49,22 @@ struct FaultTests {
                                                "--up-rate", "4MB"], log: s.dir.appendingPathComponent("seed.log"), name: "seeder")
         defer { seeder.stop() }
         try await seeder.waitForOutput("seeding", timeout: 30)
-        // Peer 3 is unlimited, the others fetch at 1 MB/s: the first copy exists well before
-        // the rest, whatever else the machine is running.
-        let peers = try (3...8).map { try peer(s, $0, port: 8002, extra: ["--seed-after", "8"] + ($0 == 3 ? [] : ["--down-rate", "1MB"])) }
-        defer { for p in peers { p.stop() } }
-        let deadline = Date().addingTimeInterval(60)
-        while !peers.contains(where: { $0.output.contains("download complete") }), Date() < deadline {
-            try await Task.sleep(nanoseconds: 50_000_000)
+        // Peer 3 fetches the first copy alone and stays; the others start after it at 1 MB/s,
+        // so when the seeder dies they are seconds from done however slow the machine is: a
+        // cap bounds their speed from above, where a race against peer 3 would not.
+        let first = try peer(s, 3, port: 8002, extra: ["--seed-after", "600"])
+        defer { first.stop() }
+        try await first.waitForOutput("download complete", timeout: 60)
+        let peers = try (4...8).map {
+            try peer(s, $0, port: 8002, extra: ["--seed-after", "2", "--down-rate", "1MB", "--metrics-listen", "\(s.net).\($0):9402"])
         }
+        defer { for p in peers { p.stop() } }
+        _ = try await waitForStatus("\(s.net).4:9402", "progress", dir: s.dir, timeout: 60) { $0 > 0 }
         seeder.signal(SIGKILL)
-        let unfinished = peers.filter { !$0.output.contains("download complete") }
-        #expect(!unfinished.isEmpty, "the seeder should die while peers still download")
+        #expect(peers.allSatisfy { !$0.output.contains("download complete") }, "the seeder should die while peers still download")
         for p in peers { #expect(try await p.wait(timeout: 90) == 0, "\(p.name): \(p.output.suffix(1500))") }
+        first.signal(SIGTERM)
+        #expect(try await first.wait(timeout: 15) == 0, "\(first.output.suffix(1500))")
         try expectIdentical(s, 3...8)
     }
 
@@ -175,18 +180,23 @@ struct FaultTests {
         defer { seeder.stop() }
         try await seeder.waitForOutput("seeding", timeout: 30)
         let out = s.dir.appendingPathComponent("copy.bin")
+        // 6 MB/s: the 30 % mark comes after about 2.5 s and leaves about 6 s before the end,
+        // room for a slow machine to notice the mark and deliver the signal.
         let args = ["peer", s.torrent.path, out.path, "--ip", "\(s.net).2", "--port-range", "8042-8042",
-                    "--peer", "\(s.net).1:8041", "--timeout", "60", "--down-rate", "12MB"]
+                    "--peer", "\(s.net).1:8041", "--timeout", "60", "--down-rate", "6MB"]
         let first = try TestProcess.starling(args + ["--metrics-listen", "\(s.net).2:9442"],
                                              log: s.dir.appendingPathComponent("peer1.log"), name: "peer (terminated)")
-        _ = try await waitForStatus("\(s.net).2:9442", "progress", dir: s.dir, timeout: 60) { $0 >= 0.4 }
+        defer { first.stop() }
+        _ = try await waitForStatus("\(s.net).2:9442", "progress", dir: s.dir, timeout: 60) { $0 >= 0.3 }
         first.signal(SIGTERM)
-        _ = try await first.wait(timeout: 15)
-        #expect(!FileManager.default.fileExists(atPath: out.path))
+        let status = try await first.wait(timeout: 15)
+        #expect(status != 0 && !FileManager.default.fileExists(atPath: out.path),
+                "the signal should stop the download midway (exit \(status)): \(first.output.suffix(1500))")
         let second = try TestProcess.starling(args, log: s.dir.appendingPathComponent("peer2.log"), name: "peer (restarted)")
+        defer { second.stop() }
         #expect(try await second.wait(timeout: 60) == 0, "\(second.output.suffix(1500))")
         let (verified, downloaded) = resumeFigures(second.output)
-        #expect(verified >= 16, "at 40 % at least 16 of 48 pieces were verified; the restart kept \(verified)")
+        #expect(verified >= 14, "at 30 % at least 14 of 48 pieces were verified; the restart kept \(verified)")
         #expect(downloaded >= 0 && downloaded <= s.size - verified * (1 << 20))
         #expect(try Data(contentsOf: out) == Data(contentsOf: s.file))
     }
