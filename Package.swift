@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "Bencode", targets: ["Bencode"]),
         .library(name: "BitTorrent", targets: ["BitTorrent"]),
         .library(name: "NodeConfig", targets: ["NodeConfig"]),
+        .library(name: "Values", targets: ["Values"]),
         .library(name: "StarlingNode", targets: ["StarlingNode"]),
     ],
     dependencies: [
@@ -20,68 +21,74 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
         .target(name: "Bencode"),
+        // The values operators write (IP, CIDR, endpoint, port range, rate, size, site map),
+        // each with its one parser, and every default: no NIO, no OpenSSL.
+        .target(name: "Values"),
         .target(name: "BitTorrent", dependencies: [
-            "Bencode", "COpenSSL",
+            "Bencode", "COpenSSL", "Values",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
-        .target(name: "Storage", dependencies: ["BitTorrent", "CZlib", "CLinux"]),
+        .target(name: "Storage", dependencies: ["BitTorrent", "Values", "CZlib", "CLinux"]),
         // The node's YAML configuration: parsing and validation only (Yams stays here);
         // StarlingNode's NodeDaemon maps it onto the engine, tracker, gossip and HTTP.
         .target(name: "NodeConfig", dependencies: [
-            "BitTorrent",
+            "Values",
             .product(name: "Yams", package: "Yams"),
         ]),
-        .target(name: "Swarm", dependencies: ["BitTorrent"]),
+        .target(name: "Swarm", dependencies: ["BitTorrent", "Values"]),
         // The fleet simulator: the Swarm rules over a modelled network, in virtual time.
-        .target(name: "SwarmSim", dependencies: ["Swarm", "BitTorrent", "Storage"]),
+        .target(name: "SwarmSim", dependencies: ["Swarm", "BitTorrent", "Storage", "Values"]),
         .executableTarget(name: "starling-sim", dependencies: [
-            "SwarmSim", "BitTorrent",
+            "SwarmSim", "BitTorrent", "Values",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "StarlingNode", dependencies: [
-            "BitTorrent", "Storage", "Swarm", "Bencode", "NodeConfig",
+            "BitTorrent", "Storage", "Swarm", "Bencode", "NodeConfig", "Values",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "starling", dependencies: [
-            "Bencode", "BitTorrent", "Storage", "Swarm", "StarlingNode", "NodeConfig",
+            "Bencode", "BitTorrent", "Storage", "Swarm", "StarlingNode", "NodeConfig", "Values",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Load generator for scripts/bench-tracker.sh (announces/s against any HTTP tracker).
         .executableTarget(name: "tracker-bench", dependencies: [
-            "BitTorrent",
+            "BitTorrent", "Values",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "BitTorrentTests", dependencies: [
-            "BitTorrent", "Bencode",
+            "BitTorrent", "Bencode", "Values",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         // Also holds the compatibility tests (mktorrent, libtorrent) and the CLI tests, which
         // run the built `starling` binary.
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "BitTorrent", "Bencode"]),
-        .testTarget(name: "SwarmTests", dependencies: ["Swarm", "BitTorrent"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "BitTorrent", "Bencode", "Values"]),
+        .testTarget(name: "SwarmTests", dependencies: ["Swarm", "BitTorrent", "Values"]),
         .testTarget(name: "SwarmSimTests", dependencies: ["SwarmSim", "Swarm", "BitTorrent"]),
         .testTarget(name: "StarlingNodeTests", dependencies: [
-            "StarlingNode", "BitTorrent", "Storage", "Swarm", "Bencode",
+            "StarlingNode", "BitTorrent", "Storage", "Swarm", "Bencode", "Values", "NodeConfig",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .testTarget(name: "BencodeTests", dependencies: ["Bencode"]),
-        .testTarget(name: "NodeConfigTests", dependencies: ["NodeConfig", "BitTorrent"]),
+        .testTarget(name: "NodeConfigTests", dependencies: ["NodeConfig", "Values"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,3 +1,4 @@
+import Values
 /// The v1 info-hash: SHA-1 of the bencoded `info` dictionary exactly as found in the file.
 public struct InfoHash: Sendable, Hashable, CustomStringConvertible {
     public let digest: SHA1Digest

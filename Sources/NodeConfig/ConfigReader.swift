@@ -1,4 +1,4 @@
-import BitTorrent
+import Values
 import Yams
 
 /// Walks a composed YAML tree against the schema, collecting every problem with its line.
@@ -195,10 +195,9 @@ final class ConfigReader {
     /// Bytes per second (0 = unlimited).
     func rate(_ s: Section, _ key: String) -> Int64 {
         guard let node = s.value(key) else { return 0 }
-        let expected = "a rate such as 40mbit, 5MB, 512KiB (per second) or 0 for unlimited"
-        guard let t = text(node, s.path(key), expected: expected) else { return 0 }
+        guard let t = text(node, s.path(key), expected: Units.rateForm) else { return 0 }
         guard let r = Units.parseRate(t) else {
-            report(node, "\(s.path(key)): \(Self.describe(node)) is not a rate; expected \(expected)")
+            report(node, "\(s.path(key)): \(Self.describe(node)) is not a rate; expected \(Units.rateForm)")
             return 0
         }
         return r
@@ -235,17 +234,17 @@ final class ConfigReader {
         return choice(node, s.path(key), type)
     }
 
-    func endpoint(_ node: Node, _ name: String, defaultPort: Int? = nil) -> NodeConfiguration.Endpoint? {
-        let expected = defaultPort == nil ? "IP:PORT, e.g. 10.0.0.1:6969 or [fd00::1]:6969" : "IP or IP:PORT"
+    func endpoint(_ node: Node, _ name: String, defaultPort: UInt16? = nil) -> IPEndpoint? {
+        let expected = defaultPort == nil ? IPEndpoint.expectedForm : "IP or IP:PORT"
         guard let t = text(node, name, expected: expected) else { return nil }
-        guard let e = ValueParsing.endpoint(t, defaultPort: defaultPort) else {
+        guard let e = IPEndpoint(parsing: t, defaultPort: defaultPort) else {
             report(node, "\(name): \(Self.describe(node)) is not an address; expected \(expected) (an IP literal, not a host name)")
             return nil
         }
         return e
     }
 
-    func endpoint(_ s: Section, _ key: String, required: Bool = false) -> NodeConfiguration.Endpoint? {
+    func endpoint(_ s: Section, _ key: String, required: Bool = false) -> IPEndpoint? {
         guard let node = s.value(key) else {
             if required { missing(s, key, "IP:PORT") }
             return nil
@@ -254,19 +253,15 @@ final class ConfigReader {
     }
 
     func network(_ node: Node, _ name: String) -> CIDR? {
-        let expected = "a network in CIDR notation, e.g. 10.0.0.0/8"
-        guard let t = text(node, name, expected: expected) else { return nil }
-        guard t.contains("/"), let net = CIDR(t),
-              let given = IPAddress(String(t.prefix(while: { $0 != "/" }))) else {
-            report(node, "\(name): \(Self.describe(node)) is not a CIDR network; expected \(expected)")
-            return nil
+        guard let t = text(node, name, expected: CIDR.expectedForm) else { return nil }
+        do throws(CIDR.ParseError) {
+            return try CIDR(parsing: t)
+        } catch .hostBitsSet(_, let network) {
+            report(node, "\(name): \(t) has host bits set; did you mean \(network)?")
+        } catch {
+            report(node, "\(name): \(Self.describe(node)) is not a CIDR network; expected \(CIDR.expectedForm)")
         }
-        // CIDR masks host bits off; a difference means the operator wrote a host, not a network.
-        if given != net.network {
-            report(node, "\(name): \(t) has host bits set; did you mean \(net)?")
-            return nil
-        }
-        return net
+        return nil
     }
 
     /// The items of a list; reports a type error for anything else.

@@ -1,4 +1,4 @@
-import BitTorrent
+import Values
 import Foundation
 import Yams
 

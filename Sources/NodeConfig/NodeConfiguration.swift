@@ -1,4 +1,4 @@
-import BitTorrent
+import Values
 
 /// A long-running node's settings, read from YAML (`starling node --config FILE`).
 ///
@@ -27,27 +27,10 @@ public struct NodeConfiguration: Sendable, Hashable {
         case text, json
     }
 
-    /// An IP literal and a port (`10.0.0.1:6969`, `[fd00::1]:6969`).
-    public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
-        /// IP literal, without brackets.
-        public var host: String
-        public var port: Int
-
-        public init(host: String, port: Int) {
-            self.host = host
-            self.port = port
-        }
-
-        /// `IP:PORT`, or `[IPv6]:PORT`.
-        public var description: String {
-            host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        }
-    }
-
-    /// The built-in tracker (role `tracker`).
+    /// The built-in tracker (role `tracker`). A nil tuning value keeps the tracker's default.
     public struct Tracker: Sendable, Hashable {
         /// Where the tracker's HTTP server listens.
-        public var listen: Endpoint
+        public var listen: IPEndpoint
         /// Where swarms are saved and reloaded from; nil keeps them in memory only.
         public var stateFile: String?
         /// Announce interval handed to clients, seconds.
@@ -56,14 +39,37 @@ public struct NodeConfiguration: Sendable, Hashable {
         public var allowDir: String?
         /// Networks whose `ip=` announce parameter is believed.
         public var trustedCIDRs: [CIDR]
+        /// `min interval` handed to clients, seconds.
+        public var minInterval: Int?
+        /// Seconds without an announce after which a peer is forgotten.
+        public var peerTimeout: Int?
+        /// Seconds between state saves.
+        public var saveInterval: Int?
+        /// Most peers handed out per announce.
+        public var maxNumWant: Int?
+        /// Most connections open at once.
+        public var maxConnections: Int?
+        /// Event-loop threads.
+        public var threads: Int?
+        /// With `sites`: peers of other sites handed to a peer in a site per announce.
+        public var remotePeers: Int?
 
-        public init(listen: Endpoint, stateFile: String? = nil, interval: Int = 15,
-                    allowDir: String? = nil, trustedCIDRs: [CIDR] = []) {
+        public init(listen: IPEndpoint, stateFile: String? = nil, interval: Int = Defaults.trackerInterval,
+                    allowDir: String? = nil, trustedCIDRs: [CIDR] = [], minInterval: Int? = nil, peerTimeout: Int? = nil,
+                    saveInterval: Int? = nil, maxNumWant: Int? = nil, maxConnections: Int? = nil, threads: Int? = nil,
+                    remotePeers: Int? = nil) {
             self.listen = listen
             self.stateFile = stateFile
             self.interval = interval
             self.allowDir = allowDir
             self.trustedCIDRs = trustedCIDRs
+            self.minInterval = minInterval
+            self.peerTimeout = peerTimeout
+            self.saveInterval = saveInterval
+            self.maxNumWant = maxNumWant
+            self.maxConnections = maxConnections
+            self.threads = threads
+            self.remotePeers = remotePeers
         }
     }
 
@@ -83,17 +89,20 @@ public struct NodeConfiguration: Sendable, Hashable {
         /// Per-torrent caps in bytes per second, under the host-wide caps; 0 = no own cap.
         public var upRate: Int64
         public var downRate: Int64
+        /// Peers dialled at once, besides those trackers and gossip name (`peers`, `--peer`).
+        public var peers: [IPEndpoint]
         /// Line of this entry in the config file, for messages that come later (e.g. a
         /// .torrent that fails to load).
         public var line: Int
 
         public init(torrent: String, path: String? = nil, mode: Mode, upRate: Int64 = 0,
-                    downRate: Int64 = 0, line: Int = 0) {
+                    downRate: Int64 = 0, peers: [IPEndpoint] = [], line: Int = 0) {
             self.torrent = torrent
             self.path = path
             self.mode = mode
             self.upRate = upRate
             self.downRate = downRate
+            self.peers = peers
             self.line = line
         }
     }
@@ -119,7 +128,7 @@ public struct NodeConfiguration: Sendable, Hashable {
         /// Interested peers served at once.
         public var uploadSlots: Int
 
-        public init(maxPeers: Int = 50, uploadSlots: Int = 16) {
+        public init(maxPeers: Int = Defaults.maxPeers, uploadSlots: Int = Defaults.uploadSlots) {
             self.maxPeers = maxPeers
             self.uploadSlots = uploadSlots
         }
@@ -130,38 +139,38 @@ public struct NodeConfiguration: Sendable, Hashable {
         /// Only addresses inside this network are learned or contacted.
         public var subnet: CIDR
         /// UDP port of every member.
-        public var port: Int
+        public var port: UInt16
         /// File holding the shared HMAC key (its bytes, trailing whitespace trimmed); nil only
         /// when `insecure` is true.
         public var keyFile: String?
         /// First members to contact; a seed given without a port uses `port`.
-        public var seeds: [Endpoint]
+        public var seeds: [IPEndpoint]
         /// Gossip without a key (unauthenticated).
         public var insecure: Bool
-        /// Ignore the torrents' trackers: find peers by gossip only.
-        public var noTracker: Bool
+        /// Find the first members by IPv4 broadcast on the subnet.
+        public var broadcast: Bool
 
-        public init(subnet: CIDR, port: Int = 6890, keyFile: String? = nil, seeds: [Endpoint] = [],
-                    insecure: Bool = false, noTracker: Bool = false) {
+        public init(subnet: CIDR, port: UInt16 = Defaults.gossipPort, keyFile: String? = nil, seeds: [IPEndpoint] = [],
+                    insecure: Bool = false, broadcast: Bool = false) {
             self.subnet = subnet
             self.port = port
             self.keyFile = keyFile
             self.seeds = seeds
             self.insecure = insecure
-            self.noTracker = noTracker
+            self.broadcast = broadcast
         }
     }
 
     /// The node's own HTTP endpoints.
     public struct HTTP: Sendable, Hashable {
-        /// `/metrics`, `/healthz`, `/status`.
-        public var metricsListen: Endpoint
-        /// Admin actions (add or remove a torrent, change rate caps).
-        public var adminListen: Endpoint
+        /// `/metrics`, `/healthz`, `/status`; nil: none.
+        public var metricsListen: IPEndpoint?
+        /// Admin actions (add or remove a torrent, change rate caps), and the metrics; nil: none.
+        public var adminListen: IPEndpoint?
         /// File holding the admin bearer token; always required when `adminListen` is not loopback.
         public var adminTokenFile: String?
 
-        public init(metricsListen: Endpoint, adminListen: Endpoint = Endpoint(host: "127.0.0.1", port: 9461),
+        public init(metricsListen: IPEndpoint? = nil, adminListen: IPEndpoint? = nil,
                     adminTokenFile: String? = nil) {
             self.metricsListen = metricsListen
             self.adminListen = adminListen
@@ -175,10 +184,13 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var name: String
     /// Folder where fetched data lands (unless a torrent gives its own `path`).
     public var dataDir: String
-    /// Address to listen on and dial from (so peers see it); an IP literal.
-    public var ip: String
-    /// Peer-wire listen ports, first free one.
+    /// Address to listen on, dial from and announce (so peers see it); an IP literal. Nil:
+    /// listen on every address and announce the one that routes to the tracker (see
+    /// `AnnounceAddress` in the runtime).
+    public var ip: String?
+    /// Peer-wire listen ports, first free one (or a random one of them).
     public var portRange: ClosedRange<Int>
+    public var randomPort: Bool
     public var logLevel: LogLevel
     public var logFormat: LogFormat
     /// TCP congestion control of peer-wire connections; nil keeps the host's default.
@@ -201,17 +213,25 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var sites: SiteMap
     /// Nil: no gossip.
     public var gossip: Gossip?
+    /// Ignore the torrents' trackers (`gossip.no_tracker`, `--no-tracker`): peers come from
+    /// gossip and `peers` only.
+    public var noTracker: Bool
     public var http: HTTP
+    /// Line of each setting in the file (by YAML key path), for errors found later.
+    public var lines: [String: Int]
 
-    public init(file: String = "", name: String, dataDir: String, ip: String, portRange: ClosedRange<Int> = 6881...6889,
+    public init(file: String = "", name: String, dataDir: String, ip: String?, portRange: ClosedRange<Int> = Defaults.portRange,
+                randomPort: Bool = false,
                 logLevel: LogLevel = .info, logFormat: LogFormat = .text, tcpCongestion: String? = nil, roles: [Role], tracker: Tracker? = nil,
                 trackers: [String] = [], torrents: [Torrent] = [], watchDir: String? = nil, rates: Rates = Rates(),
-                limits: Limits = Limits(), allowedPeers: [CIDR] = [], sites: SiteMap = SiteMap(), gossip: Gossip? = nil, http: HTTP) {
+                limits: Limits = Limits(), allowedPeers: [CIDR] = [], sites: SiteMap = SiteMap(), gossip: Gossip? = nil,
+                noTracker: Bool = false, http: HTTP = HTTP(), lines: [String: Int] = [:]) {
         self.file = file
         self.name = name
         self.dataDir = dataDir
         self.ip = ip
         self.portRange = portRange
+        self.randomPort = randomPort
         self.logLevel = logLevel
         self.logFormat = logFormat
         self.tcpCongestion = tcpCongestion
@@ -225,7 +245,9 @@ public struct NodeConfiguration: Sendable, Hashable {
         self.allowedPeers = allowedPeers
         self.sites = sites
         self.gossip = gossip
+        self.noTracker = noTracker
         self.http = http
+        self.lines = lines
     }
 
     /// Whether the node has `role`.
@@ -235,6 +257,9 @@ public struct NodeConfiguration: Sendable, Hashable {
     public func dataPath(for torrent: Torrent, torrentName: String) -> String {
         torrent.path ?? ConfigPath.join(dataDir, torrentName)
     }
+
+    /// This host's name, the default `name`.
+    public static var defaultName: String { hostName() }
 
     /// Largest configuration file accepted.
     public static let maxFileSize = 1 << 20

@@ -1,23 +1,19 @@
-import BitTorrent
+import Values
 import Yams
 
 /// The schema: which keys each section allows, their types, defaults and cross-checks.
 /// `config/README.md` documents the same; keep both in step.
 enum Schema {
     static let top = ["node", "roles", "tracker", "trackers", "torrents", "watch_dir", "rates", "limits", "peer", "sites", "gossip", "http"]
-    static let node = ["name", "data_dir", "ip", "port_range", "log_level", "log_format", "tcp_congestion"]
-    static let tracker = ["listen", "state_file", "interval", "allow_dir", "trusted_cidrs"]
-    static let torrent = ["torrent", "path", "mode", "up_rate", "down_rate"]
+    static let node = ["name", "data_dir", "ip", "port_range", "random_port", "log_level", "log_format", "tcp_congestion"]
+    static let tracker = ["listen", "state_file", "interval", "allow_dir", "trusted_cidrs", "min_interval", "peer_timeout",
+                          "save_interval", "max_numwant", "max_connections", "threads", "remote_peers"]
+    static let torrent = ["torrent", "path", "mode", "up_rate", "down_rate", "peers"]
     static let rates = ["up", "down", "max_change"]
     static let limits = ["max_peers", "upload_slots"]
     static let peer = ["allow_cidrs"]
-    static let gossip = ["subnet", "port", "key_file", "seeds", "insecure", "no_tracker"]
+    static let gossip = ["subnet", "port", "key_file", "seeds", "insecure", "broadcast", "no_tracker"]
     static let http = ["metrics_listen", "admin_listen", "admin_token_file"]
-
-    static let defaultPortRange = 6881...6889
-    static let defaultGossipPort = 6890
-    static let defaultMetricsPort = 9460
-    static let defaultAdmin = NodeConfiguration.Endpoint(host: "127.0.0.1", port: 9461)
 }
 
 extension ConfigReader {
@@ -36,7 +32,9 @@ extension ConfigReader {
         var name = Config.hostName()
         var dataDir: String?
         var ip: String?
-        var portRange = Schema.defaultPortRange
+        var portRange = Defaults.portRange
+        var randomPort = false
+        var lines: [String: Int] = [:]
         var logLevel = Config.LogLevel.info
         var logFormat = Config.LogFormat.text
         var tcpCongestion: String?
@@ -50,7 +48,7 @@ extension ConfigReader {
                 }
             }
             dataDir = path(node, "data_dir", required: true)
-            if let t = text(node, "ip", expected: "an IP address such as 10.0.0.7", required: true) {
+            if let t = text(node, "ip", expected: "an IP address such as 10.0.0.7") {
                 if let a = IPAddress(t) {
                     ip = a.description
                 } else {
@@ -58,13 +56,15 @@ extension ConfigReader {
                 }
             }
             portRangeLine = node.line(of: "port_range")
-            if let t = text(node, "port_range", expected: "a port range LO-HI, e.g. 6881-6889") {
-                if let r = ValueParsing.portRange(t) {
+            if let t = text(node, "port_range", expected: "a port range \(PortRange.expectedForm)") {
+                if let r = PortRange.parse(t) {
                     portRange = r
                 } else {
-                    report(line: node.line(of: "port_range"), "node.port_range: '\(t.prefix(40))' is not a port range; expected LO-HI within 1-65535, e.g. 6881-6889")
+                    report(line: node.line(of: "port_range"), "node.port_range: '\(t.prefix(40))' is not a port range; expected \(PortRange.expectedForm)")
                 }
             }
+            randomPort = bool(node, "random_port", default: false)
+            for key in ["ip", "port_range", "tcp_congestion"] where node.value(key) != nil { lines["node.\(key)"] = node.line(of: key) }
             logLevel = choice(node, "log_level", Config.LogLevel.self) ?? logLevel
             logFormat = choice(node, "log_format", Config.LogFormat.self) ?? logFormat
             if let t = text(node, "tcp_congestion", expected: "a congestion control algorithm such as cubic") {
@@ -75,7 +75,7 @@ extension ConfigReader {
                 }
             }
         } else if top.value("node") == nil {
-            missing(top, "node", "a mapping with data_dir and ip")
+            missing(top, "node", "a mapping with at least data_dir")
         }
 
         // roles
@@ -106,14 +106,22 @@ extension ConfigReader {
         var trackerListenLine = trackerLine
         if let t = subsection(top, "tracker", allowed: Schema.tracker) {
             trackerListenLine = t.line(of: "listen")
+            for key in ["listen", "state_file", "allow_dir"] where t.value(key) != nil { lines["tracker.\(key)"] = t.line(of: key) }
             let listen = endpoint(t, "listen", required: true)
             let stateFile = path(t, "state_file")
-            let interval = int(t, "interval", range: 1...86_400, default: 15)
+            let interval = int(t, "interval", range: 1...86_400, default: Defaults.trackerInterval)
             let allowDir = path(t, "allow_dir")
             let cidrs = networks(t, "trusted_cidrs")
+            func tuning(_ key: String, _ range: ClosedRange<Int>) -> Int? {
+                t.value(key) == nil ? nil : int(t, key, range: range, default: range.lowerBound)
+            }
             if let listen {
-                tracker = Config.Tracker(listen: listen, stateFile: stateFile, interval: interval,
-                                         allowDir: allowDir, trustedCIDRs: cidrs)
+                tracker = Config.Tracker(listen: listen, stateFile: stateFile, interval: interval, allowDir: allowDir, trustedCIDRs: cidrs,
+                                         minInterval: tuning("min_interval", 0...interval),
+                                         peerTimeout: tuning("peer_timeout", interval...86_400 * 7),
+                                         saveInterval: tuning("save_interval", 1...86_400), maxNumWant: tuning("max_numwant", 1...10_000),
+                                         maxConnections: tuning("max_connections", 1...1_000_000), threads: tuning("threads", 1...256),
+                                         remotePeers: tuning("remote_peers", 0...10_000))
             }
         }
         let trackerGiven = top.value("tracker") != nil
@@ -154,15 +162,20 @@ extension ConfigReader {
                     let mode = choice(s, "mode", Config.Torrent.Mode.self, required: true)
                     let up = rate(s, "up_rate")
                     let down = rate(s, "down_rate")
+                    var peers: [IPEndpoint] = []
+                    if let node = s.value("peers"), let items = list(node, s.path("peers"), of: "addresses (IP:PORT)") {
+                        peers = items.prefix(Self.maxListItems).compactMap { endpoint($0, s.path("peers")) }
+                    }
                     if let torrentPath, let mode {
                         torrents.append(Config.Torrent(torrent: torrentPath, path: dataPath, mode: mode,
-                                                       upRate: up, downRate: down, line: itemLine))
+                                                       upRate: up, downRate: down, peers: peers, line: itemLine))
                         torrentNodes.append(item)
                     }
                 }
             }
         }
         let watchDir = path(top, "watch_dir")
+        if top.value("watch_dir") != nil { lines["watch_dir"] = top.line(of: "watch_dir") }
 
         // rates, limits
         var rates = Config.Rates()
@@ -171,8 +184,8 @@ extension ConfigReader {
         }
         var limits = Config.Limits()
         if let s = subsection(top, "limits", allowed: Schema.limits) {
-            limits = Config.Limits(maxPeers: int(s, "max_peers", range: 1...10_000, default: 50),
-                                   uploadSlots: int(s, "upload_slots", range: 1...10_000, default: 16))
+            limits = Config.Limits(maxPeers: int(s, "max_peers", range: 1...10_000, default: Defaults.maxPeers),
+                                   uploadSlots: int(s, "upload_slots", range: 1...10_000, default: Defaults.uploadSlots))
         }
 
         var allowedPeers: [CIDR] = []
@@ -188,22 +201,26 @@ extension ConfigReader {
 
         // gossip
         var gossip: Config.Gossip?
+        var noTracker = false
         if let s = subsection(top, "gossip", allowed: Schema.gossip) {
+            lines["gossip"] = top.line(of: "gossip")
+            if s.value("key_file") != nil { lines["gossip.key_file"] = s.line(of: "key_file") }
             var subnet: CIDR?
             if let node = s.value("subnet") {
                 subnet = network(node, s.path("subnet"))
             } else {
                 missing(s, "subnet", "a CIDR network, e.g. 10.0.0.0/24")
             }
-            let port = int(s, "port", range: 1...65_535, default: Schema.defaultGossipPort)
+            let port = UInt16(int(s, "port", range: 1...65_535, default: Int(Defaults.gossipPort)))
             let keyFile = path(s, "key_file")
             let insecure = bool(s, "insecure", default: false)
-            let noTracker = bool(s, "no_tracker", default: false)
-            var seeds: [Config.Endpoint] = []
+            let broadcast = bool(s, "broadcast", default: false)
+            noTracker = bool(s, "no_tracker", default: false)
+            var seeds: [IPEndpoint] = []
             if let node = s.value("seeds"), let items = list(node, s.path("seeds"), of: "addresses (IP or IP:PORT)") {
                 for item in items.prefix(Self.maxListItems) {
                     guard let e = endpoint(item, s.path("seeds"), defaultPort: port) else { continue }
-                    if let subnet, let a = IPAddress(e.host), !subnet.contains(a) {
+                    if let subnet, !subnet.contains(e.ip) {
                         report(item, "gossip.seeds: \(e.host) is outside gossip.subnet \(subnet); gossip never contacts addresses outside it")
                         continue
                     }
@@ -221,13 +238,13 @@ extension ConfigReader {
             }
             if let subnet {
                 gossip = Config.Gossip(subnet: subnet, port: port, keyFile: keyFile, seeds: seeds,
-                                       insecure: insecure, noTracker: noTracker)
+                                       insecure: insecure, broadcast: broadcast)
             }
         }
 
         // http
-        var metricsListen = Config.Endpoint(host: ip ?? "0.0.0.0", port: Schema.defaultMetricsPort)
-        var adminListen = Schema.defaultAdmin
+        var metricsListen = IPEndpoint(ip: ip.flatMap(IPAddress.init) ?? .unspecifiedIPv4, port: Defaults.metricsPort)
+        var adminListen = Defaults.adminListen
         var adminTokenFile: String?
         var httpSection: Section?
         if let s = subsection(top, "http", allowed: Schema.http) {
@@ -235,6 +252,7 @@ extension ConfigReader {
             metricsListen = endpoint(s, "metrics_listen") ?? metricsListen
             adminListen = endpoint(s, "admin_listen") ?? adminListen
             adminTokenFile = path(s, "admin_token_file")
+            for key in ["metrics_listen", "admin_listen", "admin_token_file"] where s.value(key) != nil { lines["http.\(key)"] = s.line(of: key) }
             if ValueParsing.adminNeedsToken(listenHost: adminListen.host), adminTokenFile == nil, s.value("admin_token_file") == nil {
                 report(line: s.line(of: "admin_listen"), "http.admin_listen \(adminListen) is not a loopback address, so http.admin_token_file is required (admin actions need a token off-host)")
             }
@@ -284,7 +302,7 @@ extension ConfigReader {
             }
         }
         // TCP listeners must not collide with each other or with the peer-wire port range.
-        var listeners: [(what: String, endpoint: Config.Endpoint, line: Int)] = []
+        var listeners: [(what: String, endpoint: IPEndpoint, line: Int)] = []
         if let tracker { listeners.append(("tracker.listen", tracker.listen, trackerListenLine)) }
         listeners.append(("http.metrics_listen", metricsListen, httpSection?.line(of: "metrics_listen") ?? portRangeLine))
         listeners.append(("http.admin_listen", adminListen, httpSection?.line(of: "admin_listen") ?? portRangeLine))
@@ -295,19 +313,20 @@ extension ConfigReader {
             for b in listeners[..<i] where a.endpoint.port == b.endpoint.port && overlaps(a.endpoint.host, b.endpoint.host) {
                 report(line: max(a.line, b.line), "\(a.what) \(a.endpoint) and \(b.what) \(b.endpoint) use the same port")
             }
-            if let ip, portRange.contains(a.endpoint.port), overlaps(a.endpoint.host, ip) {
+            if let ip, portRange.contains(Int(a.endpoint.port)), overlaps(a.endpoint.host, ip) {
                 report(line: a.line, "\(a.what) \(a.endpoint) is inside node.port_range \(portRange.lowerBound)-\(portRange.upperBound), which the peer wire listens on")
             }
         }
 
-        guard let dataDir, let ip, !roles.isEmpty else { return nil }
+        guard let dataDir, !roles.isEmpty else { return nil }
         if roles.contains(.tracker), tracker == nil { return nil }
         return NodeConfiguration(
-            file: absoluteFile, name: name, dataDir: dataDir, ip: ip, portRange: portRange,
+            file: absoluteFile, name: name, dataDir: dataDir, ip: ip, portRange: portRange, randomPort: randomPort,
             logLevel: logLevel, logFormat: logFormat, tcpCongestion: tcpCongestion, roles: roles, tracker: tracker,
             trackers: announce, torrents: torrents, watchDir: watchDir, rates: rates, limits: limits,
-            allowedPeers: allowedPeers, sites: sites, gossip: gossip,
-            http: Config.HTTP(metricsListen: metricsListen, adminListen: adminListen, adminTokenFile: adminTokenFile))
+            allowedPeers: allowedPeers, sites: sites, gossip: gossip, noTracker: noTracker,
+            http: Config.HTTP(metricsListen: metricsListen, adminListen: adminListen, adminTokenFile: adminTokenFile),
+            lines: lines)
     }
 
     /// `sites`: a mapping of site name to its CIDR networks, as `--site NAME=CIDR,...` gives it.

@@ -1,4 +1,4 @@
-import BitTorrent
+import Values
 
 /// Lexical path handling (no file system access).
 enum ConfigPath {
@@ -39,48 +39,11 @@ enum ConfigPath {
 
 /// Parsers for the scalar value kinds of the schema; nil means malformed.
 public enum ValueParsing {
-    /// `LO-HI` or a single port, within 1-65535 (the CLI's `--port-range`).
-    static func portRange(_ text: String) -> ClosedRange<Int>? {
-        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        guard (1...2).contains(parts.count) else { return nil }
-        let bounds = parts.compactMap { Int($0.trimming(" ")) }
-        guard bounds.count == parts.count, let lo = bounds.first, let hi = bounds.last,
-              lo >= 1, hi <= 65535, lo <= hi else { return nil }
-        return lo...hi
-    }
-
     /// A TCP congestion control name as Linux takes it (e.g. `cubic`): 1-15 letters, digits, `_`.
     public static func congestionControl(_ text: String) -> String? {
         guard (1...15).contains(text.utf8.count),
               text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else { return nil }
         return text
-    }
-
-    static func port(_ text: String) -> Int? {
-        guard let p = Int(text), (1...65535).contains(p) else { return nil }
-        return p
-    }
-
-    /// `IP:PORT` or `[IPv6]:PORT`; with `defaultPort`, a bare `IP` (or `[IPv6]`, or an
-    /// unbracketed IPv6 literal) too. The IP must be a literal.
-    static func endpoint(_ text: String, defaultPort: Int? = nil) -> NodeConfiguration.Endpoint? {
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]") else { return nil }
-            let host = text[text.index(after: text.startIndex)..<close]
-            guard let ip = IPAddress(host), !ip.isIPv4 else { return nil }
-            let rest = text[text.index(after: close)...]
-            if rest.isEmpty, let d = defaultPort { return .init(host: ip.description, port: d) }
-            guard rest.hasPrefix(":"), let p = port(String(rest.dropFirst())) else { return nil }
-            return .init(host: ip.description, port: p)
-        }
-        if let d = defaultPort, let ip = IPAddress(text) {
-            return .init(host: ip.description, port: d)
-        }
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2, let ip = IPAddress(parts[0]), ip.isIPv4, let p = port(String(parts[1])) else {
-            return nil
-        }
-        return .init(host: ip.description, port: p)
     }
 
     /// An `http://host[:port]/path` URL (what the tracker client speaks).
@@ -105,7 +68,7 @@ public enum ValueParsing {
             host = authority[..<colon]
             portText = authority[authority.index(after: colon)...]
         }
-        if let portText, port(String(portText)) == nil { return false }
+        if let portText, portText.isEmpty || UInt16(portText).map({ $0 == 0 }) ?? true { return false }
         return !host.isEmpty && host.allSatisfy { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "[" || $0 == "]" || $0 == ":" }
     }
 

@@ -1,6 +1,7 @@
 import BitTorrent
 import Logging
 import NIOCore
+import Values
 #if canImport(Glibc)
 import Glibc
 #endif

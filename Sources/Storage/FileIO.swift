@@ -1,5 +1,6 @@
 import CLinux
 import BitTorrent
+import Values
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,4 +1,5 @@
 import BitTorrent
+import Values
 
 /// What a torrent's rules know about one connected peer: both sides' choke and interest,
 /// its pieces, our requests to it and its requests to us. Owned by `TorrentState`.

@@ -1,4 +1,5 @@
 import BitTorrent
+import Values
 
 /// The allowed rate of one direction of a host, moved along a profile whose slope never
 /// exceeds `MaxChange.slope`, so that a network monitor comparing consecutive samples of the

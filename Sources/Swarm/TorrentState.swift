@@ -1,4 +1,5 @@
 import BitTorrent
+import Values
 
 /// Every decision of one torrent, as a value: which peers we connect, choke and ask for what,
 /// which of their requests we serve, how arrived blocks become checked pieces, whom we ban.

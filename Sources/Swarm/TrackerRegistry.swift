@@ -1,4 +1,5 @@
 import BitTorrent
+import Values
 
 /// The tracker's memory of every swarm: a pure state machine with no I/O and no clock.
 ///

@@ -1,5 +1,6 @@
 import BitTorrent
 import Swarm
+import Values
 
 /// A swarm of `TorrentState`s over a modelled network, in virtual time (docs/simulator.md).
 ///

@@ -2,6 +2,7 @@ import ArgumentParser
 import BitTorrent
 import Foundation
 import SwarmSim
+import Values
 
 /// `starling-sim`: the swarm's real rules over a modelled network, in virtual time.
 struct StarlingSim: ParsableCommand {

@@ -3,6 +3,7 @@ import BitTorrent
 import NIOPosix
 import StarlingNode
 import Storage
+import Values
 
 struct CtlCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,6 +2,7 @@ import ArgumentParser
 import Bencode
 import BitTorrent
 import Storage
+import Values
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

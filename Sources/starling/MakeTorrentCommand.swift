@@ -1,4 +1,5 @@
 import ArgumentParser
+import Values
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -49,8 +49,16 @@ struct NodeCommand: AsyncParsableCommand {
         }
         var logger = Logger(label: "starling.node")
         logger.logLevel = level
-        let daemon = NodeDaemon(config: c, logger: logger)
-        let status = try await runCatching { try await daemon.run() }
-        if status != 0 { throw ExitCode(status) }
+        let runtime = NodeRuntime(configuration: c, policy: .serve, naming: \.key, logger: logger)
+        do {
+            let status = try await runtime.run()
+            if status != 0 { throw ExitCode(status) }
+        } catch let e as SettingError {
+            throw CLIError(e.described(in: c))
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            throw CLIError("\(error)")
+        }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BitTorrent
+import Values
 
 /// `--site NAME=CIDR[,CIDR]`, shared by the tracker, `seed` and `peer`: the same map
 /// everywhere, so each host and the tracker agree on who shares a site.

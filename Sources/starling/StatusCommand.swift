@@ -4,6 +4,7 @@ import BitTorrent
 import Foundation
 import NIOPosix
 import StarlingNode
+import Values
 
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -38,23 +39,15 @@ struct StatusCommand: AsyncParsableCommand {
             print(String(decoding: body, as: UTF8.self))
             return
         }
-        guard let doc = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
-              let torrents = doc["torrents"] as? [[String: Any]] else {
+        guard let doc = try? NodeStatus.decode(body) else {
             throw CLIError("\(node)/status is not a Starling status document")
         }
-        let caps = doc["rateCaps"] as? [String: Any]
-        func cap(_ k: String) -> String {
-            let v = (caps?[k] as? NSNumber)?.doubleValue ?? 0
-            return v == 0 ? "unlimited" : Units.formatRate(v)
-        }
-        print("node \(doc["ip"] ?? "?"):\(doc["port"] ?? "?")  caps up \(cap("up")), down \(cap("down"))")
-        let header = ["TORRENT", "STATE", "DONE", "DOWN", "UP", "PEERS", "SEEDS"]
-        var rows = [header]
-        for t in torrents {
-            func n(_ k: String) -> Double { (t[k] as? NSNumber)?.doubleValue ?? 0 }
-            rows.append([t["name"] as? String ?? "?", t["state"] as? String ?? "?",
-                         Units.format1(n("progress") * 100) + "%", Units.formatRate(n("downRate")),
-                         Units.formatRate(n("upRate")), "\(Int(n("peers")))", "\(Int(n("seeds")))"])
+        func cap(_ v: Int64) -> String { v == 0 ? "unlimited" : Units.formatRate(Double(v)) }
+        print("node \(doc.ip):\(doc.port)  caps up \(cap(doc.rateCaps.up)), down \(cap(doc.rateCaps.down))")
+        var rows = [["TORRENT", "STATE", "DONE", "DOWN", "UP", "PEERS", "SEEDS"]]
+        for t in doc.torrents {
+            rows.append([t.name, t.state.rawValue, Units.format1(t.progress * 100) + "%", Units.formatRate(Double(t.downRate)),
+                         Units.formatRate(Double(t.upRate)), "\(t.peers)", "\(t.seeds)"])
         }
         printTable(rows)
     }

@@ -4,6 +4,7 @@ import Logging
 import NodeConfig
 import StarlingNode
 import Storage
+import Values
 
 /// Options shared by `seed` and `peer`.
 struct SwarmCLIOptions: ParsableArguments {
@@ -12,7 +13,7 @@ struct SwarmCLIOptions: ParsableArguments {
     var ip: String?
 
     @Option(name: .long, help: "Listen port range LO-HI; the first free port is used (open just this range in firewalls).")
-    var portRange: String = "6881-6889"
+    var portRange: String = PortRange.format(Defaults.portRange)
 
     @Flag(name: .long, help: "Take a random free port of the range instead of the first.")
     var randomPort = false
@@ -36,7 +37,7 @@ struct SwarmCLIOptions: ParsableArguments {
     @Option(name: .long, help: "Gossip peer lists over UDP within this subnet (CIDR), e.g. 10.0.0.0/24.")
     var gossipSubnet: String?
 
-    @Option(name: .long, help: "UDP port for gossip (default 6890).")
+    @Option(name: .long, help: "UDP port for gossip (default \(Defaults.gossipPort)).")
     var gossipPort: UInt16?
 
     @Option(name: .long, help: "File holding the shared gossip key (at least 16 bytes; a hex string works). Or set STARLING_GOSSIP_KEY.")
@@ -52,14 +53,14 @@ struct SwarmCLIOptions: ParsableArguments {
     var gossipInsecure = false
 
     @Option(name: .long, help: "Most connections per torrent.")
-    var maxPeers: Int = 50
+    var maxPeers: Int = Defaults.maxPeers
 
     @Option(name: .long, help: ArgumentHelp("Accept peer connections from, and dial, only this network (CIDR, repeatable), e.g. 10.0.0.0/16; default: any address.",
                                             discussion: "Connections from elsewhere are closed before the handshake, so the artifact is served only to the fleet."))
     var allowPeers: [String] = []
 
     @Option(name: .long, help: "Interested peers uploaded to at once (a seed that started complete serves every interested peer: it hands out pieces to each in turn).")
-    var uploadSlots: Int = 16
+    var uploadSlots: Int = Defaults.uploadSlots
 
     @Option(name: .long, help: ArgumentHelp("TCP congestion control of peer connections, e.g. cubic; default: the host's (net.ipv4.tcp_congestion_control).",
                                             discussion: "Choices are in /proc/sys/net/ipv4/tcp_available_congestion_control; the start fails with that list when the kernel refuses the name. Use it to give rollout traffic its own algorithm, e.g. a scavenger one such as lp (if the kernel has it) so the push yields to production traffic."))
@@ -78,94 +79,60 @@ struct SwarmCLIOptions: ParsableArguments {
 
     @OptionGroup var log: LogOptions
 
-    /// `trackers`: the torrent's, towards which the announced address is chosen when `--ip`
-    /// is left out.
-    func swarmOptions(trackers: [String], logger: Logger) throws -> SwarmOptions {
-        let staticPeers = try peer.map { text in
-            guard let a = PeerAddress(text) else { throw ValidationError("--peer \(text): expected IP:PORT") }
-            return a
+    /// The one-torrent node configuration these options describe.
+    func configuration(torrent: String, path: String, mode: NodeConfiguration.Torrent.Mode) throws -> NodeConfiguration {
+        if let ip, IPAddress(ip) == nil { throw ValidationError("--ip \(ip): expected an IP address such as 10.0.0.7") }
+        guard let ports = PortRange.parse(portRange) else { throw ValidationError("--port-range \(portRange): expected \(PortRange.expectedForm)") }
+        let peers = try peer.map { text in
+            guard let e = IPEndpoint(parsing: text) else { throw ValidationError("--peer \(text): expected \(IPEndpoint.expectedForm)") }
+            return e
         }
-        let ip: String
-        var listenIP: String?
-        if let given = self.ip {
-            ip = given
-        } else {
-            var within: CIDR?
-            if let subnet = gossipSubnet {
-                guard let net = CIDR(subnet) else { throw ValidationError("--gossip-subnet \(subnet): expected a network in CIDR notation, e.g. 10.0.0.0/24") }
-                within = net
-            }
-            guard let choice = AnnounceAddress.choose(trackers: noTracker ? [] : trackers, peers: staticPeers, within: within,
-                                                      interfaces: AnnounceAddress.interfaces(), route: AnnounceAddress.routeSource) else {
-                throw CLIError("no address to announce: this host has no route to the tracker and no non-loopback address\(within.map { " in \($0)" } ?? ""); pass --ip IP")
-            }
-            ip = choice.address.description
-            listenIP = choice.address.isIPv4 ? "0.0.0.0" : "::"
-            logger.notice("no --ip: listening on all addresses, announcing \(ip)", metadata: ["because": "\(choice.reason)"])
-        }
-        var engine = EngineConfig(ip: ip)
-        engine.listenIP = listenIP
-        engine.portRange = try parsePortRange(portRange)
-        engine.randomPort = randomPort
-        engine.upRate = try parseRate(upRate, option: "--up-rate")
-        engine.downRate = try parseRate(downRate, option: "--down-rate")
+        var rates = NodeConfiguration.Rates(up: try parseRate(upRate, option: "--up-rate"), down: try parseRate(downRate, option: "--down-rate"))
         if let text = maxChange {
-            guard let m = MaxChange(parsing: text) else {
-                throw CLIError("--max-change \(text): expected \(MaxChange.expectedForm)")
-            }
-            engine.maxChange = m
+            guard let m = MaxChange(parsing: text) else { throw CLIError("--max-change \(text): expected \(MaxChange.expectedForm)") }
+            rates.maxChange = m
         }
         guard maxPeers > 0 else { throw ValidationError("--max-peers must be at least 1") }
         guard uploadSlots > 0 else { throw ValidationError("--upload-slots must be at least 1") }
-        engine.rules.maxPeers = maxPeers
-        engine.allowedPeers = try allowPeers.map { text in
-            guard let net = CIDR(text) else { throw ValidationError("--allow-peers \(text): expected a network in CIDR notation, e.g. 10.0.0.0/16") }
-            return net
-        }
-        if !engine.allowedPeers.isEmpty, let own = IPAddress(ip), !own.isUnspecified, !engine.allows(host: ip) {
+        let allowed = try allowPeers.map { try parseCIDR($0, option: "--allow-peers") }
+        if !allowed.isEmpty, let ip, let own = IPAddress(ip), !own.isUnspecified, !allowed.contains(where: { $0.contains(own) }) {
             throw ValidationError("--allow-peers does not contain --ip \(ip): this host could not talk to its own network")
         }
-        engine.rules.uploadSlots = uploadSlots
-        engine.sites = try siteOptions.map()
-        if !engine.sites.isEmpty, let own = IPAddress(ip) {
-            if let name = engine.sites.site(of: own) {
-                logger.info("site map: this host is in site \(name)", metadata: ["sites": "\(engine.sites.sites.map(\.name))"])
-            } else {
-                logger.warning("site map: \(ip) is in no --site block; every peer counts as local")
-            }
+        if let name = tcpCongestion, ValueParsing.congestionControl(name) == nil {
+            throw ValidationError("--tcp-congestion \(name): expected an algorithm name such as cubic or bbr (letters, digits, _; at most 15)")
         }
-        if let name = tcpCongestion {
-            guard let valid = ValueParsing.congestionControl(name) else {
-                throw ValidationError("--tcp-congestion \(name): expected an algorithm name such as cubic or bbr (letters, digits, _; at most 15)")
-            }
-            engine.tcpCongestion = valid
-        }
-        var options = SwarmOptions(engine: engine)
-        options.noTracker = noTracker
+        var gossip: NodeConfiguration.Gossip?
         if let subnet = gossipSubnet {
-            do {
-                options.gossip = try GossipConfig.fromOptions(ip: ip, subnet: subnet, port: gossipPort, keyFile: gossipKeyFile,
-                                                              seeds: gossipSeed, insecure: gossipInsecure, broadcast: gossipBroadcast)
-            } catch {
-                throw ValidationError("gossip: \(error)")
+            let net = try parseCIDR(subnet, option: "--gossip-subnet")
+            let port = gossipPort ?? Defaults.gossipPort
+            let seeds = try gossipSeed.map { text in
+                guard let e = IPEndpoint(parsing: text, defaultPort: port) else { throw ValidationError("--gossip-seed \(text): expected IP[:PORT]") }
+                return e
             }
+            gossip = NodeConfiguration.Gossip(subnet: net, port: port, keyFile: gossipKeyFile, seeds: seeds,
+                                              insecure: gossipInsecure, broadcast: gossipBroadcast)
         } else if gossipPort != nil || gossipKeyFile != nil || !gossipSeed.isEmpty || gossipInsecure || gossipBroadcast {
             throw ValidationError("gossip options need --gossip-subnet CIDR")
         }
-        for (flag, value, admin) in [("--metrics-listen", metricsListen, false), ("--admin-listen", adminListen, true)] {
-            guard let value else { continue }
-            guard let a = PeerAddress(value) else { throw ValidationError("\(flag) \(value): expected IP:PORT") }
-            var token: String?
-            if admin, let file = adminTokenFile {
-                do { token = try FilePaths.readTrimmedText(file) } catch { throw CLIError("--admin-token-file: \(error)") }
-            } else if admin, ValueParsing.adminNeedsToken(listenHost: a.host) {
+        var http = NodeConfiguration.HTTP(adminTokenFile: adminTokenFile)
+        if let value = metricsListen {
+            guard let e = IPEndpoint(parsing: value) else { throw ValidationError("--metrics-listen \(value): expected \(IPEndpoint.expectedForm)") }
+            http.metricsListen = e
+        }
+        if let value = adminListen {
+            guard let e = IPEndpoint(parsing: value) else { throw ValidationError("--admin-listen \(value): expected \(IPEndpoint.expectedForm)") }
+            if adminTokenFile == nil, ValueParsing.adminNeedsToken(listenHost: e.host) {
                 throw CLIError("--admin-listen \(value) is not a loopback address, so admin actions need a token: pass --admin-token-file FILE, or listen on 127.0.0.1")
             }
-            options.http.append(NodeHTTPServer.Listener(host: a.host, port: a.port, admin: admin, token: token))
+            http.adminListen = e
         }
         if adminTokenFile != nil, adminListen == nil { throw ValidationError("--admin-token-file needs --admin-listen IP:PORT") }
-        options.staticPeers = staticPeers
-        return options
+        return NodeConfiguration(
+            name: NodeConfiguration.defaultName, dataDir: FilePaths.parent(path), ip: ip, portRange: ports, randomPort: randomPort,
+            tcpCongestion: tcpCongestion, roles: [mode == .seed ? .seeder : .peer],
+            torrents: [NodeConfiguration.Torrent(torrent: torrent, path: path, mode: mode, peers: peers)],
+            rates: rates, limits: NodeConfiguration.Limits(maxPeers: maxPeers, uploadSlots: uploadSlots),
+            allowedPeers: allowed, sites: try siteOptions.map(), gossip: gossip, noTracker: noTracker, http: http)
     }
 
     func makeLogger(_ label: String) -> Logger {
@@ -175,19 +142,37 @@ struct SwarmCLIOptions: ParsableArguments {
     }
 }
 
-func parsePortRange(_ text: String) throws -> ClosedRange<Int> {
-    let parts = text.split(separator: "-")
-    let bounds = parts.compactMap { Int($0) }
-    guard (1...2).contains(parts.count), bounds.count == parts.count,
-          let lo = bounds.first, let hi = bounds.last, lo >= 1, hi <= 65535, lo <= hi else {
-        throw ValidationError("--port-range \(text): expected LO-HI within 1-65535, e.g. 6881-6889")
+/// How `seed` and `peer` name a setting in an error or a log line: by its flag.
+func flag(_ setting: Setting) -> String {
+    switch setting {
+    case .ip: "--ip"
+    case .portRange: "--port-range"
+    case .tcpCongestion: "--tcp-congestion"
+    case .gossip: "gossip"
+    case .gossipKeyFile: "--gossip-key-file"
+    case .metricsListen: "--metrics-listen"
+    case .adminListen: "--admin-listen"
+    case .adminTokenFile: "--admin-token-file"
+    case .trackerListen: "--listen"
+    case .trackerStateFile: "--state"
+    case .trackerAllowDir: "--allow-dir"
+    case .watchDir: "watch_dir"
     }
-    return lo...hi
+}
+
+func parseCIDR(_ text: String, option: String) throws -> CIDR {
+    do throws(CIDR.ParseError) {
+        return try CIDR(parsing: text)
+    } catch .hostBitsSet(_, let network) {
+        throw ValidationError("\(option) \(text) has host bits set; did you mean \(network)?")
+    } catch {
+        throw ValidationError("\(option) \(text): expected \(CIDR.expectedForm)")
+    }
 }
 
 func parseRate(_ text: String, option: String) throws -> Int64 {
     guard let r = Units.parseRate(text) else {
-        throw ValidationError("\(option) \(text): expected a rate such as 40mbit, 5MB, 512KiB or 0 for unlimited")
+        throw ValidationError("\(option) \(text): expected \(Units.rateForm)")
     }
     return r
 }
@@ -214,11 +199,11 @@ struct SeedCommand: AsyncParsableCommand {
     @OptionGroup var swarm: SwarmCLIOptions
 
     func run() async throws {
-        let metainfo = try loadTorrent(torrent)
-        let logger = swarm.makeLogger("starling.seed")
-        let options = try swarm.swarmOptions(trackers: metainfo.trackers, logger: logger)
-        let runner = SwarmRunner(metainfo: metainfo, path: path, role: .seed, options: options, logger: logger)
-        let status = try await runCatching { try await runner.run() }
+        _ = try loadTorrent(torrent)
+        let config = try swarm.configuration(torrent: torrent, path: path, mode: .seed)
+        let runtime = NodeRuntime(configuration: config, policy: RunPolicy(exit: .onSignal, progressInterval: 5), naming: flag,
+                                  logger: swarm.makeLogger("starling.seed"))
+        let status = try await runCatching { try await runtime.run() }
         if status != 0 { throw ExitCode(status) }
     }
 }
@@ -249,23 +234,21 @@ struct PeerCommand: AsyncParsableCommand {
     func run() async throws {
         guard seedAfter >= 0 else { throw ValidationError("--seed-after must be 0 or more") }
         guard timeout >= 0 else { throw ValidationError("--timeout must be 0 or more") }
-        let metainfo = try loadTorrent(torrent)
-        let logger = swarm.makeLogger("starling.peer")
-        var options = try swarm.swarmOptions(trackers: metainfo.trackers, logger: logger)
-        options.seedAfter = seedAfter
-        options.timeout = timeout
-        let runner = SwarmRunner(metainfo: metainfo, path: out, role: .peer, options: options, logger: logger)
-        let status = try await runCatching { try await runner.run() }
+        _ = try loadTorrent(torrent)
+        let config = try swarm.configuration(torrent: torrent, path: out, mode: .fetch)
+        let policy = RunPolicy(exit: .whenComplete(seedAfter: seedAfter, timeout: timeout), progressInterval: 5)
+        let runtime = NodeRuntime(configuration: config, policy: policy, naming: flag, logger: swarm.makeLogger("starling.peer"))
+        let status = try await runCatching { try await runtime.run() }
         if status != 0 { throw ExitCode(status) }
     }
 }
 
-/// Turns engine and storage errors into one-line CLI errors.
-func runCatching(_ body: () async throws -> Int32) async throws -> Int32 {
+/// Turns runtime errors into one-line CLI errors, naming settings by their flags.
+func runCatching(naming: (Setting) -> String = flag, _ body: () async throws -> Int32) async throws -> Int32 {
     do {
         return try await body()
-    } catch let e as CLIVisibleError {
-        throw CLIError(e.description)
+    } catch let e as SettingError {
+        throw CLIError(e.described(naming: naming))
     } catch let e as ExitCode {
         throw e
     } catch {

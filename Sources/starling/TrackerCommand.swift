@@ -1,13 +1,11 @@
 import ArgumentParser
 import BitTorrent
-import Dispatch
 import Logging
+import NodeConfig
 import StarlingNode
 import Swarm
 import Storage
-#if canImport(Glibc)
-import Glibc
-#endif
+import Values
 
 struct TrackerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -41,7 +39,7 @@ struct TrackerCommand: AsyncParsableCommand {
     var state: String?
 
     @Option(name: .long, help: "Announce interval handed to clients, in seconds (plus up to 20% jitter).")
-    var interval: Int = 15
+    var interval: Int = Defaults.trackerInterval
 
     @Option(name: .long, help: "'min interval' handed to clients, in seconds (default: half the interval).")
     var minInterval: Int?
@@ -81,9 +79,7 @@ struct TrackerCommand: AsyncParsableCommand {
         guard interval >= 1, interval <= 86_400 else { throw ValidationError("--interval must be 1 to 86400 seconds") }
         if let m = minInterval, m < 0 || m > interval { throw ValidationError("--min-interval must be 0 to --interval") }
         if let t = peerTimeout, t < interval { throw ValidationError("--peer-timeout must be at least --interval") }
-        for c in trustedCidr where CIDR(c) == nil {
-            throw ValidationError("--trusted-cidr \(c): expected a network like 10.0.0.0/8 or fd00::/8")
-        }
+        for c in trustedCidr { _ = try parseCIDR(c, option: "--trusted-cidr") }
         guard saveInterval >= 1 else { throw ValidationError("--save-interval must be at least 1 second") }
         guard maxNumwant >= 1 else { throw ValidationError("--max-numwant must be at least 1") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
@@ -99,74 +95,37 @@ struct TrackerCommand: AsyncParsableCommand {
             return h
         }
         let logger = Logger(label: "starling.tracker")
-        guard let (host, port) = parseListen(listen) else { throw CLIError("--listen \(listen): expected IP:PORT") }
+        guard let endpoint = parseListen(listen) else { throw CLIError("--listen \(listen): expected IP:PORT") }
         if let dir = allowDir, !FilePaths.isDirectory(dir) { throw CLIError("--allow-dir \(dir): not a folder") }
         if let s = state, !FilePaths.isDirectory(FilePaths.parent(s)) {
             throw CLIError("--state \(s): folder \(FilePaths.parent(s)) does not exist")
         }
-        let config = TrackerConfiguration(
-            host: host, port: port, interval: interval, minInterval: minInterval, peerTimeout: peerTimeout,
-            maxNumWant: maxNumwant, allowDir: allowDir, stateFile: state, saveInterval: saveInterval,
-            trustedNetworks: trustedCidr.compactMap(CIDR.init), maxConnections: maxConnections, threads: threads,
-            sites: try siteOptions.map(), remotePeers: remotePeers)
-        if !config.sites.isEmpty {
-            logger.info("site map", metadata: ["sites": "\(config.sites.sites.map { "\($0.name)=\($0.blocks.map(\.description).joined(separator: ","))" })"])
+        let trusted = try trustedCidr.map { try parseCIDR($0, option: "--trusted-cidr") }
+        let sites = try siteOptions.map()
+        if !sites.isEmpty {
+            logger.info("site map", metadata: ["sites": "\(sites.sites.map { "\($0.name)=\($0.blocks.map(\.description).joined(separator: ","))" })"])
         }
-        BuildInfo.register(version: starlingVersion)
-        let server = TrackerServer(configuration: config, logger: logger)
-        do {
-            try await server.start()
-        } catch {
-            try? await server.shutdown()
-            throw CLIError("cannot start tracker on \(listen): \(error)")
+        let tracker = NodeConfiguration.Tracker(listen: endpoint, stateFile: state, interval: interval, allowDir: allowDir,
+                                                trustedCIDRs: trusted, minInterval: minInterval, peerTimeout: peerTimeout,
+                                                saveInterval: saveInterval, maxNumWant: maxNumwant, maxConnections: maxConnections,
+                                                threads: threads, remotePeers: remotePeers)
+        let config = NodeConfiguration(name: NodeConfiguration.defaultName, dataDir: "", ip: nil,
+                                       roles: [.tracker], tracker: tracker, sites: sites)
+        let runtime = NodeRuntime(configuration: config, policy: .serve, naming: flag, logger: logger)
+        let status = try await runCatching {
+            do {
+                return try await runtime.run()
+            } catch let e as SettingError {
+                throw e
+            } catch {
+                throw CLIError("cannot run the tracker on \(listen): \(error)")
+            }
         }
-        let signal = await waitForTerminationSignal()
-        logger.info("received \(signal), shutting down")
-        do {
-            try await server.shutdown()
-        } catch {
-            throw CLIError("tracker stopped, but state was not saved: \(error)")
-        }
-        logger.info("tracker stopped")
+        if status != 0 { throw ExitCode(status) }
     }
 
-    /// `IP:PORT`, `[IPv6]:PORT` or `:PORT` (all IPv4 addresses).
-    func parseListen(_ s: String) -> (String, Int)? {
-        guard let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]), (0...65535).contains(port) else {
-            return nil
-        }
-        var host = String(s[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        if host.isEmpty { host = "0.0.0.0" }
-        guard IPAddress(host) != nil else { return nil }
-        return (host, port)
-    }
-}
-
-/// Suspends until SIGINT or SIGTERM arrives; returns its name.
-func waitForTerminationSignal() async -> String {
-    await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
-        let queue = DispatchQueue(label: "starling.signals")
-        let fired = SignalOnce(continuation)
-        for (sig, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
-            signal(sig, SIG_IGN) // let the dispatch source see it instead of the default handler
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-            source.setEventHandler { fired.resume(name) }
-            source.resume()
-            fired.keep(source)
-        }
-    }
-}
-
-/// Resumes a continuation once, and keeps the signal sources alive meanwhile.
-private final class SignalOnce: @unchecked Sendable {
-    // Only touched on the one serial signal queue (and during setup, before any signal).
-    private var continuation: CheckedContinuation<String, Never>?
-    private var sources: [any DispatchSourceSignal] = []
-    init(_ c: CheckedContinuation<String, Never>) { continuation = c }
-    func keep(_ s: any DispatchSourceSignal) { sources.append(s) }
-    func resume(_ name: String) {
-        continuation?.resume(returning: name)
-        continuation = nil
+    /// `IP:PORT`, `[IPv6]:PORT` or `:PORT` (all IPv4 addresses); port 0 picks a free one.
+    func parseListen(_ s: String) -> IPEndpoint? {
+        IPEndpoint(parsing: s.hasPrefix(":") ? "0.0.0.0" + s : s, portZero: true)
     }
 }

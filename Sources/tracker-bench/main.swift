@@ -11,6 +11,7 @@
 import BitTorrent
 import NIOCore
 import NIOPosix
+import Values
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,6 @@
 import Testing
 @testable import BitTorrent
+import Values
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -218,7 +219,9 @@ struct GossipKeyTests {
 @Suite("IP addresses and CIDR")
 struct GossipCIDRTests {
     @Test func ipv4() throws {
-        let c = try CIDR(parsing: "10.1.7.9/16")
+        // Parsing refuses host bits (a host written for a network); building a block masks them.
+        #expect(throws: CIDR.ParseError.hostBitsSet("10.1.7.9/16", network: "10.1.0.0/16")) { try CIDR(parsing: "10.1.7.9/16") }
+        let c = CIDR(network: IPAddress("10.1.7.9")!, prefixLength: 16)
         #expect(c.description == "10.1.0.0/16")
         #expect(c.contains(IPAddress("10.1.255.1")!))
         #expect(!c.contains(IPAddress("10.2.0.1")!))
@@ -238,7 +241,7 @@ struct GossipCIDRTests {
         #expect(!c.contains(IPAddress("fd00:2::1")!))
         #expect(!c.contains(IPAddress("10.0.0.1")!))
         #expect(c.ipv4Broadcast == nil)
-        #expect(try CIDR(parsing: "fd00::1/127").description == "fd00::/127")
+        #expect(CIDR(network: IPAddress("fd00::1")!, prefixLength: 127).description == "fd00::/127")
     }
 
     @Test(arguments: ["", "10.0.0.0/33", "10.0.0.0/-1", "10.0.0/8", "fd00::/129", "10.0.0.0/", "x/8", "10.0.0.0/8/8", "10.0.0.0/0008"])

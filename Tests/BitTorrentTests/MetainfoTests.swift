@@ -1,6 +1,7 @@
 import Bencode
 import BitTorrent
 import Testing
+import Values
 
 private func b(_ s: String) -> [UInt8] { Array(s.utf8) }
 

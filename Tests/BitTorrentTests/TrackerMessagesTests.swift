@@ -1,6 +1,7 @@
 import Bencode
 import Testing
 @testable import BitTorrent
+import Values
 
 @Suite("Tracker messages")
 struct TrackerMessagesTests {

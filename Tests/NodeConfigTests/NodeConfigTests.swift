@@ -1,7 +1,7 @@
-import BitTorrent
 import Foundation
 import NodeConfig
 import Testing
+import Values
 
 /// The repository's config/ folder, found from this file's path.
 private let configFolder: URL = URL(fileURLWithPath: #filePath)
@@ -65,7 +65,7 @@ watch_dir: /var/lib/starling/incoming
         #expect(c.ip == "10.0.0.1")
         #expect(c.portRange == 6881...6889)
         #expect(c.logFormat == .json)
-        #expect(c.tracker?.listen == NodeConfiguration.Endpoint(host: "10.0.0.1", port: 6969))
+        #expect(c.tracker?.listen == IPEndpoint(parsing: "10.0.0.1:6969"))
         #expect(c.tracker?.interval == 15)
         #expect(c.tracker?.trustedCIDRs.map(\.description) == ["10.0.0.0/8"])
         #expect(c.torrents.count == 2)
@@ -73,9 +73,9 @@ watch_dir: /var/lib/starling/incoming
         #expect(c.torrents[0].upRate == 30_000_000 / 8)
         #expect(c.rates == NodeConfiguration.Rates(up: 5_000_000, down: 0))
         #expect(c.limits == NodeConfiguration.Limits(maxPeers: 80, uploadSlots: 24))
-        #expect(c.gossip?.seeds == [NodeConfiguration.Endpoint(host: "10.0.0.2", port: 6890)])
+        #expect(c.gossip?.seeds == [IPEndpoint(parsing: "10.0.0.2:6890")!])
         #expect(c.gossip?.keyFile == "/etc/starling/gossip.key")
-        #expect(c.http.metricsListen.description == "10.0.0.1:9460")
+        #expect(c.http.metricsListen?.description == "10.0.0.1:9460")
     }
 
     @Test func maxChangeIsReadFromRates() throws {
@@ -107,7 +107,7 @@ watch_dir: /var/lib/starling/incoming
         #expect(c.watchDir == "/var/lib/starling/incoming")
         #expect(c.rates == NodeConfiguration.Rates(up: 2_500_000, down: 3_750_000))
         #expect(c.gossip?.seeds.map(\.description) == ["10.0.0.1:6890", "10.0.0.2:6890"])
-        #expect(c.http.adminListen.description == "127.0.0.1:9461")
+        #expect(c.http.adminListen?.description == "127.0.0.1:9461")
         #expect(c.logLevel == .notice)
     }
 }
@@ -122,8 +122,8 @@ watch_dir: /var/lib/starling/incoming
         #expect(c.limits == NodeConfiguration.Limits(maxPeers: 50, uploadSlots: 16))
         #expect(c.gossip == nil)
         #expect(c.tcpCongestion == nil, "the host's own congestion control")
-        #expect(c.http.metricsListen == NodeConfiguration.Endpoint(host: "10.0.0.7", port: 9460))
-        #expect(c.http.adminListen == NodeConfiguration.Endpoint(host: "127.0.0.1", port: 9461))
+        #expect(c.http.metricsListen == IPEndpoint(parsing: "10.0.0.7:9460"))
+        #expect(c.http.adminListen == IPEndpoint(parsing: "127.0.0.1:9461"))
         #expect(c.file == "/etc/starling/test.yaml" || c.file.hasSuffix("/test.yaml"))
     }
 
@@ -190,8 +190,8 @@ watch_dir: /var/lib/starling/incoming
           metrics_listen: "[::]:9460"
           admin_listen: "[::1]:9461"
         """)
-        #expect(c.tracker?.listen == NodeConfiguration.Endpoint(host: "fd00::7", port: 6969))
-        #expect(c.http.adminListen.description == "[::1]:9461")
+        #expect(c.tracker?.listen == IPEndpoint(parsing: "[fd00::7]:6969"))
+        #expect(c.http.adminListen?.description == "[::1]:9461")
     }
 }
 
@@ -213,7 +213,7 @@ private let badFiles: [BadFile] = [
         roles: [peer]
         watch_dir: /x
         """, expected: [
-            "test.yaml:2: unknown key 'data_dri' in 'node'; did you mean 'data_dir'? (allowed: name, data_dir, ip, port_range, log_level, log_format, tcp_congestion)",
+            "test.yaml:2: unknown key 'data_dri' in 'node'; did you mean 'data_dir'? (allowed: name, data_dir, ip, port_range, random_port, log_level, log_format, tcp_congestion)",
         ], exactly: true),
     BadFile(name: "unknown top-level key", yaml: minimal + "torrent: []\n", expected: [
         "test.yaml:6: unknown top-level key 'torrent'; did you mean 'torrents'? (allowed: node, roles, tracker, trackers, torrents, watch_dir, rates, limits, peer, sites, gossip, http)",
@@ -227,8 +227,8 @@ private let badFiles: [BadFile] = [
         roles: [peer]
         watch_dir: /x
         """, expected: [
-            "test.yaml:4: unknown key 'log-level' in 'node'; did you mean 'log_level'? (allowed: name, data_dir, ip, port_range, log_level, log_format, tcp_congestion)",
-            "test.yaml:5: unknown key 'logFormat' in 'node'; did you mean 'log_format'? (allowed: name, data_dir, ip, port_range, log_level, log_format, tcp_congestion)",
+            "test.yaml:4: unknown key 'log-level' in 'node'; did you mean 'log_level'? (allowed: name, data_dir, ip, port_range, random_port, log_level, log_format, tcp_congestion)",
+            "test.yaml:5: unknown key 'logFormat' in 'node'; did you mean 'log_format'? (allowed: name, data_dir, ip, port_range, random_port, log_level, log_format, tcp_congestion)",
         ], exactly: true),
     BadFile(name: "unknown key without suggestion", yaml: minimal + "rates:\n  sideways: 1\n", expected: [
         "test.yaml:7: unknown key 'sideways' in 'rates' (allowed: up, down, max_change)",
@@ -282,7 +282,7 @@ private let badFiles: [BadFile] = [
         watch_dir: /x
         """, expected: ["test.yaml:2: node.data_dir: no value given; expected a path"]),
     BadFile(name: "missing node and roles", yaml: "watch_dir: /x\n", expected: [
-        "test.yaml:1: missing required key 'node' (a mapping with data_dir and ip)",
+        "test.yaml:1: missing required key 'node' (a mapping with at least data_dir)",
         "test.yaml:1: missing required key 'roles' (a list of tracker, seeder, peer)",
     ]),
     BadFile(name: "tracker role without tracker section", yaml: """
@@ -359,7 +359,7 @@ private let badFiles: [BadFile] = [
             "test.yaml:6: torrent /etc/starling/a.torrent has mode fetch but roles does not include 'peer'",
             "test.yaml:8: missing required key 'torrent' in 'torrents[1]' (a path)",
             "test.yaml:9: torrents[1].mode: 'sed' is not one of seed|fetch; did you mean 'seed'?",
-            "test.yaml:10: expected a mapping for 'torrents[2]' (keys: torrent, path, mode, up_rate, down_rate), found '/etc/starling/c.torrent'",
+            "test.yaml:10: expected a mapping for 'torrents[2]' (keys: torrent, path, mode, up_rate, down_rate, peers), found '/etc/starling/c.torrent'",
         ]),
     BadFile(name: "bad node values", yaml: """
         node:

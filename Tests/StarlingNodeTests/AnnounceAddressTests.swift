@@ -1,6 +1,7 @@
 import BitTorrent
 import StarlingNode
 import Testing
+import Values
 
 /// The address `seed` and `peer` announce without `--ip`.
 @Suite("Announce address")

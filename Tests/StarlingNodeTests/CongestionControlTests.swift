@@ -2,6 +2,7 @@ import BitTorrent
 import Foundation
 import NIOCore
 import NIOPosix
+import NodeConfig
 @testable import StarlingNode
 import Storage
 import Testing
@@ -65,9 +66,9 @@ struct CongestionControlTests {
         config.portRange = 7623...7623
         config.tcpCongestion = "nosuchcc"
         let engine = try PeerEngine(config: config, loop: group.next(), logger: .init(label: "congestion-control"))
-        let error = await #expect(throws: CLIVisibleError.self) { try await engine.start() }
+        let error = await #expect(throws: SettingError.self) { try await engine.start() }
         let text = error?.description ?? ""
-        #expect(text.contains("--tcp-congestion nosuchcc"))
+        #expect(error?.setting == .tcpCongestion && text.contains("nosuchcc"), "\(text)")
         #expect(text.contains("this host offers:") && text.contains("reno"), "lists what the kernel has: \(text)")
 
         config.tcpCongestion = nil

@@ -5,6 +5,7 @@ import NIOPosix
 import StarlingNode
 import Swarm
 import Testing
+import Values
 #if canImport(Glibc)
 import Glibc
 #endif

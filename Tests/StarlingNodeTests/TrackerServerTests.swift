@@ -6,6 +6,7 @@ import Storage
 import Swarm
 import Testing
 @testable import StarlingNode
+import Values
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Values
 
 /// Runs the built `starling` binary. `swift test` builds the executable product first, so it is
 /// beside the test bundle, normally `<package root>/.build/debug/starling`; `STARLING_BIN`

@@ -1,4 +1,5 @@
 import Testing
+import Values
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,6 +1,7 @@
 import BitTorrent
 import Testing
 @testable import Swarm
+import Values
 
 @Suite("Sites: the site map, the share of each host, the tracker's hand-out")
 struct SiteTests {

@@ -1,6 +1,7 @@
 import BitTorrent
 import Testing
 @testable import Swarm
+import Values
 
 @Suite("Tracker registry")
 struct TrackerRegistryTests {

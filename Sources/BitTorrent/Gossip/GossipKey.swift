@@ -1,4 +1,5 @@
 import COpenSSL
+import Values
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -1,3 +1,4 @@
+import Values
 /// A random 64-bit identity a node draws at start; a restarted node is a new member.
 public typealias GossipMemberID = UInt64
 

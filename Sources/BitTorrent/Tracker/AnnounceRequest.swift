@@ -1,3 +1,4 @@
+import Values
 /// The `event` of an announce (BEP 3). `empty` is a regular interval announce.
 public enum AnnounceEvent: String, Sendable, Hashable, CaseIterable {
     case started, completed, stopped, empty

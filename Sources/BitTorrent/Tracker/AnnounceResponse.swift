@@ -1,4 +1,5 @@
 import Bencode
+import Values
 
 /// A peer as a tracker hands it out: address, port and (in dictionary lists) its id.
 public struct TrackerPeer: Sendable, Hashable, CustomStringConvertible {

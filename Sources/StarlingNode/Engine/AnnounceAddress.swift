@@ -1,4 +1,5 @@
 import BitTorrent
+import Values
 #if canImport(Glibc)
 import Glibc
 #endif

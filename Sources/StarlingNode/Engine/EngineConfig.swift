@@ -1,6 +1,7 @@
 import BitTorrent
 import NIOCore
 import Swarm
+import Values
 
 /// Settings of the peer engine; defaults suit a fleet rollout on a LAN.
 public struct EngineConfig: Sendable {

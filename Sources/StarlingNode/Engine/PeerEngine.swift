@@ -3,13 +3,17 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NodeConfig
+import ServiceLifecycle
 import Storage
 import Swarm
+import Values
 
 /// The peer-wire runtime of one process: a listener on a port from the configured range,
 /// a dialler, the host-wide rate limiter and the torrent sessions, all on one event loop.
-public final class PeerEngine: @unchecked Sendable {
-    // All mutable state is touched only on `loop`.
+/// A `Service`: it listens when run and closes every connection on graceful shutdown.
+public final class PeerEngine: Service, NodeStatusSource, @unchecked Sendable {
+    // Safe because every mutable member is touched only on `loop` (public methods hop there).
     public let config: EngineConfig
     let logger: Logger
     let loop: EventLoop
@@ -28,14 +32,19 @@ public final class PeerEngine: @unchecked Sendable {
     /// same way), apart from the hashing so a big piece's check delays no upload.
     private let blockReader = NIOThreadPool(numberOfThreads: 1)
 
+    private let listeningPromise: EventLoopPromise<Int>
+    /// The port, once listening; failed if the engine never listens.
+    public var listening: EventLoopFuture<Int> { listeningPromise.futureResult }
+
     public init(config: EngineConfig, loop: EventLoop, logger: Logger) throws {
         do {
             bindAddress = try SocketAddress(ipAddress: config.ip, port: 0)
         } catch {
-            throw CLIVisibleError("--ip \(config.ip) is not an IP address")
+            throw SettingError(.ip, "\(config.ip) is not an IP address")
         }
         self.config = config
         self.loop = loop
+        listeningPromise = loop.makePromise()
         self.logger = logger
         limiter = HostRateLimiter(loop: loop, upRate: config.upRate, downRate: config.downRate, maxChange: config.maxChange)
         limiter.bytesLeft = { [unowned self] in self.sessions.values.reduce(0) { $0 + ($1.isComplete ? 0 : $1.left) } }
@@ -43,10 +52,34 @@ public final class PeerEngine: @unchecked Sendable {
         blockReader.start()
     }
 
+    deinit {
+        // Never started (the run failed before it): nobody waits, but the promise must end.
+        listeningPromise.fail(ChannelError.ioOnClosedChannel)
+    }
+
     // MARK: life
+
+    public func run() async throws {
+        try await start()
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    public var eventLoop: any EventLoop { loop }
+    public var rateLimiter: HostRateLimiter? { limiter }
 
     /// Binds the first free port of the range (or a random one of it) and starts the timers.
     public func start() async throws {
+        do {
+            try await bind()
+        } catch {
+            listeningPromise.fail(error)
+            throw error
+        }
+        listeningPromise.succeed(listenPort)
+    }
+
+    private func bind() async throws {
         var ports = Array(config.portRange)
         if config.randomPort { ports.shuffle() }
         var lastError: Error?
@@ -61,7 +94,7 @@ public final class PeerEngine: @unchecked Sendable {
                         // Outside the allow-list: closed before a byte of the handshake is read.
                         if let host = ch.remoteAddress.flatMap(PeerAddress.init)?.host, !self.config.allows(host: host) {
                             self.logger.debug("refusing connection from outside the allowed networks", metadata: ["peer": "\(host)"])
-                            return ch.eventLoop.makeFailedFuture(CLIVisibleError("\(host) is outside the allowed networks"))
+                            return ch.eventLoop.makeFailedFuture(PeerRefused("\(host) is outside the allowed networks"))
                         }
                         return self.setCongestionControl(on: ch).flatMapThrowing { try self.configure(ch, dialledFor: nil) }
                     }
@@ -74,8 +107,8 @@ public final class PeerEngine: @unchecked Sendable {
             }
         }
         guard let server else {
-            throw CLIVisibleError("no free port in \(config.portRange.lowerBound)-\(config.portRange.upperBound) on \(config.listenIP ?? config.ip)"
-                + (lastError.map { " (last error: \($0))" } ?? "") + "; choose another range with --port-range")
+            throw SettingError(.portRange, "no free port in \(PortRange.format(config.portRange)) on \(config.listenIP ?? config.ip)"
+                + (lastError.map { " (last error: \($0))" } ?? "") + "; choose another range")
         }
         if let name = config.tcpCongestion {
             // Checked on the listener, so a name the kernel refuses stops the start with a
@@ -85,7 +118,7 @@ public final class PeerEngine: @unchecked Sendable {
             } catch {
                 try? await server.close()
                 self.server = nil
-                throw CLIVisibleError("--tcp-congestion \(name): the kernel refused it (\(error)); "
+                throw SettingError(.tcpCongestion, "\(name): the kernel refused it (\(error)); "
                     + "this host offers: \(Self.availableCongestionControls())")
             }
         }
@@ -103,6 +136,7 @@ public final class PeerEngine: @unchecked Sendable {
 
     /// Closes the listener and every connection.
     public func shutdown() async {
+        listeningPromise.fail(ChannelError.ioOnClosedChannel)
         try? await loop.submit {
             for t in self.timers { t.cancel() }
             for s in self.sessions.values { s.closeAll() }
@@ -120,11 +154,11 @@ public final class PeerEngine: @unchecked Sendable {
         // A download that starts from nothing has nothing to verify (1 GiB of zeros costs ~0.5 s).
         let have = store.isFresh ? Bitfield(count: metainfo.pieceCount) : try store.verifyExisting()
         if mode == .seed && !have.isComplete {
-            throw CLIVisibleError("\(path) does not match the torrent: \(metainfo.pieceCount - have.setCount) of \(metainfo.pieceCount) pieces fail their hash")
+            throw SettingError(nil, torrent: metainfo.name, "\(path) does not match the torrent: \(metainfo.pieceCount - have.setCount) of \(metainfo.pieceCount) pieces fail their hash")
         }
         if mode == .download && store.isFinal && !have.isComplete {
             // OUT exists (no .part beside it) but is not this torrent's data, e.g. an older version.
-            throw CLIVisibleError("\(path) already exists and does not match the torrent (\(metainfo.pieceCount - have.setCount) of \(metainfo.pieceCount) pieces fail their hash): remove it or choose another output path")
+            throw SettingError(nil, torrent: metainfo.name, "\(path) already exists and does not match the torrent (\(metainfo.pieceCount - have.setCount) of \(metainfo.pieceCount) pieces fail their hash): remove it or choose another output path")
         }
         if mode == .download && have.setCount > 0 {
             logger.info("resuming", metadata: ["verified pieces": "\(have.setCount)/\(metainfo.pieceCount)"])
@@ -143,6 +177,16 @@ public final class PeerEngine: @unchecked Sendable {
             self.sessions.removeValue(forKey: infoHash)?.closeAll()
             self.candidates[infoHash] = nil
         }.get()
+    }
+
+    /// A snapshot of the engine and its torrents.
+    public func snapshot() async -> NodeStatus? {
+        try? await loop.submit { self.status() }.get()
+    }
+
+    /// A snapshot of one torrent; nil when the engine does not serve it.
+    public func status(of infoHash: InfoHash) async -> TorrentStatus? {
+        (try? await loop.submit { self.sessions[infoHash]?.status() }.get()) ?? nil
     }
 
     public func session(_ infoHash: InfoHash) async -> TorrentSession? {
@@ -202,7 +246,7 @@ public final class PeerEngine: @unchecked Sendable {
     func setCongestionControl(on channel: Channel) -> EventLoopFuture<Void> {
         guard let name = config.tcpCongestion else { return channel.eventLoop.makeSucceededVoidFuture() }
         guard let provider = channel as? SocketOptionProvider else {
-            return channel.eventLoop.makeFailedFuture(CLIVisibleError("this channel has no socket options"))
+            return channel.eventLoop.makeFailedFuture(PeerRefused("this channel has no socket options"))
         }
         return provider.unsafeSetSocketOption(level: SocketOptionLevel(IPPROTO_TCP), name: Self.congestionOption,
                                               value: CongestionName(name).bytes)

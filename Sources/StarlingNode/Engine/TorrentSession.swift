@@ -194,7 +194,7 @@ public final class TorrentSession: @unchecked Sendable {
                 loop.scheduleTask(in: .nanoseconds(Int64(after))) { self.perform(self.state.wake(now: self.now)) }
             case .failed(let message):
                 logger.log(level: stopping ? .info : .error, "download stopped", metadata: ["reason": "\(message)"])
-                completion.fail(CLIVisibleError(message))
+                completion.fail(DownloadStopped(description: message))
             case .log(let level, let text, let fields):
                 logger.log(level: Logger.Level(level), "\(text)", metadata: fields.mapValues { .string($0) })
             }
@@ -323,8 +323,14 @@ public final class TorrentSession: @unchecked Sendable {
     }
 }
 
-/// An error whose text is meant for the operator as is.
-public struct CLIVisibleError: Error, CustomStringConvertible {
+/// Why a download ended without completing (a storage fault, a stop); the text is for the
+/// operator as is.
+public struct DownloadStopped: Error, Sendable, CustomStringConvertible {
     public var description: String
-    public init(_ d: String) { description = d }
+}
+
+/// A connection closed before its handshake (outside the allowed networks, no socket options).
+struct PeerRefused: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
 }

@@ -1,5 +1,6 @@
 import BitTorrent
 import Swarm
+import Values
 
 /// Everything `GossipService` needs; built from `--gossip-*` flags or the node config.
 public struct GossipConfig: Sendable {

@@ -1,10 +1,13 @@
 import BitTorrent
 import Logging
+import NodeConfig
 import NIOCore
 import NIOPosix
 import Prometheus
+import ServiceLifecycle
 import Swarm
 import Synchronization
+import Values
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,7 +33,7 @@ public struct GossipDiscoveredPeer: Sendable, Hashable {
 /// let now = gossip.knownPeers(for: infoHash)
 /// await gossip.stop()
 /// ```
-public final class GossipService: Sendable {
+public final class GossipService: Service, Sendable {
     /// Result labels of `gossip_messages_total` (a fixed set, so cardinality stays bounded).
     public enum Result: String, Sendable, CaseIterable {
         case accepted, badMAC = "bad_mac", badVersion = "bad_version", replayed, oversized
@@ -117,6 +120,18 @@ public final class GossipService: Sendable {
     /// The bound gossip endpoint (its port is the real one when `config.port` was 0); nil before `start`.
     public var localEndpoint: IPEndpoint? { state.withLock { $0.membership?.gossipEndpoint } }
 
+    /// Gossips until graceful shutdown, then says goodbye.
+    public func run() async throws {
+        do {
+            try await start()
+        } catch {
+            await stop()
+            throw SettingError(.gossip, "cannot start on \(config.bindIP) port \(config.port): \(error)")
+        }
+        try? await gracefulShutdown()
+        await stop()
+    }
+
     /// Binds and starts gossiping. Throws `GossipConfigError.noKey` without a key unless insecure.
     public func start() async throws {
         guard state.withLock({ $0.channel == nil && !$0.stopped }) else { return } // started or stopped already
@@ -153,7 +168,7 @@ public final class GossipService: Sendable {
         let interval = TimeAmount.milliseconds(max(10, config.tickIntervalMillis))
         let timer = channel.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { [self] _ in tick() }
         state.withLock { $0.timer = timer }
-        logger.info("gossip listening", metadata: ["endpoint": "\(me)", "subnet": "\(config.subnet)",
+        logger.info("gossip on", metadata: ["endpoint": "\(me)", "subnet": "\(config.subnet)",
                                                    "id": "\(String(id, radix: 16))", "seeds": "\(config.seeds.count)"])
     }
 

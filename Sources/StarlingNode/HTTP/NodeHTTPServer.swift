@@ -2,48 +2,85 @@ import BitTorrent
 import Logging
 import NIOCore
 import NIOPosix
+import NodeConfig
+import ServiceLifecycle
 import Storage
+import Synchronization
+import Values
+
+/// What the node's HTTP endpoints read and change: the peer engine, or on a tracker-only
+/// node nothing but the version. Its members are used on `eventLoop` only, where the HTTP
+/// server runs.
+public protocol NodeStatusSource: AnyObject, Sendable {
+    var eventLoop: any EventLoop { get }
+    /// On `eventLoop`.
+    func status() -> NodeStatus
+    /// The host's shaper, when the node moves peer-wire bytes.
+    var rateLimiter: HostRateLimiter? { get }
+}
+
+/// The status of a node that serves no torrents (a tracker only).
+public final class TrackerOnlyStatus: NodeStatusSource {
+    public let eventLoop: any EventLoop
+    public init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+    public func status() -> NodeStatus {
+        NodeStatus(version: EngineConfig.version, uptimeSeconds: Double(eventLoop.now.uptimeNanoseconds) / 1e9,
+                   ip: "", port: 0, rateCaps: .init(up: 0, down: 0), torrents: [])
+    }
+    public var rateLimiter: HostRateLimiter? { nil }
+}
 
 /// The HTTP face of a node (or a `seed`/`peer` process): `/metrics`, `/healthz` and
 /// `/status` on every listener; admin actions only on a listener made with `admin: true`,
-/// and only with the bearer token when one is configured.
-///
-/// It runs on the engine's event loop, so answers read engine state directly.
-public final class NodeHTTPServer: Sendable {
+/// and only with the bearer token when one is configured. A `Service`: it binds its
+/// listeners when run and closes them on graceful shutdown.
+public final class NodeHTTPServer: Service, Sendable {
     public struct Listener: Sendable {
-        public var host: String
-        public var port: Int
+        public var endpoint: IPEndpoint
         public var admin: Bool
         public var token: String?
-        public init(host: String, port: Int, admin: Bool, token: String? = nil) {
-            self.host = host
-            self.port = port
+        public init(_ endpoint: IPEndpoint, admin: Bool, token: String? = nil) {
+            self.endpoint = endpoint
             self.admin = admin
             self.token = token
         }
     }
 
-    let engine: PeerEngine
+    let source: any NodeStatusSource
+    let listeners: [Listener]
     let logger: Logger
     /// Receives add/remove-torrent actions (a node); nil where the process serves one torrent.
     let onAdminAction: (@Sendable (AdminAction) -> Void)?
-    private let channels = LockedBox<[Channel]>([])
+    private let channels = Mutex<[any Channel]>([])
 
-    public init(engine: PeerEngine, logger: Logger, onAdminAction: (@Sendable (AdminAction) -> Void)? = nil) {
-        self.engine = engine
+    public init(source: any NodeStatusSource, listeners: [Listener], logger: Logger,
+                onAdminAction: (@Sendable (AdminAction) -> Void)? = nil) {
+        self.source = source
+        self.listeners = listeners
         self.logger = logger
         self.onAdminAction = onAdminAction
+    }
+
+    public func run() async throws {
+        do {
+            for l in listeners { try await listen(l) }
+        } catch {
+            await close()
+            throw error
+        }
+        try? await gracefulShutdown()
+        await close()
     }
 
     /// Binds one listener; returns the bound address.
     @discardableResult
     public func listen(_ listener: Listener) async throws -> SocketAddress {
-        let engine = self.engine
+        let source = self.source
         let logger = self.logger
         let onAdminAction = self.onAdminAction
-        let channel: Channel
+        let channel: any Channel
         do {
-            channel = try await ServerBootstrap(group: engine.loop)
+            channel = try await ServerBootstrap(group: source.eventLoop)
                 .serverChannelOption(.backlog, value: 64)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { ch in
@@ -52,29 +89,30 @@ public final class NodeHTTPServer: Sendable {
                         try sync.addHandler(IdleStateHandler(readTimeout: .seconds(30)))
                         try sync.addHandler(ByteToMessageHandler(TrackerRequestDecoder(maxHeadSize: 8192)))
                         try sync.addHandler(HTTPRequestHandler(requestTimeout: .seconds(30)) { request, _ in
-                            NodeRoutes.respond(request, engine: engine, listener: listener, logger: logger,
+                            NodeRoutes.respond(request, source: source, listener: listener, logger: logger,
                                                onAdminAction: onAdminAction)
                         })
                     }
                 }
-                .bind(host: listener.host, port: listener.port).get()
+                .bind(host: listener.endpoint.host, port: Int(listener.endpoint.port)).get()
         } catch {
-            throw CLIVisibleError("cannot listen for HTTP on \(PeerAddress(host: listener.host, port: listener.port)): \(error)")
+            throw SettingError(listener.admin ? .adminListen : .metricsListen, "cannot listen for HTTP on \(listener.endpoint): \(error)")
         }
         channels.withLock { $0.append(channel) }
-        logger.info(listener.admin ? "admin and metrics listening" : "metrics listening",
-                    metadata: ["address": "\(PeerAddress(host: listener.host, port: channel.localAddress?.port ?? listener.port))"])
+        let bound = IPEndpoint(ip: listener.endpoint.ip, port: UInt16(channel.localAddress?.port ?? Int(listener.endpoint.port)))
+        logger.info(listener.admin ? "admin and metrics listening" : "metrics listening", metadata: ["address": "\(bound)"])
         return channel.localAddress!
     }
 
-    public func shutdown() async {
-        for c in channels.withLock({ $0 }) { try? await c.close() }
+    /// Closes every listener.
+    public func close() async {
+        for c in channels.withLock({ l in defer { l = [] }; return l }) { try? await c.close() }
     }
 }
 
-/// The routes, as a pure function of the request and the engine's state.
+/// The routes, as a pure function of the request and the node's state.
 enum NodeRoutes {
-    static func respond(_ request: TrackerHTTPRequest, engine: PeerEngine, listener: NodeHTTPServer.Listener,
+    static func respond(_ request: TrackerHTTPRequest, source: any NodeStatusSource, listener: NodeHTTPServer.Listener,
                         logger: Logger, onAdminAction: (@Sendable (AdminAction) -> Void)? = nil) -> TrackerHTTPResponse {
         let query = try? QueryParameters(parsing: request.query)
         func param(_ key: String) -> String? { query?.values(key).first.map { String(decoding: $0, as: UTF8.self) } }
@@ -93,15 +131,18 @@ enum NodeRoutes {
         case ("GET", "/healthz"):
             return TrackerHTTPResponse(status: 200, body: Array("ok\n".utf8))
         case ("GET", "/status"):
-            return json(200, engine.statusJSON())
+            return TrackerHTTPResponse(status: 200, contentType: "application/json", body: source.status().json())
         case ("POST", "/rate"), ("PUT", "/rate"):
             if let refusal = refuseAdmin() { return refusal }
+            guard let limiter = source.rateLimiter else {
+                return json(501, #"{"error":"this node moves no peer-wire bytes: it has no rate caps"}"#)
+            }
             func rate(_ key: String, current: Int64) -> Int64?? {
                 guard let raw = query?.values(key).first else { return .some(current) }
                 return .some(Units.parseRate(String(decoding: raw, as: UTF8.self)))
             }
-            guard let up = rate("up", current: engine.limiter.rate(.up)) ?? nil,
-                  let down = rate("down", current: engine.limiter.rate(.down)) ?? nil else {
+            guard let up = rate("up", current: limiter.rate(.up)) ?? nil,
+                  let down = rate("down", current: limiter.rate(.down)) ?? nil else {
                 return json(400, #"{"error":"up and down must be rates such as 40mbit, 5MB or 0"}"#)
             }
             if let text = param("max_change") {
@@ -109,10 +150,10 @@ enum NodeRoutes {
                 guard text == "off" || change != nil else {
                     return json(400, #"{"error":"max_change must be RATE/INTERVAL, e.g. 5mbit/60s, or off"}"#)
                 }
-                engine.limiter.setMaxChange(change)
+                limiter.setMaxChange(change)
                 logger.info("slew limit changed", metadata: ["max_change": "\(text)"])
             }
-            engine.limiter.setRates(up: up, down: down)
+            limiter.setRates(up: up, down: down)
             logger.info("rate caps changed", metadata: ["up": "\(Units.formatRate(Double(up)))", "down": "\(Units.formatRate(Double(down)))"])
             let change = param("max_change").map { #","max_change":"\#($0)""# } ?? ""
             return json(200, #"{"up":\#(up),"down":\#(down)\#(change)}"#)

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import Prometheus
 import Swarm
+import Values
 
 /// The host-wide caps: one token bucket per direction shared by every connection and every
 /// torrent of the process. Connections that find a bucket empty queue up and are released

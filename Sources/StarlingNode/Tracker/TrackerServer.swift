@@ -2,12 +2,16 @@ import BitTorrent
 import Logging
 import NIOCore
 import NIOPosix
+import NodeConfig
+import ServiceLifecycle
+import Values
 
 /// The HTTP tracker: `/announce`, `/scrape`, `/metrics`, `/healthz` on one TCP listener.
 ///
 /// Request handling lives in `TrackerService`; this class owns the sockets and the
-/// housekeeping loop (expiry sweeps, allow-list polling, periodic state saves).
-public final class TrackerServer: Sendable {
+/// housekeeping loop (expiry sweeps, allow-list polling, periodic state saves). A `Service`:
+/// it listens when run, and on graceful shutdown stops listening and saves its state.
+public final class TrackerServer: Service, Sendable {
     public let service: TrackerService
     public var configuration: TrackerConfiguration { service.configuration }
     private let group: any EventLoopGroup
@@ -29,11 +33,29 @@ public final class TrackerServer: Sendable {
         }
     }
 
+    public func run() async throws {
+        do {
+            try await start()
+        } catch {
+            try? await shutdown()
+            throw error
+        }
+        try? await gracefulShutdown()
+        try await shutdown()
+        logger.info("tracker stopped")
+    }
+
     /// Loads state and the allow-list, binds, and starts housekeeping. Returns the bound address.
     @discardableResult
     public func start() async throws -> SocketAddress {
-        try service.loadState()
-        if configuration.allowDir != nil { try service.refreshAllowList() }
+        do {
+            try service.loadState()
+        } catch {
+            throw SettingError(.trackerStateFile, "\(error)")
+        }
+        if configuration.allowDir != nil {
+            do { try service.refreshAllowList() } catch { throw SettingError(.trackerAllowDir, "\(error)") }
+        }
         let config = configuration
         let service = self.service
         let connections = self.connections
@@ -61,7 +83,12 @@ public final class TrackerServer: Sendable {
                     })
                 }
             }
-        let channel = try await bootstrap.bind(host: config.host, port: config.port).get()
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.bind(host: config.host, port: config.port).get()
+        } catch {
+            throw SettingError(.trackerListen, "cannot listen on \(IPEndpoint(parsing: config.host, defaultPort: UInt16(config.port), portZero: true).map(\.description) ?? config.host): \(error)")
+        }
         let task = Task { [weak self] in
             guard let self else { return }
             await self.housekeeping()

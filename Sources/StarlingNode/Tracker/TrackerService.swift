@@ -3,6 +3,7 @@ import Logging
 import Prometheus
 import Storage
 import Swarm
+import Values
 
 /// Settings of a tracker (the `starling tracker` options).
 public struct TrackerConfiguration: Sendable {

@@ -2,6 +2,7 @@ import Bencode
 import BitTorrent
 import Storage
 import Swarm
+import Values
 #if canImport(Glibc)
 import Glibc
 #endif

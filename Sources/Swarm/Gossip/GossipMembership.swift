@@ -1,4 +1,5 @@
 import BitTorrent
+import Values
 
 /// Both clocks the membership needs, passed in by the caller so tests can drive time.
 public struct GossipTime: Sendable, Hashable {

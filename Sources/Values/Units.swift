@@ -4,6 +4,9 @@
 /// (decimal). Rates (bytes per second): the same units, or bits with `kbit`, `mbit`,
 /// `gbit` (decimal, as network links are sold); `0` means unlimited.
 public enum Units {
+    public static let rateForm = "a rate such as 40mbit, 5MB, 512KiB (per second) or 0 for unlimited"
+    public static let sizeForm = "a size such as 1MiB, 256KiB or 1048576"
+
     public static func parseSize(_ text: String) -> Int64? {
         parse(text, allowBits: false)
     }

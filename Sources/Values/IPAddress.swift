@@ -15,6 +15,10 @@ public struct IPAddress: Sendable, Hashable, Comparable, CustomStringConvertible
 
     /// `::` — on the wire it means "no address given".
     public static let unspecified = IPAddress(high: 0, low: 0)
+    /// `0.0.0.0`: every IPv4 address, where a listener binds.
+    public static let unspecifiedIPv4 = IPAddress(high: 0, low: 0xffff_0000_0000)
+    /// `127.0.0.1`.
+    public static let loopbackIPv4 = IPAddress(high: 0, low: 0xffff_7f00_0001)
 
     public init(high: UInt64, low: UInt64) {
         self.high = high
@@ -98,24 +102,39 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
     /// Prefix length in the 128-bit space.
     public let prefixLength128: Int
 
-    public enum ParseError: Error, Equatable {
+    public enum ParseError: Error, Equatable, CustomStringConvertible {
         case badAddress(String)
         case badPrefix(String)
+        /// Bits are set past the prefix: a host was written where a network was meant.
+        case hostBitsSet(String, network: String)
+
+        public var description: String {
+            switch self {
+            case .badAddress(let t), .badPrefix(let t): "'\(t)' is not \(CIDR.expectedForm)"
+            case .hostBitsSet(let t, let network): "\(t) has host bits set; did you mean \(network)?"
+            }
+        }
     }
 
-    /// Parses `ADDR/LEN`; a bare address is a host route (/32 or /128). Host bits are masked off.
+    public static let expectedForm = "a network in CIDR notation, e.g. 10.0.0.0/8"
+
+    /// The one parser of an address block an operator writes (`--allow-peers`, `--site`,
+    /// `--gossip-subnet`, `peer.allow_cidrs`): `ADDR/LEN`, or a bare address for one host
+    /// (/32 or /128). An address with bits set past the prefix is refused, not masked: it is
+    /// a host where a network was meant.
     public init(parsing text: String) throws(ParseError) {
         let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         guard let addr = IPAddress(String(parts[0])) else { throw .badAddress(text) }
         let maxLen = addr.isIPv4 ? 32 : 128
         var len = maxLen
         if parts.count == 2 {
-            guard parts[1].utf8.count <= 3, let n = Int(parts[1]), (0...maxLen).contains(n) else {
+            guard parts[1].utf8.count <= 3, parts[1].allSatisfy(\.isASCII), let n = Int(parts[1]), (0...maxLen).contains(n) else {
                 throw .badPrefix(text)
             }
             len = n
         }
         self.init(network: addr, prefixLength: len)
+        guard network == addr else { throw .hostBitsSet(text, network: description) }
     }
 
     /// Parses like `init(parsing:)`, nil on error (for option validation).
@@ -166,22 +185,36 @@ public struct IPEndpoint: Sendable, Hashable, CustomStringConvertible {
         self.port = port
     }
 
-    /// Parses `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6; `defaultPort` fills a missing port.
-    public init?(parsing text: String, defaultPort: UInt16) {
+    /// The one parser of an address and port an operator writes (`--peer`, `--metrics-listen`,
+    /// `tracker.listen`, `--gossip-seed`): `IP:PORT` or `[IPv6]:PORT`, the IP a literal and the
+    /// port 1-65535 (or 0 with `portZero`, for a listener that takes any free port); with
+    /// `defaultPort`, a bare `IP`, `[IPv6]` or IPv6 literal too.
+    public init?(parsing text: some StringProtocol, defaultPort: UInt16? = nil, portZero: Bool = false) {
+        let text = String(text)
         if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]"), let ip = IPAddress(String(text[text.index(after: text.startIndex)..<close])) else { return nil }
+            guard let close = text.firstIndex(of: "]"),
+                  let ip = IPAddress(String(text[text.index(after: text.startIndex)..<close])), !ip.isIPv4 else { return nil }
             let rest = text[text.index(after: close)...]
-            if rest.isEmpty { self.init(ip: ip, port: defaultPort); return }
-            guard rest.hasPrefix(":"), let p = UInt16(rest.dropFirst()), p != 0 else { return nil }
+            if rest.isEmpty, let defaultPort { self.init(ip: ip, port: defaultPort); return }
+            guard rest.hasPrefix(":"), let p = Self.port(rest.dropFirst(), zero: portZero) else { return nil }
             self.init(ip: ip, port: p)
             return
         }
-        if let ip = IPAddress(text) { self.init(ip: ip, port: defaultPort); return }
+        if let defaultPort, let ip = IPAddress(text) { self.init(ip: ip, port: defaultPort); return }
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2, let ip = IPAddress(String(parts[0])), ip.isIPv4,
-              let p = UInt16(parts[1]), p != 0 else { return nil }
+        guard parts.count == 2, let ip = IPAddress(String(parts[0])), ip.isIPv4, let p = Self.port(parts[1], zero: portZero) else { return nil }
         self.init(ip: ip, port: p)
     }
+
+    public static let expectedForm = "IP:PORT, e.g. 10.0.0.1:6969 or [fd00::1]:6969"
+
+    private static func port(_ text: Substring, zero: Bool) -> UInt16? {
+        guard text.utf8.count <= 5, text.allSatisfy(\.isASCII), let p = UInt16(text), p != 0 || zero else { return nil }
+        return p
+    }
+
+    /// The IP as text, for sockets and logs.
+    public var host: String { ip.description }
 
     public var description: String { ip.isIPv4 ? "\(ip):\(port)" : "[\(ip)]:\(port)" }
 }
