@@ -19,7 +19,7 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("fuzz-gossip", [starling("BitTorrent")]),
     ("fuzz-node-config", [starling("NodeConfig")]),
     ("fuzz-admin", [
-        starling("StarlingNode"), starling("BitTorrent"), nioCore,
+        starling("StarlingNode"), starling("BitTorrent"), starling("Values"), nioCore,
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
     ]),

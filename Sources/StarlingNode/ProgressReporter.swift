@@ -8,6 +8,7 @@ import Glibc
 
 /// Progress for an operator: a bar redrawn in place on a terminal, otherwise a log line
 /// every few seconds (for journald, Ansible and CI logs).
+// @unchecked: its state (`task`, `done`) and the session it reads are touched on `loop` only.
 final class ProgressReporter: @unchecked Sendable {
     private let session: TorrentSession
     private let loop: EventLoop
@@ -26,8 +27,10 @@ final class ProgressReporter: @unchecked Sendable {
 
     func start() {
         let period = tty ? 1 : interval
-        task = loop.scheduleRepeatedTask(initialDelay: .seconds(Int64(period)), delay: .seconds(Int64(period))) { _ in
-            self.report()
+        loop.execute {
+            self.task = self.loop.scheduleRepeatedTask(initialDelay: .seconds(Int64(period)), delay: .seconds(Int64(period))) { _ in
+                self.report()
+            }
         }
     }
 
@@ -38,7 +41,7 @@ final class ProgressReporter: @unchecked Sendable {
         }
     }
 
-    func stop() { task?.cancel() }
+    func stop() { loop.execute { self.task?.cancel() } }
 
     /// Rates are the session's own, smoothed once a second.
     private func report() {

@@ -6,8 +6,8 @@ import Glibc
 #endif
 
 /// An open file descriptor with positional reads and writes that retry on EINTR and short counts.
-public final class FileDescriptor: @unchecked Sendable {
-    // Immutable after init; pread/pwrite are safe from many threads.
+/// Immutable, so shared by threads: pread and pwrite are positional.
+public final class FileDescriptor: Sendable {
     public let fd: Int32
     public let path: String
     /// On tmpfs or ramfs: a read never waits for a disk (and RWF_NOWAIT is refused there).

@@ -1,7 +1,9 @@
+import BitTorrent
+import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
-import BitTorrent
 
 /// Reads pieces of a torrent's data from files on disk with positional reads.
 public final class PieceReader: Sendable {
@@ -51,12 +53,7 @@ public final class PieceReader: Sendable {
         let count = pieces.pieceCount
         guard count > 0 else { return [] }
         let w = max(1, min(workers, count))
-        let digests = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: count * 20)
-        defer { digests.deallocate() }
-        let ring = BufferRing(count: min(w + 2, count), byteCount: pieces.pieceLength)
-        defer { ring.deallocate() }
-        let failure = LockedBox<StorageError?>(nil)
-        let out = UnsafeSendable(digests.baseAddress!)
+        let job = HashJob(pieceCount: count, buffers: min(w + 2, count), byteCount: pieces.pieceLength, hashers: w)
 
         for h in handles { if let h { _ = posix_fadvise(h.fd, 0, 0, Int32(POSIX_FADV_SEQUENTIAL)) } }
         defer { for h in handles { if let h { _ = posix_fadvise(h.fd, 0, 0, Int32(POSIX_FADV_NORMAL)) } } }
@@ -66,109 +63,113 @@ public final class PieceReader: Sendable {
         for _ in 0..<w {
             threads.append(startThread {
                 var hasher = SHA1Hasher()
-                while let (index, buffer) = ring.takeFilled() {
+                while let (index, buffer) = job.takeFilled() {
                     let len = self.pieces.length(ofPiece: index)
-                    hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<len]))
-                    let d = hasher.finalize()
-                    d.bytes.withUnsafeBufferPointer { (out.value + index * 20).update(from: $0.baseAddress!, count: 20) }
-                    ring.giveBack(buffer)
+                    buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<len])) }
+                    job.record(hasher.finalize(), of: index)
+                    job.giveBack(buffer)
                     progress?(index)
                 }
             })
         }
         // Reader: this thread, front to back.
         for index in 0..<count {
-            let buffer = ring.takeEmpty()
+            var buffer = job.takeEmpty()
             let len = pieces.length(ofPiece: index)
             do {
-                try read(offset: pieces.offset(ofPiece: index), into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<len]))
+                try buffer.withUnsafeMutableBytes {
+                    try read(offset: pieces.offset(ofPiece: index), into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<len]))
+                }
             } catch {
-                failure.value = error as? StorageError ?? StorageError("\(error)")
-                ring.giveBack(buffer)
+                job.fail(error as? StorageError ?? StorageError("\(error)"))
+                job.giveBack(buffer)
                 break
             }
-            ring.putFilled(index: index, buffer)
+            job.putFilled(index: index, buffer)
         }
-        ring.close()
+        job.close()
         for t in threads { pthread_join(t, nil) }
-        if let e = failure.value { throw e }
-        return Array(digests)
+        return try job.digests()
     }
 }
 
-/// Piece buffers passed from the reader to the hashers: empty ones wait in `empty`, filled
-/// ones in `filled` (FIFO), both guarded by one mutex with two condition variables.
-final class BufferRing: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var changed = pthread_cond_t()
-    private var empty: [UnsafeMutableRawBufferPointer]
-    private var filled: [(Int, UnsafeMutableRawBufferPointer)] = []
-    private var filledHead = 0
-    private var closed = false
-    private let all: [UnsafeMutableRawBufferPointer]
-
-    init(count: Int, byteCount: Int) {
-        all = (0..<count).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: byteCount, alignment: 4096) }
-        empty = all
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&changed, nil)
+/// One `hashAllPieces`: piece buffers passed from the reader to the hashers (empty ones in
+/// `empty`, filled ones in `filled`, FIFO; each side waits on a semaphore that counts what
+/// the other side handed over), the digests as they are made, and the first failure. A
+/// buffer is an array moved in and out, so only one thread holds it at a time.
+final class HashJob: Sendable {
+    private struct State {
+        var empty: [[UInt8]]
+        var filled: [(Int, [UInt8])] = []
+        var filledHead = 0
+        var digests: [UInt8]
+        var failure: StorageError?
     }
 
-    deinit {
-        pthread_cond_destroy(&changed)
-        pthread_mutex_destroy(&mutex)
-    }
+    private let state: Mutex<State>
+    private let emptyCount: DispatchSemaphore
+    private let filledCount = DispatchSemaphore(value: 0)
+    private let hashers: Int
 
-    func deallocate() { for b in all { b.deallocate() } }
-
-    private func locked<R>(_ body: () -> R) -> R {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return body()
+    init(pieceCount: Int, buffers: Int, byteCount: Int, hashers: Int) {
+        let all = (0..<buffers).map { _ in [UInt8](repeating: 0, count: byteCount) }
+        state = Mutex(State(empty: all, digests: [UInt8](repeating: 0, count: pieceCount * 20)))
+        emptyCount = DispatchSemaphore(value: buffers)
+        self.hashers = hashers
     }
 
     /// Blocks until an empty buffer is free.
-    func takeEmpty() -> UnsafeMutableRawBufferPointer {
-        locked {
-            while empty.isEmpty { pthread_cond_wait(&changed, &mutex) }
-            return empty.removeLast()
-        }
+    func takeEmpty() -> [UInt8] {
+        emptyCount.wait()
+        return state.withLock { $0.empty.removeLast() }
     }
 
-    func putFilled(index: Int, _ buffer: UnsafeMutableRawBufferPointer) {
-        locked {
-            filled.append((index, buffer))
-            pthread_cond_broadcast(&changed)
-        }
+    func giveBack(_ buffer: [UInt8]) {
+        state.withLock { $0.empty.append(buffer) }
+        emptyCount.signal()
     }
 
-    /// Blocks until a filled buffer is ready; nil once the ring is closed and drained.
-    func takeFilled() -> (Int, UnsafeMutableRawBufferPointer)? {
-        locked {
-            while filledHead == filled.count, !closed { pthread_cond_wait(&changed, &mutex) }
-            guard filledHead < filled.count else { return nil }
-            let item = filled[filledHead]
-            filledHead += 1
-            if filledHead == filled.count {
-                filled.removeAll(keepingCapacity: true)
-                filledHead = 0
+    func putFilled(index: Int, _ buffer: [UInt8]) {
+        state.withLock { $0.filled.append((index, buffer)) }
+        filledCount.signal()
+    }
+
+    /// Blocks until a filled buffer is ready; nil once the job is closed and drained.
+    func takeFilled() -> (Int, [UInt8])? {
+        filledCount.wait()
+        return state.withLock { s in
+            guard s.filledHead < s.filled.count else { return nil }
+            let item = s.filled[s.filledHead]
+            s.filledHead += 1
+            if s.filledHead == s.filled.count {
+                s.filled.removeAll(keepingCapacity: true)
+                s.filledHead = 0
             }
             return item
         }
     }
 
-    func giveBack(_ buffer: UnsafeMutableRawBufferPointer) {
-        locked {
-            empty.append(buffer)
-            pthread_cond_broadcast(&changed)
+    /// No more filled buffers will come: hashers finish what is queued, then stop (each
+    /// wakes once more and finds nothing).
+    func close() {
+        for _ in 0..<hashers { filledCount.signal() }
+    }
+
+    func record(_ digest: SHA1Digest, of index: Int) {
+        state.withLock { s in
+            for (i, b) in digest.bytes.enumerated() { s.digests[index * 20 + i] = b }
         }
     }
 
-    /// No more filled buffers will come: hashers finish what is queued, then stop.
-    func close() {
-        locked {
-            closed = true
-            pthread_cond_broadcast(&changed)
+    func fail(_ error: StorageError) {
+        state.withLock { s in if s.failure == nil { s.failure = error } }
+    }
+
+    /// The concatenated digests, or the failure.
+    func digests() throws -> [UInt8] {
+        try state.withLock { s in
+            if let e = s.failure { throw e }
+            return s.digests
         }
     }
 }
@@ -191,35 +192,4 @@ func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
 /// Number of CPUs the process may use.
 public enum System {
     public static var activeProcessorCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
-}
-
-/// A value guarded by a lock, for the few places threads share state.
-public final class LockedBox<T>: @unchecked Sendable {
-    private var stored: T
-    private var mutex = pthread_mutex_t()
-
-    public init(_ value: T) {
-        stored = value
-        pthread_mutex_init(&mutex, nil)
-    }
-
-    deinit { pthread_mutex_destroy(&mutex) }
-
-    public var value: T {
-        get { withLock { $0 } }
-        set { withLock { $0 = newValue } }
-    }
-
-    @discardableResult
-    public func withLock<R>(_ body: (inout T) throws -> R) rethrows -> R {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try body(&stored)
-    }
-}
-
-/// A pointer handed to worker threads that write disjoint ranges of it.
-struct UnsafeSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }

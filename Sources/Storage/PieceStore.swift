@@ -1,4 +1,5 @@
 import BitTorrent
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,10 +10,11 @@ import Glibc
 /// (a file, or a folder for a multi-file torrent) and renames it to `OUT` only when every
 /// piece has been verified, so `OUT` never holds unverified bytes. Existing `.part` data is
 /// re-verified on open, so an interrupted download resumes.
-public final class PieceStore: @unchecked Sendable {
-    // Blocks are read on the event loop while the engine's piece worker writes verified
-    // pieces: the handles are opened once in init and pread/pwrite are positional, so the
-    // two never share state. `finalize` runs on the loop after the last write completed.
+///
+/// Blocks are read on the event loop and a reader thread while the engine's piece worker
+/// writes verified pieces: the handles are opened once in init and pread/pwrite are
+/// positional, so they share no state but `isFinal`.
+public final class PieceStore: Sendable {
     public enum Mode: Sendable { case seed, download }
 
     public let metainfo: Metainfo
@@ -20,10 +22,11 @@ public final class PieceStore: @unchecked Sendable {
     public let pieces: PieceLayout
     /// The final path: the file (single-file torrent) or the folder (multi-file).
     public let target: String
-    public private(set) var isFinal: Bool
+    public var isFinal: Bool { final.load(ordering: .acquiring) }
+    private let final: Atomic<Bool>
     /// True when the download started from nothing: there is no data to verify.
-    public private(set) var isFresh = false
-    private var handles: [FileDescriptor?] = []
+    public let isFresh: Bool
+    private let handles: [FileDescriptor?]
 
     public var partPath: String { target + ".part" }
 
@@ -33,17 +36,20 @@ public final class PieceStore: @unchecked Sendable {
         self.target = target
         layout = FileLayout(files: metainfo.files)
         pieces = metainfo.layout
+        let partPath = target + ".part"
         switch mode {
         case .seed:
-            isFinal = true
+            final = Atomic(true)
+            isFresh = false
             handles = try Self.open(root: target, metainfo: metainfo, writable: false)
         case .download:
-            if FilePaths.exists(target) && !FilePaths.exists(target + ".part") {
+            if FilePaths.exists(target) && !FilePaths.exists(partPath) {
                 // A previous run finished: verify it and seed from it.
-                isFinal = true
+                final = Atomic(true)
+                isFresh = false
                 handles = try Self.open(root: target, metainfo: metainfo, writable: false)
             } else {
-                isFinal = false
+                final = Atomic(false)
                 isFresh = !FilePaths.exists(partPath)
                 try FilePaths.makeDirectories(FilePaths.parent(target))
                 handles = try Self.open(root: partPath, metainfo: metainfo, writable: true)
@@ -124,6 +130,6 @@ public final class PieceStore: @unchecked Sendable {
             throw StorageError("cannot finish: \(target) appeared during the download; the data stays in \(partPath)")
         }
         try FilePaths.rename(partPath, to: target)
-        isFinal = true
+        final.store(true, ordering: .releasing)
     }
 }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Bencode
 import BitTorrent
+import Synchronization
 
 /// Makes v1 .torrent files from a file or a folder, byte-compatible with `mktorrent`
 /// (same info dictionary, hence the same info-hash, for the same name and piece size).
@@ -63,16 +64,10 @@ public struct TorrentBuilder: Sendable {
         }
         let reader = try PieceReader(paths: paths, files: files, pieceLength: pl)
         let count = reader.pieces.pieceCount
-        let done = LockedBox(0)
+        let done = Counter()
         var onPiece: (@Sendable (Int) -> Void)?
         if let report = progress {
-            onPiece = { _ in
-                let n = done.withLock { (v: inout Int) -> Int in
-                    v += 1
-                    return v
-                }
-                report(n, count)
-            }
+            onPiece = { _ in report(done.increment(), count) }
         }
         let hashes = try reader.hashAllPieces(progress: onPiece)
 
@@ -102,4 +97,11 @@ public struct TorrentBuilder: Sendable {
             throw StorageError("internal error: the torrent just built does not parse: \(error)")
         }
     }
+}
+
+/// Pieces hashed so far, counted from the hashing threads.
+private final class Counter: Sendable {
+    private let value = Atomic(0)
+    /// The count after this one.
+    func increment() -> Int { value.add(1, ordering: .relaxed).newValue }
 }

@@ -7,10 +7,11 @@
 /// hash, and no id is ever used twice (the picker and the blame ledger remember departed
 /// peers by id). Iteration follows slot order, which depends only on the order of arrivals
 /// and departures.
-// @unchecked: the slots live in one class instance that values share until a write; every
-// write first makes its own copy unless it is the only owner (copy on write, as `Array`'s
-// buffer), so two values never share memory that changes.
-public struct PeerTable: @unchecked Sendable, Sequence {
+///
+/// The slots live in one class instance that values share until a write; every write first
+/// makes its own copy unless it is the only owner (copy on write, as `Array`'s buffer). Not
+/// `Sendable`: a torrent's state belongs to the one loop (or simulated host) that drives it.
+public struct PeerTable: Sequence {
     private static let slotBits = 20
     private static let slotMask = (1 << slotBits) - 1
 

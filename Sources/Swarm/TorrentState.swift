@@ -9,7 +9,7 @@ import Values
 /// reads a clock, touches a socket or a disk: the same rules run in a process and in a
 /// simulation of thousands of hosts, and tests drive them with a manual clock.
 /// Design notes: docs/design/engine.md.
-public struct TorrentState: Sendable {
+public struct TorrentState {
     // MARK: vocabulary
 
     /// The peer-wire messages the rules read and write. Block payloads stay with the shell:

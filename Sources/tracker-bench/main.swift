@@ -11,6 +11,7 @@
 import BitTorrent
 import NIOCore
 import NIOPosix
+import Synchronization
 import Values
 #if canImport(Glibc)
 import Glibc
@@ -102,27 +103,23 @@ func requestBytes(_ o: Options, peer i: Int, started: Bool) -> [UInt8] {
 }
 
 /// Shared between the event loop threads through a lock.
-final class Stats: @unchecked Sendable {
-    private var lock = pthread_mutex_t()
-    var ok = 0, failures = 0, errors = 0, next = 0
-    /// Requests lost because the server closed a kept-alive connection (opentracker closes
-    /// after every answer): not errors, but after the first one workers stop reusing connections.
-    var drops = 0
+final class Stats: Sendable {
+    struct Counts {
+        var ok = 0, failures = 0, errors = 0, next = 0
+        /// Requests lost because the server closed a kept-alive connection (opentracker closes
+        /// after every answer): not errors, but after the first one workers stop reusing connections.
+        var drops = 0
+        var firstFailure: String?
+    }
     let total: Int
-    var firstFailure: String?
-    init(total: Int) {
-        self.total = total
-        pthread_mutex_init(&lock, nil)
-    }
-    func locked<R>(_ body: (Stats) -> R) -> R {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        return body(self)
-    }
+    private let counts = Mutex(Counts())
+    init(total: Int) { self.total = total }
+    func locked<R: Sendable>(_ body: (inout Counts) -> R) -> R { counts.withLock { body(&$0) } }
 }
 
 /// Drives one connection slot: send, read one response, then the next request (same connection
 /// when keep-alive holds, a new one otherwise) until `stop` says so.
+// @unchecked: a channel handler, used on its channel's event loop only.
 final class Worker: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -250,7 +247,7 @@ func now() -> Double {
 }
 
 /// Runs `concurrency` connection slots over `requests` until `limit` requests completed or `seconds` passed.
-func run(_ o: Options, group: any EventLoopGroup, requests: [[UInt8]], limit: Int?, seconds: Double) -> (Stats, Double) {
+func run(_ o: Options, group: any EventLoopGroup, requests: [[UInt8]], limit: Int?, seconds: Double) -> (Stats.Counts, Double) {
     let stats = Stats(total: requests.count)
     let deadline = now() + seconds
     let stopFlag = Stats(total: 0) // reused for its lock; `next` = 1 means stop
@@ -292,7 +289,7 @@ func run(_ o: Options, group: any EventLoopGroup, requests: [[UInt8]], limit: In
     let elapsed = now() - start
     stopFlag.locked { $0.next = 1 }
     usleep(300_000)
-    return (stats, elapsed)
+    return (stats.locked { $0 }, elapsed)
 }
 
 let o = parseOptions()

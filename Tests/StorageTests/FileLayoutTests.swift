@@ -1,5 +1,6 @@
 import BitTorrent
 import Storage
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -114,9 +115,9 @@ struct PieceReaderTests {
             try writeFile(dir.sub("f"), pseudoRandomBytes(100_000, seed: 4))
             let reader = try PieceReader(paths: [dir.sub("f")], files: [TorrentFile(path: ["f"], length: 100_000)],
                                          pieceLength: 16384)
-            let seen = LockedBox<[Int]>([])
-            _ = try reader.hashAllPieces(workers: 2) { index in seen.withLock { $0.append(index) } }
-            #expect(seen.value.sorted() == Array(0..<7))
+            let seen = Seen()
+            _ = try reader.hashAllPieces(workers: 2) { index in seen.indices.withLock { $0.append(index) } }
+            #expect(seen.indices.withLock { $0 }.sorted() == Array(0..<7))
         }
     }
 
@@ -157,4 +158,9 @@ struct PieceReaderTests {
             }
         }
     }
+}
+
+/// The pieces a progress callback saw, from the hashing threads.
+private final class Seen: Sendable {
+    let indices = Mutex<[Int]>([])
 }

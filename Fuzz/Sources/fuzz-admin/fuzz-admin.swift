@@ -4,13 +4,14 @@ import Logging
 import NIOCore
 import NIOEmbedded
 @testable import StarlingNode
+import Values
 
 /// An engine that is never started (no sockets): the routes only read its state and caps.
 let loop = EmbeddedEventLoop()
 let engine = try! PeerEngine(config: EngineConfig(ip: "127.0.0.1"), loop: loop,
                              logger: Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() }))
 let token = "fuzz-admin-token"
-let listener = NodeHTTPServer.Listener(host: "127.0.0.1", port: 0, admin: true, token: token)
+let listener = NodeHTTPServer.Listener(IPEndpoint(ip: .loopbackIPv4, port: 9461), admin: true, token: token)
 var actions: [AdminAction] = []
 
 /// The admin API as a node serves it: the request head decoder, then the routes. Admin
@@ -22,7 +23,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     var buffer = ByteBuffer(bytes: UnsafeBufferPointer(start: data, count: size))
     while let request = try? decoder.decode(buffer: &buffer) {
         actions.removeAll()
-        let response = NodeRoutes.respond(request, engine: engine, listener: listener,
+        let response = NodeRoutes.respond(request, source: engine, listener: listener,
                                           logger: engine.logger, onAdminAction: { actions.append($0) })
         require((200...599).contains(response.status), "status \(response.status)")
         if !actions.isEmpty {

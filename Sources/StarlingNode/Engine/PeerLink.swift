@@ -5,7 +5,8 @@ import Swarm
 
 /// One peer connection as the shell sees it: the channel and its id in the torrent's rules
 /// (`TorrentState.peers`). Lives on the engine's loop.
-final class PeerLink: @unchecked Sendable {  // confined to the engine loop
+// @unchecked: created, read and changed on the engine's loop only.
+final class PeerLink: @unchecked Sendable {
     let id: Int
     let channel: Channel
     let remote: PeerAddress

@@ -9,6 +9,8 @@ import Swarm
 /// timers into `TorrentState` with the loop's time, and carries out the actions it returns
 /// (wire messages, block reads and writes, piece checks). The rules live in `TorrentState`;
 /// this class moves bytes. Everything runs on the engine's loop, so it needs no locks.
+// @unchecked: every mutable member is touched on `loop` only; callers off the loop go
+// through the engine's snapshots or hop to the loop.
 public final class TorrentSession: @unchecked Sendable {
     public let metainfo: Metainfo
     public var infoHash: InfoHash { metainfo.infoHash }

@@ -25,9 +25,11 @@ public struct NodeStatus: Codable, Sendable, Equatable {
         torrents.first { $0.infoHash == infoHash.hex }
     }
 
-    /// `/status`'s body.
+    /// `/status`'s body, keys sorted (so the text of two samples differs only in values).
     public func json() -> [UInt8] {
-        return (try? Array(JSONEncoder().encode(self))) ?? Array(#"{"error":"status could not be encoded"}"#.utf8)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? Array(encoder.encode(self))) ?? Array(#"{"error":"status could not be encoded"}"#.utf8)
     }
 
     public static func decode(_ body: [UInt8]) throws -> NodeStatus {

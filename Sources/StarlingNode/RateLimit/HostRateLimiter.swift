@@ -12,6 +12,7 @@ import Values
 /// so the host's rate never steps (see docs/monitoring.md).
 ///
 /// Confined to one event loop (the engine runs every connection on it).
+// @unchecked: every mutable member is touched on `loop` only; public methods hop there.
 public final class HostRateLimiter: @unchecked Sendable {
     public enum Direction: String, Sendable { case up, down }
 

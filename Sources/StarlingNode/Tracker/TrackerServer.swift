@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NodeConfig
 import ServiceLifecycle
+import Synchronization
 import Values
 
 /// The HTTP tracker: `/announce`, `/scrape`, `/metrics`, `/healthz` on one TCP listener.
@@ -16,8 +17,8 @@ public final class TrackerServer: Service, Sendable {
     public var configuration: TrackerConfiguration { service.configuration }
     private let group: any EventLoopGroup
     private let ownsGroup: Bool
-    private let running = Locked<(channel: (any Channel)?, housekeeping: Task<Void, Never>?)>((nil, nil))
-    private let connections = Locked(0)
+    private let running = Mutex<(channel: (any Channel)?, housekeeping: Task<Void, Never>?)>((nil, nil))
+    private let connections = Mutex(0)
     private let logger: Logger
 
     public init(configuration: TrackerConfiguration, group: (any EventLoopGroup)? = nil,
@@ -58,14 +59,13 @@ public final class TrackerServer: Service, Sendable {
         }
         let config = configuration
         let service = self.service
-        let connections = self.connections
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             // Accept up to 64 connections per wake-up: most clients open one per announce.
             .serverChannelOption(.maxMessagesPerRead, value: 64)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
+            .childChannelInitializer { [self] channel in
                 let admitted = connections.withLock { n -> Bool in
                     guard n < config.maxConnections else { return false }
                     n += 1
@@ -73,7 +73,7 @@ public final class TrackerServer: Service, Sendable {
                 }
                 // Over the cap: drop at once rather than queue work for a flood.
                 guard admitted else { return channel.close() }
-                channel.closeFuture.whenComplete { _ in connections.withLock { $0 -= 1 } }
+                channel.closeFuture.whenComplete { _ in self.connections.withLock { $0 -= 1 } }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(readTimeout: .seconds(Int64(config.idleTimeout))))

@@ -3,6 +3,7 @@ import Logging
 import Prometheus
 import Storage
 import Swarm
+import Synchronization
 import Values
 
 /// Settings of a tracker (the `starling tracker` options).
@@ -78,9 +79,9 @@ public struct TrackerConfiguration: Sendable {
 /// and returns the HTTP answer. Thread-safe; the NIO handler only frames bytes around it.
 public final class TrackerService: Sendable {
     public let configuration: TrackerConfiguration
-    private let state: Locked<(registry: TrackerRegistry, rng: TrackerRandom)>
-    private let allow: Locked<AllowList?>
-    private let fullScrapeCache = Locked(FullScrapeCache())
+    private let state: Mutex<(registry: TrackerRegistry, rng: TrackerRandom)>
+    private let allow: Mutex<AllowList?>
+    private let fullScrapeCache = Mutex(FullScrapeCache())
     private let metrics = TrackerMetrics()
     let logger: Logger
 
@@ -91,8 +92,8 @@ public final class TrackerService: Sendable {
                                                defaultNumWant: configuration.defaultNumWant,
                                                maxNumWant: configuration.maxNumWant, maxPeers: configuration.maxPeers,
                                                sites: configuration.sites, remotePeers: configuration.remotePeers)
-        state = Locked((TrackerRegistry(configuration: rc), TrackerRandom()))
-        allow = Locked(nil)
+        state = Mutex((TrackerRegistry(configuration: rc), TrackerRandom()))
+        allow = Mutex(nil)
     }
 
     // MARK: Routes
@@ -330,8 +331,8 @@ final class TrackerMetrics: Sendable {
     let peers = StarlingMetrics.gauge("tracker_peers", "Peers the tracker knows, all swarms.")
     /// Per-torrent gauges for the largest swarms only, so label sets stay bounded.
     static let maxTorrentLabels = 100
-    private let perTorrent = Locked<[String: (seeders: Gauge, leechers: Gauge)]>([:])
-    private let perSite = Locked<[String: (seeders: Gauge, leechers: Gauge)]>([:])
+    private let perTorrent = Mutex<[String: (seeders: Gauge, leechers: Gauge)]>([:])
+    private let perSite = Mutex<[String: (seeders: Gauge, leechers: Gauge)]>([:])
 
     /// Peers per site (`--site`), all swarms together: as many series as the map has sites.
     func updateSites(_ totals: [String: ScrapeStats]) {

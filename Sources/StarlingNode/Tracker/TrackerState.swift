@@ -113,28 +113,6 @@ public struct AllowList: Sendable {
     }
 }
 
-/// A mutex-protected value (pthread mutex: no extra package, works on every platform NIO does).
-final class Locked<Value>: @unchecked Sendable {
-    private var value: Value
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-
-    init(_ value: Value) {
-        self.value = value
-        mutex = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-    }
-
-    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return try body(&value)
-    }
-}
 
 /// xoshiro256** seeded from the system: `SystemRandomNumberGenerator` makes a system call
 /// per draw, too slow for tens of thousands of samples a second. Not for secrets.
