@@ -35,7 +35,10 @@ let package = Package(
             "Bencode", "COpenSSL", "Values",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
-        .target(name: "Storage", dependencies: ["BitTorrent", "Values", "CZlib", "CLinux"]),
+        .target(name: "Storage", dependencies: [
+            "BitTorrent", "Values", "CZlib", "CLinux",
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
         // The node's YAML configuration: parsing and validation only (Yams stays here);
         // StarlingNode's NodeDaemon maps it onto the engine, tracker, gossip and HTTP.
         .target(name: "NodeConfig", dependencies: [
@@ -51,6 +54,7 @@ let package = Package(
         ]),
         .target(name: "StarlingNode", dependencies: [
             "BitTorrent", "Storage", "Swarm", "Bencode", "NodeConfig", "Values",
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -67,6 +71,7 @@ let package = Package(
         // Load generator for scripts/bench-tracker.sh (announces/s against any HTTP tracker).
         .executableTarget(name: "tracker-bench", dependencies: [
             "BitTorrent", "Values",
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
@@ -77,7 +82,10 @@ let package = Package(
         ]),
         // Also holds the compatibility tests (mktorrent, libtorrent) and the CLI tests, which
         // run the built `starling` binary.
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "BitTorrent", "Bencode", "Values"]),
+        .testTarget(name: "StorageTests", dependencies: [
+            "Storage", "BitTorrent", "Bencode", "Values",
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
         .testTarget(name: "SwarmTests", dependencies: ["Swarm", "BitTorrent", "Values"]),
         .testTarget(name: "SwarmSimTests", dependencies: ["SwarmSim", "Swarm", "BitTorrent"]),
         .testTarget(name: "StarlingNodeTests", dependencies: [

@@ -53,7 +53,7 @@ public struct TrackerRegistry: Sendable {
     }
 
     public var configuration: Configuration
-    private var swarms: [InfoHash: Swarm] = [:]
+    private var swarms: [InfoHash: SwarmPeers] = [:]
     /// Peers across all swarms.
     public private(set) var peerCount = 0
 
@@ -147,7 +147,7 @@ public struct TrackerRegistry: Sendable {
         }
         let sites = configuration.sites.sites.count
         let remote = configuration.remotePeers
-        swarms[request.infoHash, default: Swarm(sites: sites)].withUpdate { swarm in
+        swarms[request.infoHash, default: SwarmPeers(sites: sites)].withUpdate { swarm in
             outcome = swarm.buckets[b].upsert(entry, seeder: isSeeder, allowNew: !full)
             guard outcome != .refused else { return }
             // Count a download once: when a known leecher turns seeder (whatever the event: some
@@ -216,7 +216,7 @@ public struct TrackerRegistry: Sendable {
         swarms = [:]
         peerCount = 0
         for s in snapshot.swarms {
-            var swarm = Swarm(sites: configuration.sites.sites.count)
+            var swarm = SwarmPeers(sites: configuration.sites.sites.count)
             swarm.downloaded = s.downloaded
             for p in s.peers {
                 guard let ip = p.peer.ip else { continue }
@@ -377,7 +377,7 @@ struct PeerSet: Sendable {
 
 /// One swarm's peers, by site: bucket 0 holds those outside every site (all of them without
 /// a site map), bucket 1 + k those of the map's site k.
-struct Swarm: Sendable {
+struct SwarmPeers: Sendable {
     var buckets: [SiteBucket]
     var downloaded = 0
 
@@ -395,7 +395,7 @@ struct Swarm: Sendable {
         return s
     }
 
-    mutating func withUpdate(_ body: (inout Swarm) -> Void) { body(&self) }
+    mutating func withUpdate(_ body: (inout SwarmPeers) -> Void) { body(&self) }
 
     /// Up to `count` distinct peers, never `me` (in bucket `b`): a seeder draws from leechers
     /// only, a leecher from seeders and leechers. Without sites (`b` is 0) the draw is uniform

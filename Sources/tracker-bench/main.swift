@@ -9,9 +9,9 @@
 // sends regular announces round-robin over the peers from --concurrency connections.
 // Output is one line of JSON.
 import BitTorrent
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
-import Synchronization
 import Values
 #if canImport(Glibc)
 import Glibc
@@ -112,9 +112,9 @@ final class Stats: Sendable {
         var firstFailure: String?
     }
     let total: Int
-    private let counts = Mutex(Counts())
+    private let counts = NIOLockedValueBox(Counts())
     init(total: Int) { self.total = total }
-    func locked<R: Sendable>(_ body: (inout Counts) -> R) -> R { counts.withLock { body(&$0) } }
+    func locked<R: Sendable>(_ body: (inout Counts) -> R) -> R { counts.withLockedValue { body(&$0) } }
 }
 
 /// Drives one connection slot: send, read one response, then the next request (same connection

@@ -5,7 +5,7 @@ import Testing
 /// disk, stopped mid-write. Every honest copy must end byte-identical to the source.
 @Suite(.serialized)
 struct FaultTests {
-    private struct Swarm {
+    private struct Lab {
         let dir: URL
         let file: URL
         let torrent: URL
@@ -14,22 +14,22 @@ struct FaultTests {
     }
 
     private func swarm(_ name: String, net: Int, size: Int = 8 << 20, pieceSize: String = "64KiB",
-                       tracker: Bool = false) async throws -> Swarm {
+                       tracker: Bool = false) async throws -> Lab {
         let dir = try TestPaths.scratch(name)
         let file = dir.appendingPathComponent("artifact.bin")
         try randomData(size, seed: UInt64(net)).write(to: file)
         let extra = tracker ? ["--tracker", "http://127.0.\(net).1:6991/announce"] : []
         let torrent = try await makeTorrent(file, in: dir, extra: ["--piece-size", pieceSize] + extra)
-        return Swarm(dir: dir, file: file, torrent: torrent, size: size, net: "127.0.\(net)")
+        return Lab(dir: dir, file: file, torrent: torrent, size: size, net: "127.0.\(net)")
     }
 
-    private func peer(_ s: Swarm, _ i: Int, port: Int, extra: [String] = [], run: Int = 1) throws -> TestProcess {
+    private func peer(_ s: Lab, _ i: Int, port: Int, extra: [String] = [], run: Int = 1) throws -> TestProcess {
         try TestProcess.starling(["peer", s.torrent.path, s.dir.appendingPathComponent("out\(i).bin").path, "--ip", "\(s.net).\(i)",
                                   "--port-range", "\(port)-\(port)", "--timeout", "90"] + extra,
                                  log: s.dir.appendingPathComponent("peer\(i)-\(run).log"), name: "peer \(i) run \(run)")
     }
 
-    private func expectIdentical(_ s: Swarm, _ peers: some Sequence<Int>) throws {
+    private func expectIdentical(_ s: Lab, _ peers: some Sequence<Int>) throws {
         let original = try Data(contentsOf: s.file)
         for i in peers {
             #expect(try Data(contentsOf: s.dir.appendingPathComponent("out\(i).bin")) == original, "copy \(i) differs")

@@ -1,6 +1,6 @@
 import BitTorrent
+import NIOConcurrencyHelpers
 import Storage
-import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -116,8 +116,8 @@ struct PieceReaderTests {
             let reader = try PieceReader(paths: [dir.sub("f")], files: [TorrentFile(path: ["f"], length: 100_000)],
                                          pieceLength: 16384)
             let seen = Seen()
-            _ = try reader.hashAllPieces(workers: 2) { index in seen.indices.withLock { $0.append(index) } }
-            #expect(seen.indices.withLock { $0 }.sorted() == Array(0..<7))
+            _ = try reader.hashAllPieces(workers: 2) { index in seen.indices.withLockedValue { $0.append(index) } }
+            #expect(seen.indices.withLockedValue { $0 }.sorted() == Array(0..<7))
         }
     }
 
@@ -162,5 +162,5 @@ struct PieceReaderTests {
 
 /// The pieces a progress callback saw, from the hashing threads.
 private final class Seen: Sendable {
-    let indices = Mutex<[Int]>([])
+    let indices = NIOLockedValueBox<[Int]>([])
 }

@@ -1,12 +1,12 @@
 import BitTorrent
 import Logging
+import NIOConcurrencyHelpers
 import NodeConfig
 import NIOCore
 import NIOPosix
 import Prometheus
 import ServiceLifecycle
 import Swarm
-import Synchronization
 import Values
 #if canImport(Glibc)
 import Glibc
@@ -49,7 +49,7 @@ public final class GossipService: Service, Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let peerSink: AsyncStream<GossipDiscoveredPeer>.Continuation
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
     private let metrics: Metrics
 
     private struct State: Sendable {
@@ -118,7 +118,7 @@ public final class GossipService: Service, Sendable {
     }
 
     /// The bound gossip endpoint (its port is the real one when `config.port` was 0); nil before `start`.
-    public var localEndpoint: IPEndpoint? { state.withLock { $0.membership?.gossipEndpoint } }
+    public var localEndpoint: IPEndpoint? { state.withLockedValue { $0.membership?.gossipEndpoint } }
 
     /// Gossips until graceful shutdown, then says goodbye.
     public func run() async throws {
@@ -134,7 +134,7 @@ public final class GossipService: Service, Sendable {
 
     /// Binds and starts gossiping. Throws `GossipConfigError.noKey` without a key unless insecure.
     public func start() async throws {
-        guard state.withLock({ $0.channel == nil && !$0.stopped }) else { return } // started or stopped already
+        guard state.withLockedValue({ $0.channel == nil && !$0.stopped }) else { return } // started or stopped already
         try config.validate()
         let key = try config.effectiveKey()
         if config.key == nil {
@@ -156,7 +156,7 @@ public final class GossipService: Service, Sendable {
         let me = IPEndpoint(ip: config.bindIP, port: port)
         let id = UInt64.random(in: 1...UInt64.max)
         let now = Self.now()
-        state.withLock { s in
+        state.withLockedValue { s in
             var m = GossipMembership(id: id, gossipEndpoint: me, peerAddress: config.peerAddress, scope: config.subnet,
                                      seeds: config.seeds, broadcast: config.broadcast, settings: config.membership,
                                      rng: SystemRandomNumberGenerator(), now: now)
@@ -167,14 +167,14 @@ public final class GossipService: Service, Sendable {
         }
         let interval = TimeAmount.milliseconds(max(10, config.tickIntervalMillis))
         let timer = channel.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { [self] _ in tick() }
-        state.withLock { $0.timer = timer }
+        state.withLockedValue { $0.timer = timer }
         logger.info("gossip on", metadata: ["endpoint": "\(me)", "subnet": "\(config.subnet)",
                                                    "id": "\(String(id, radix: 16))", "seeds": "\(config.seeds.count)"])
     }
 
     /// Tells members we leave, then closes the socket and finishes `discoveredPeers`.
     public func stop() async {
-        let (channel, timer, directives, key): ((any Channel)?, RepeatedTask?, [GossipDirective], GossipKey?) = state.withLock { s in
+        let (channel, timer, directives, key): ((any Channel)?, RepeatedTask?, [GossipDirective], GossipKey?) = state.withLockedValue { s in
             guard !s.stopped else { return (nil, nil, [], nil) }
             s.stopped = true
             let ds = s.membership?.leave(now: Self.now()) ?? []
@@ -194,7 +194,7 @@ public final class GossipService: Service, Sendable {
     /// Replaces what we serve (at most 32 torrents are announced) and our peer-wire port.
     public func announce(torrents: [(InfoHash, complete: Bool)], peerPort: UInt16) {
         let list = torrents.map { GossipTorrent(infoHash: $0.0, complete: $0.complete) }
-        state.withLock { s in
+        state.withLockedValue { s in
             s.torrents = list
             s.peerPort = peerPort
             s.membership?.announce(torrents: list, peerPort: peerPort)
@@ -203,27 +203,27 @@ public final class GossipService: Service, Sendable {
 
     /// Peers (alive or suspect members) serving `infoHash`, as dialable host strings.
     public func knownPeers(for infoHash: InfoHash) -> [(host: String, port: UInt16)] {
-        let peers = state.withLock { $0.membership?.peers(for: infoHash) ?? [] }
+        let peers = state.withLockedValue { $0.membership?.peers(for: infoHash) ?? [] }
         return peers.map { (host: $0.address.description, port: $0.port) }
     }
 
     /// Same as `knownPeers`, with completeness (seeders first is the engine's call).
     public func knownPeerDetails(for infoHash: InfoHash) -> [GossipPeer] {
-        state.withLock { $0.membership?.peers(for: infoHash) ?? [] }
+        state.withLockedValue { $0.membership?.peers(for: infoHash) ?? [] }
     }
 
     /// Current members, sorted by id.
-    public func members() -> [GossipMember] { state.withLock { $0.membership?.members ?? [] } }
+    public func members() -> [GossipMember] { state.withLockedValue { $0.membership?.members ?? [] } }
 
     /// This instance's own counts, keyed `direction/result` (the Prometheus family is process-wide).
-    public func counts() -> [String: Int] { state.withLock { $0.counts } }
+    public func counts() -> [String: Int] { state.withLockedValue { $0.counts } }
 
-    public func membershipStats() -> GossipMembershipStats? { state.withLock { $0.membership?.stats } }
+    public func membershipStats() -> GossipMembershipStats? { state.withLockedValue { $0.membership?.stats } }
 
     // MARK: Runtime
 
     private func tick() {
-        let (directives, channel, key, members, stats, before) = state.withLock { s in
+        let (directives, channel, key, members, stats, before) = state.withLockedValue { s in
             guard !s.stopped, s.membership != nil else {
                 return ([GossipDirective](), (any Channel)?.none, GossipKey?.none, 0, GossipMembershipStats(), GossipMembershipStats())
             }
@@ -245,7 +245,7 @@ public final class GossipService: Service, Sendable {
         let source = IPEndpoint(ip: ip, port: port)
         // Scope first: out-of-subnet senders cost no HMAC.
         guard config.subnet.contains(ip) else { return count(.outOfScope) }
-        guard let key = state.withLock({ $0.key }) else { return }
+        guard let key = state.withLockedValue({ $0.key }) else { return }
         let message: GossipMessage
         do {
             message = try GossipCodec.open(bytes, key: key)
@@ -257,7 +257,7 @@ public final class GossipService: Service, Sendable {
             default: return count(.malformed)
             }
         }
-        let outcome: GossipReceiveOutcome? = state.withLock { s in
+        let outcome: GossipReceiveOutcome? = state.withLockedValue { s in
             guard !s.stopped else { return nil }
             return s.membership?.receive(message, from: source, now: Self.now())
         }
@@ -319,7 +319,7 @@ public final class GossipService: Service, Sendable {
     private func count(_ r: Result, out: Bool = false) {
         (out ? metrics.outbound[r] : metrics.inbound[r])?.increment()
         let key = "\(out ? "out" : "in")/\(r.rawValue)"
-        state.withLock { $0.counts[key, default: 0] += 1 }
+        state.withLockedValue { $0.counts[key, default: 0] += 1 }
     }
 
     private static func now() -> GossipTime {

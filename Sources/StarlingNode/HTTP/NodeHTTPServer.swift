@@ -1,11 +1,11 @@
 import BitTorrent
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NodeConfig
 import ServiceLifecycle
 import Storage
-import Synchronization
 import Values
 
 /// What the node's HTTP endpoints read and change: the peer engine, or on a tracker-only
@@ -51,7 +51,7 @@ public final class NodeHTTPServer: Service, Sendable {
     let logger: Logger
     /// Receives add/remove-torrent actions (a node); nil where the process serves one torrent.
     let onAdminAction: (@Sendable (AdminAction) -> Void)?
-    private let channels = Mutex<[any Channel]>([])
+    private let channels = NIOLockedValueBox<[any Channel]>([])
 
     public init(source: any NodeStatusSource, listeners: [Listener], logger: Logger,
                 onAdminAction: (@Sendable (AdminAction) -> Void)? = nil) {
@@ -98,7 +98,7 @@ public final class NodeHTTPServer: Service, Sendable {
         } catch {
             throw SettingError(listener.admin ? .adminListen : .metricsListen, "cannot listen for HTTP on \(listener.endpoint): \(error)")
         }
-        channels.withLock { $0.append(channel) }
+        channels.withLockedValue { $0.append(channel) }
         let bound = IPEndpoint(ip: listener.endpoint.ip, port: UInt16(channel.localAddress?.port ?? Int(listener.endpoint.port)))
         logger.info(listener.admin ? "admin and metrics listening" : "metrics listening", metadata: ["address": "\(bound)"])
         return channel.localAddress!
@@ -106,7 +106,7 @@ public final class NodeHTTPServer: Service, Sendable {
 
     /// Closes every listener.
     public func close() async {
-        for c in channels.withLock({ l in defer { l = [] }; return l }) { try? await c.close() }
+        for c in channels.withLockedValue({ l in defer { l = [] }; return l }) { try? await c.close() }
     }
 }
 

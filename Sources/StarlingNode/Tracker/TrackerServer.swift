@@ -1,10 +1,10 @@
 import BitTorrent
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NodeConfig
 import ServiceLifecycle
-import Synchronization
 import Values
 
 /// The HTTP tracker: `/announce`, `/scrape`, `/metrics`, `/healthz` on one TCP listener.
@@ -17,8 +17,8 @@ public final class TrackerServer: Service, Sendable {
     public var configuration: TrackerConfiguration { service.configuration }
     private let group: any EventLoopGroup
     private let ownsGroup: Bool
-    private let running = Mutex<(channel: (any Channel)?, housekeeping: Task<Void, Never>?)>((nil, nil))
-    private let connections = Mutex(0)
+    private let running = NIOLockedValueBox<(channel: (any Channel)?, housekeeping: Task<Void, Never>?)>((nil, nil))
+    private let connections = NIOLockedValueBox(0)
     private let logger: Logger
 
     public init(configuration: TrackerConfiguration, group: (any EventLoopGroup)? = nil,
@@ -66,14 +66,14 @@ public final class TrackerServer: Service, Sendable {
             .serverChannelOption(.maxMessagesPerRead, value: 64)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
-                let admitted = connections.withLock { n -> Bool in
+                let admitted = connections.withLockedValue { n -> Bool in
                     guard n < config.maxConnections else { return false }
                     n += 1
                     return true
                 }
                 // Over the cap: drop at once rather than queue work for a flood.
                 guard admitted else { return channel.close() }
-                channel.closeFuture.whenComplete { _ in self.connections.withLock { $0 -= 1 } }
+                channel.closeFuture.whenComplete { _ in self.connections.withLockedValue { $0 -= 1 } }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(readTimeout: .seconds(Int64(config.idleTimeout))))
@@ -93,7 +93,7 @@ public final class TrackerServer: Service, Sendable {
             guard let self else { return }
             await self.housekeeping()
         }
-        running.withLock { $0 = (channel, task) }
+        running.withLockedValue { $0 = (channel, task) }
         let address = channel.localAddress
         let shown = address.map { a in (a.ipAddress.map { $0.contains(":") ? "[\($0)]" : $0 } ?? "?") + ":\(a.port ?? 0)" } ?? "?"
         logger.info("tracker listening on \(shown) (interval \(config.interval)s, peer timeout \(config.peerTimeout)s)")
@@ -102,14 +102,14 @@ public final class TrackerServer: Service, Sendable {
     }
 
     /// The bound port (useful after binding port 0).
-    public var port: Int? { running.withLock { $0.channel?.localAddress?.port } }
+    public var port: Int? { running.withLockedValue { $0.channel?.localAddress?.port } }
 
     /// Open connections right now.
-    public var connectionCount: Int { connections.withLock { $0 } }
+    public var connectionCount: Int { connections.withLockedValue { $0 } }
 
     /// Stops listening, saves state, and releases the event loops it created.
     public func shutdown() async throws {
-        let (channel, task) = running.withLock { r in
+        let (channel, task) = running.withLockedValue { r in
             defer { r = (nil, nil) }
             return r
         }

@@ -1,9 +1,9 @@
 import BitTorrent
 import Logging
+import NIOConcurrencyHelpers
 import Prometheus
 import Storage
 import Swarm
-import Synchronization
 import Values
 
 /// Settings of a tracker (the `starling tracker` options).
@@ -79,9 +79,9 @@ public struct TrackerConfiguration: Sendable {
 /// and returns the HTTP answer. Thread-safe; the NIO handler only frames bytes around it.
 public final class TrackerService: Sendable {
     public let configuration: TrackerConfiguration
-    private let state: Mutex<(registry: TrackerRegistry, rng: TrackerRandom)>
-    private let allow: Mutex<AllowList?>
-    private let fullScrapeCache = Mutex(FullScrapeCache())
+    private let state: NIOLockedValueBox<(registry: TrackerRegistry, rng: TrackerRandom)>
+    private let allow: NIOLockedValueBox<AllowList?>
+    private let fullScrapeCache = NIOLockedValueBox(FullScrapeCache())
     private let metrics = TrackerMetrics()
     let logger: Logger
 
@@ -92,8 +92,8 @@ public final class TrackerService: Sendable {
                                                defaultNumWant: configuration.defaultNumWant,
                                                maxNumWant: configuration.maxNumWant, maxPeers: configuration.maxPeers,
                                                sites: configuration.sites, remotePeers: configuration.remotePeers)
-        state = Mutex((TrackerRegistry(configuration: rc), TrackerRandom()))
-        allow = Mutex(nil)
+        state = NIOLockedValueBox((TrackerRegistry(configuration: rc), TrackerRandom()))
+        allow = NIOLockedValueBox(nil)
     }
 
     // MARK: Routes
@@ -125,7 +125,7 @@ public final class TrackerService: Sendable {
             metrics.announces.invalid.increment()
             return Self.failure(error.message, status: 400)
         }
-        if let allowed = allow.withLock({ $0?.infoHashes }), !allowed.contains(request.infoHash) {
+        if let allowed = allow.withLockedValue({ $0?.infoHashes }), !allowed.contains(request.infoHash) {
             metrics.announces.unknown.increment()
             return Self.failure("unregistered torrent: \(request.infoHash.hex) is not served by this tracker")
         }
@@ -141,7 +141,7 @@ public final class TrackerService: Sendable {
         let result: TrackerRegistry.AnnounceResult
         let jitter: Int
         do {
-            (result, jitter) = try state.withLock { s in
+            (result, jitter) = try state.withLockedValue { s in
                 let r = try s.registry.announce(request, address: address, now: now, using: &s.rng)
                 return (r, Int.random(in: 0...max(0, configuration.interval / 5), using: &s.rng))
             }
@@ -167,9 +167,9 @@ public final class TrackerService: Sendable {
             metrics.scrapes.ok.increment()
             return TrackerHTTPResponse(status: 200, body: fullScrape(now: now))
         }
-        let allowed = allow.withLock { $0?.infoHashes }
+        let allowed = allow.withLockedValue { $0?.infoHashes }
         var files: [InfoHash: ScrapeStats] = [:]
-        state.withLock { s in
+        state.withLockedValue { s in
             for h in request.infoHashes where allowed?.contains(h) ?? true {
                 files[h] = s.registry.stats(h) ?? ScrapeStats(complete: 0, incomplete: 0, downloaded: 0, left: 0)
             }
@@ -199,7 +199,7 @@ public final class TrackerService: Sendable {
     /// request would hold an event loop, and the announces queued on it).
     func fullScrape(now: Int64) -> [UInt8] {
         enum Next { case serve([UInt8]), build(generation: Int) }
-        let next: Next = fullScrapeCache.withLock { cache in
+        let next: Next = fullScrapeCache.withLockedValue { cache in
             if let body = cache.body {
                 let fresh = now >= cache.builtAt && now - cache.builtAt < Int64(configuration.fullScrapeCacheSeconds)
                 if fresh || cache.building { return .serve(body) }
@@ -212,15 +212,15 @@ public final class TrackerService: Sendable {
         case .serve(let body): return body
         case .build(let g): generation = g
         }
-        let allowed = allow.withLock { $0?.infoHashes }
-        let all = state.withLock { $0.registry.allStats() }.filter { allowed?.contains($0.key) ?? true }
+        let allowed = allow.withLockedValue { $0?.infoHashes }
+        let all = state.withLockedValue { $0.registry.allStats() }.filter { allowed?.contains($0.key) ?? true }
         var files = all
         if all.count > Self.maxFullScrape {
             let top = all.sorted { $0.value.complete + $0.value.incomplete > $1.value.complete + $1.value.incomplete }
             files = Dictionary(uniqueKeysWithValues: top.prefix(Self.maxFullScrape).map { ($0.key, $0.value) })
         }
         let body = ScrapeResponse(files: files).encoded()
-        fullScrapeCache.withLock { cache in
+        fullScrapeCache.withLockedValue { cache in
             cache.builds += 1
             cache.building = false
             guard cache.generation == generation else { return }
@@ -231,7 +231,7 @@ public final class TrackerService: Sendable {
     }
 
     /// Full-scrape bodies built so far (each served until it is `fullScrapeCacheSeconds` old).
-    var fullScrapeBuilds: Int { fullScrapeCache.withLock { $0.builds } }
+    var fullScrapeBuilds: Int { fullScrapeCache.withLockedValue { $0.builds } }
 
     /// Most torrents in an answer to a scrape without `info_hash`.
     public static let maxFullScrape = 1000
@@ -249,19 +249,19 @@ public final class TrackerService: Sendable {
     /// Forgets silent peers; returns how many.
     @discardableResult
     public func expire(now: Int64 = TrackerService.unixNow()) -> Int {
-        state.withLock { $0.registry.expire(now: now) }
+        state.withLockedValue { $0.registry.expire(now: now) }
     }
 
     public var counts: (swarms: Int, peers: Int) {
-        state.withLock { ($0.registry.swarmCount, $0.registry.peerCount) }
+        state.withLockedValue { ($0.registry.swarmCount, $0.registry.peerCount) }
     }
 
     public func snapshot() -> TrackerSnapshot {
-        state.withLock { $0.registry.snapshot() }
+        state.withLockedValue { $0.registry.snapshot() }
     }
 
     public func restore(_ snapshot: TrackerSnapshot, now: Int64 = TrackerService.unixNow()) {
-        state.withLock { $0.registry.restore(snapshot, now: now) }
+        state.withLockedValue { $0.registry.restore(snapshot, now: now) }
     }
 
     /// Saves the registry to the state file, if one is configured.
@@ -289,13 +289,13 @@ public final class TrackerService: Sendable {
     @discardableResult
     public func refreshAllowList() throws -> Bool {
         guard let dir = configuration.allowDir else { return false }
-        let current = allow.withLock { $0?.signature }
+        let current = allow.withLockedValue { $0?.signature }
         if let current, try AllowList.currentSignature(folder: dir) == current { return false }
         let list = try AllowList.load(folder: dir)
         for p in list.problems { logger.warning("allow-dir: skipping \(p)") }
-        allow.withLock { $0 = list }
+        allow.withLockedValue { $0 = list }
         // The next full scrape must not serve torrents the new list dropped.
-        fullScrapeCache.withLock { cache in
+        fullScrapeCache.withLockedValue { cache in
             cache.body = nil
             cache.generation += 1
         }
@@ -305,7 +305,7 @@ public final class TrackerService: Sendable {
 
     /// Sets the per-torrent and total gauges from the registry.
     func refreshGauges() {
-        let (stats, sites) = state.withLock { ($0.registry.allStats(), $0.registry.siteTotals()) }
+        let (stats, sites) = state.withLockedValue { ($0.registry.allStats(), $0.registry.siteTotals()) }
         metrics.update(stats)
         metrics.updateSites(sites)
     }
@@ -331,12 +331,12 @@ final class TrackerMetrics: Sendable {
     let peers = StarlingMetrics.gauge("tracker_peers", "Peers the tracker knows, all swarms.")
     /// Per-torrent gauges for the largest swarms only, so label sets stay bounded.
     static let maxTorrentLabels = 100
-    private let perTorrent = Mutex<[String: (seeders: Gauge, leechers: Gauge)]>([:])
-    private let perSite = Mutex<[String: (seeders: Gauge, leechers: Gauge)]>([:])
+    private let perTorrent = NIOLockedValueBox<[String: (seeders: Gauge, leechers: Gauge)]>([:])
+    private let perSite = NIOLockedValueBox<[String: (seeders: Gauge, leechers: Gauge)]>([:])
 
     /// Peers per site (`--site`), all swarms together: as many series as the map has sites.
     func updateSites(_ totals: [String: ScrapeStats]) {
-        perSite.withLock { gauges in
+        perSite.withLockedValue { gauges in
             for (site, s) in totals {
                 let name = site.isEmpty ? "none" : site
                 let g = gauges[name] ?? (
@@ -358,7 +358,7 @@ final class TrackerMetrics: Sendable {
         peers.set(to: Double(stats.values.reduce(0) { $0 + $1.complete + $1.incomplete }))
         let top = stats.sorted { ($0.value.complete + $0.value.incomplete) > ($1.value.complete + $1.value.incomplete) }
             .prefix(Self.maxTorrentLabels)
-        perTorrent.withLock { gauges in
+        perTorrent.withLockedValue { gauges in
             var seen = Set<String>()
             for (hash, s) in top {
                 let label = hash.shortHex
