@@ -75,6 +75,10 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        // What every test target shares: paths, temporary folders, processes, seeded bytes.
+        .target(name: "TestSupport", dependencies: [
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ], path: "Tests/TestSupport"),
         .testTarget(name: "BitTorrentTests", dependencies: [
             "BitTorrent", "Bencode", "Values",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -83,13 +87,13 @@ let package = Package(
         // Also holds the compatibility tests (mktorrent, libtorrent) and the CLI tests, which
         // run the built `starling` binary.
         .testTarget(name: "StorageTests", dependencies: [
-            "Storage", "BitTorrent", "Bencode", "Values",
+            "Storage", "BitTorrent", "Bencode", "Values", "TestSupport",
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         .testTarget(name: "SwarmTests", dependencies: ["Swarm", "BitTorrent", "Values"]),
         .testTarget(name: "SwarmSimTests", dependencies: ["SwarmSim", "Swarm", "BitTorrent"]),
         .testTarget(name: "StarlingNodeTests", dependencies: [
-            "StarlingNode", "BitTorrent", "Storage", "Swarm", "Bencode", "Values", "NodeConfig",
+            "StarlingNode", "BitTorrent", "Storage", "Swarm", "Bencode", "Values", "NodeConfig", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),

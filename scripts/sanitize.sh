@@ -28,7 +28,16 @@ SCRATCH=".build-${SANITIZER:0:1}san"
 # The end-to-end tests run the sanitized `starling` too (CLITests finds it beside the tests).
 export STARLING_BIN=${STARLING_BIN:-$PWD/$SCRATCH/debug/starling}
 ARGS=("$@")
-[ ${#ARGS[@]} -gt 0 ] || ARGS=(--skip AnsibleRolloutTests)
+if [ ${#ARGS[@]} -eq 0 ]; then
+    if [ "$SANITIZER" = thread ]; then
+        # Under TSan memory grows 5-10 x and code runs 5-15 x slower: the tests that bound a
+        # process's RSS or a rate, or time a cut-off, measure the sanitizer, not the code
+        # (they fail there with no report); every other suite runs, the end-to-end ones too.
+        ARGS=(--skip "AnsibleRolloutTests|PackageInstallTests|HostilePeerTests|RateCapTests|CongestionControl|slowClientsAreCutOff")
+    else
+        ARGS=(--skip AnsibleRolloutTests)
+    fi
+fi
 swift build --build-tests --sanitize="$SANITIZER" --scratch-path "$SCRATCH"
 status=0
 swift test --skip-build --sanitize="$SANITIZER" --scratch-path "$SCRATCH" "${ARGS[@]}" || status=$?

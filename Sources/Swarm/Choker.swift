@@ -1,3 +1,4 @@
+import Values
 /// Decides which interested peers we upload to.
 ///
 /// Up to `uploadSlots` interested peers are unchoked: the ones that serve us best while we
@@ -31,7 +32,7 @@ public struct Choker: Sendable {
     public private(set) var optimistic: Int?
     private var lastRotation: UInt64?
 
-    public init(uploadSlots: Int = 16, optimisticPeriod: UInt64 = 30_000_000_000) {
+    public init(uploadSlots: Int = Defaults.uploadSlots, optimisticPeriod: UInt64 = 30_000_000_000) {
         self.uploadSlots = max(1, uploadSlots)
         self.optimisticPeriod = optimisticPeriod
     }

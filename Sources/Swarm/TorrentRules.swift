@@ -1,17 +1,18 @@
 import BitTorrent
+import Values
 
 /// The settings of a torrent's rules (`TorrentState`), each default written here once;
 /// durations in nanoseconds. The defaults suit a fleet rollout on a LAN.
 public struct TorrentRules: Sendable, Equatable {
     /// Most connections per torrent; we dial up to half of them (`TorrentState.dialBudget`).
-    public var maxPeers = 50
+    public var maxPeers = Defaults.maxPeers
     /// Inbound connections accepted beyond `maxPeers`, so peers that dial us are not refused
     /// because our own dials filled the slots.
     public var inboundSlack = 10
     /// Interested peers served at once while downloading, or seeding after a download;
     /// generous, since a fleet is a trusted swarm. (A distinct-first seed serves every
     /// interested peer: see `TorrentState.init`.)
-    public var uploadSlots = 16
+    public var uploadSlots = Defaults.uploadSlots
     /// How far ahead each peer is asked for blocks, in time at the rate it delivers. Enough
     /// to keep our downlink busy, short on purpose: every byte asked for and not yet here sits
     /// in a queue on the way (the sender's socket, its uplink, our downlink), and a fresh piece

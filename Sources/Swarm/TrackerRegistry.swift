@@ -31,8 +31,12 @@ public struct TrackerRegistry: Sendable {
         /// Enough that each site stays joined to the others when some peers leave, few enough
         /// that connections (and what flows over them) stay mostly inside the site.
         public static let defaultRemotePeers = 4
+        public static let defaultNumWant = 50
+        public static let defaultMaxNumWant = 200
+        public static let defaultMaxPeers = 2_000_000
 
-        public init(peerTimeout: Int64 = 60, defaultNumWant: Int = 50, maxNumWant: Int = 200, maxPeers: Int = 2_000_000,
+        public init(peerTimeout: Int64 = 60, defaultNumWant: Int = Configuration.defaultNumWant,
+                    maxNumWant: Int = Configuration.defaultMaxNumWant, maxPeers: Int = Configuration.defaultMaxPeers,
                     sites: SiteMap = SiteMap(), remotePeers: Int = Configuration.defaultRemotePeers) {
             self.peerTimeout = peerTimeout
             self.defaultNumWant = defaultNumWant

@@ -134,8 +134,8 @@ public final class Simulation {
             }
             let id = Array("-SL0100-".utf8) + Array(String(i, radix: 36).leftPadded(to: 12).utf8)
             let have = Bitfield(count: layout.pieceCount, allSet: i == 0)
-            var host = Host(index: i, address: PeerAddress(host: ip, port: 6881),
-                            gossipEndpoint: IPEndpoint(ip: IPAddress(ip)!, port: 6890), peerID: id,
+            var host = Host(index: i, address: PeerAddress(host: ip, port: Defaults.portRange.lowerBound),
+                            gossipEndpoint: IPEndpoint(ip: IPAddress(ip)!, port: Defaults.gossipPort), peerID: id,
                             site: scenario.site(of: i),
                             state: TorrentState(layout: layout, have: have, rules: rules, ownPeerID: id, ownAddress: ip,
                                                 seed: random.next(), now: 0),
@@ -163,7 +163,7 @@ public final class Simulation {
             var m = GossipMembership(id: random.next() | 1, gossipEndpoint: hosts[i].gossipEndpoint, scope: Self.gossipScope,
                                      seeds: seeds, settings: scenario.gossip, rng: SplitMix64(seed: random.next()),
                                      now: gossipTime(t))
-            m.announce(torrents: [GossipTorrent(infoHash: infoHash, complete: hosts[i].doneAt != nil)], peerPort: 6881)
+            m.announce(torrents: [GossipTorrent(infoHash: infoHash, complete: hosts[i].doneAt != nil)], peerPort: UInt16(Defaults.portRange.lowerBound))
             hosts[i].gossip = m
             schedule(.timer(.gossip, i, epoch), at: t)
         } else {
@@ -442,7 +442,7 @@ public final class Simulation {
                     hosts[h].doneAt = now
                     if !hosts[h].liar { completed += 1 }
                     if scenario.trackerDead {
-                        hosts[h].gossip?.announce(torrents: [GossipTorrent(infoHash: infoHash, complete: true)], peerPort: 6881)
+                        hosts[h].gossip?.announce(torrents: [GossipTorrent(infoHash: infoHash, complete: true)], peerPort: UInt16(Defaults.portRange.lowerBound))
                     } else {
                         announce(h)
                     }

@@ -56,7 +56,7 @@ struct CtlCommand: AsyncParsableCommand {
 
 /// Where the admin endpoint is and how to prove the right to use it.
 struct AdminOptions: ParsableArguments {
-    @Option(name: .long, help: "The node's admin URL.") var admin: String = "http://127.0.0.1:9461"
+    @Option(name: .long, help: "The node's admin URL.") var admin: String = "http://\(Defaults.adminListen)"
     @Option(name: .long, help: "File holding the admin bearer token, if the node requires one.") var tokenFile: String?
 
     func send(_ path: String, method: String) async throws -> String {

@@ -22,7 +22,7 @@ struct StatusCommand: AsyncParsableCommand {
         """
     )
 
-    @Option(name: .long, help: "The node's metrics/status URL.") var node: String = "http://127.0.0.1:9460"
+    @Option(name: .long, help: "The node's metrics/status URL.") var node: String = "http://127.0.0.1:\(Defaults.metricsPort)"
     @Option(name: .long, help: "A tracker announce URL to scrape instead of asking a node.") var tracker: String?
     @Option(name: .long, help: "The .torrent whose swarm to show (with --tracker).") var torrent: String?
     @Flag(name: .long, help: "Print the raw JSON.") var json = false

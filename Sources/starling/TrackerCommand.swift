@@ -54,13 +54,13 @@ struct TrackerCommand: AsyncParsableCommand {
     var trustedCidr: [String] = []
 
     @Option(name: .long, help: "Seconds between state saves.")
-    var saveInterval: Int = 30
+    var saveInterval: Int = TrackerConfiguration.defaultSaveInterval
 
     @Option(name: .long, help: "Most peers handed out per announce.")
-    var maxNumwant: Int = 200
+    var maxNumwant: Int = TrackerRegistry.Configuration.defaultMaxNumWant
 
     @Option(name: .long, help: "Most connections open at once.")
-    var maxConnections: Int = 10_000
+    var maxConnections: Int = TrackerConfiguration.defaultMaxConnections
 
     @Option(name: .long, help: "Event-loop threads (default: one per core).")
     var threads: Int?

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// ansible/rollout.yml over real SSH: tests/ansible/run_rollout_test.sh builds 12 hosts in
@@ -7,7 +8,7 @@ import Testing
 /// checks every sha256, that the processes stopped and the scratch files are gone, pushes a
 /// second artifact to the installed fleet (timed), reruns with one host's sshd stopped (that
 /// host must be named, the others must finish), and times `ansible -m copy` of the same file.
-@Suite(.serialized)
+@Suite(.serialized, .tags(.endToEnd))
 struct AnsibleRolloutTests {
     static let script = TestPaths.packageRoot.appendingPathComponent("tests/ansible/run_rollout_test.sh").path
     static let ready = getuid() == 0 && TestPaths.which("ip") != nil

@@ -1,9 +1,10 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// Starling against clients nobody here wrote: libtorrent (python3-libtorrent), aria2 and
 /// opentracker, all from Debian. Each test skips only when its tool is not installed.
-@Suite(.serialized)
+@Suite(.serialized, .tags(.endToEnd))
 struct CompatibilityTests {
     static let haveLibtorrent: Bool = {
         let p = Process()

@@ -1,9 +1,10 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// Faults in a running swarm of real processes on loopback: parts killed, restarted, out of
 /// disk, stopped mid-write. Every honest copy must end byte-identical to the source.
-@Suite(.serialized)
+@Suite(.serialized, .tags(.endToEnd))
 struct FaultTests {
     private struct Lab {
         let dir: URL

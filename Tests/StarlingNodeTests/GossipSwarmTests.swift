@@ -1,8 +1,9 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The swarm without its tracker: peers find each other by UDP gossip (real processes on loopback).
-@Suite(.serialized)
+@Suite(.serialized, .tags(.endToEnd))
 struct GossipSwarmTests {
     static func gossipArgs(subnet: String, seed: String, keyFile: URL) -> [String] {
         ["--gossip-subnet", subnet, "--gossip-seed", seed, "--gossip-key-file", keyFile.path]

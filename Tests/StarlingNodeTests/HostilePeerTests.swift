@@ -1,10 +1,11 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// Hostile peers against real `starling` processes on loopback: liars must not get honest
 /// senders banned, floods must not grow memory, idle connections must not hold every slot,
 /// and the allow-list keeps strangers out. Serialized: each test wants both cores.
-@Suite(.serialized)
+@Suite(.serialized, .tags(.endToEnd))
 struct HostilePeerTests {
     /// Memory a seed or a peer may reach under any flood (the bar).
     static let rssLimitKiB = 64 * 1024

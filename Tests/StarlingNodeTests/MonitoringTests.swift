@@ -1,11 +1,12 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The monitoring kit (grafana/, config/prometheus/, config/zabbix/) checked for real: every
 /// PromQL expression of the dashboard and the alert rules runs against a real Prometheus that
 /// scrapes a live loopback swarm; promtool checks and unit-tests the rules; the Zabbix
 /// UserParameters answer through `zabbix_agentd -t` against a running seeder.
-@Suite(.serialized)
+@Suite(.serialized, .tags(.endToEnd))
 struct MonitoringTests {
     static let root = TestPaths.packageRoot
     static var dashboardURL: URL { root.appendingPathComponent("grafana/dashboards/starling-rollout.json") }

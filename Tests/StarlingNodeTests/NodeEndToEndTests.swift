@@ -1,11 +1,12 @@
 import Foundation
+import TestSupport
 import StarlingNode
 import Testing
 
 /// Three `starling node` processes from configuration files on loopback: a tracker+seeder and
 /// two peers finish a torrent; a real Prometheus scrapes all three; SIGHUP changes a cap;
 /// SIGTERM stops each node cleanly.
-@Suite(.serialized)
+@Suite(.serialized, .tags(.endToEnd))
 struct NodeEndToEndTests {
     static func write(_ text: String, to url: URL) throws { try text.write(to: url, atomically: true, encoding: .utf8) }
 
@@ -134,7 +135,7 @@ struct NodeEndToEndTests {
 }
 
 /// Bad entries a node meets on its own disk: each is logged and skipped, none stops the node.
-@Suite(.serialized)
+@Suite(.serialized, .tags(.endToEnd))
 struct NodeBadEntriesTests {
     @Test func watchFolderSkipsBrokenLinksAndAdminRefusesAFIFO() async throws {
         let dir = try TestPaths.scratch("node-bad-entries")

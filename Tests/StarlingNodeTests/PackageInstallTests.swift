@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The .deb and the bare static binary on a host without Swift:
@@ -9,7 +10,7 @@ import Testing
 /// then the Ansible role installs the .deb over SSH into a root with sshd (starling_package).
 /// The packages come from dist/ (scripts/package.sh builds them there when they are missing
 /// or from another commit: a static release build, 3-5 minutes on 2 cores).
-@Suite(.serialized)
+@Suite(.serialized, .tags(.endToEnd))
 struct PackageInstallTests {
     static let script = TestPaths.packageRoot.appendingPathComponent("tests/packaging/run_package_test.sh").path
     static let ready = getuid() == 0 && TestPaths.which("ip") != nil && TestPaths.which("chroot") != nil

@@ -1,9 +1,10 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// A host-wide cap lowered while a transfer runs (`starling ctl rate` against the seeder's
 /// admin endpoint) is in force within a second, as the seeder's own byte counters show.
-@Suite(.serialized)
+@Suite(.serialized, .tags(.endToEnd))
 struct RateCapTests {
     /// `uploaded` bytes from the seeder's /status, and the seeder's clock when it answered.
     static func uploaded(_ statusURL: String, dir: URL) async throws -> (bytes: Int, at: Double) {
@@ -73,7 +74,7 @@ struct RateCapTests {
 }
 
 /// A seeder's admin listener off loopback answers only requests that carry its token.
-@Suite(.serialized)
+@Suite(.serialized, .tags(.endToEnd))
 struct AdminTokenTests {
     @Test func adminOnAllAddressesRefusesRequestsWithoutTheToken() async throws {
         let dir = try TestPaths.scratch("admintoken")

@@ -1,9 +1,10 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// Real `starling` processes on loopback addresses (Linux routes all of 127.0.0.0/8 to lo).
 /// Serialized: each test is a small swarm that wants both cores.
-@Suite(.serialized)
+@Suite(.serialized, .tags(.endToEnd))
 struct SwarmEndToEndTests {
     /// One seeder and eight peers fetch a multi-file torrent (nested folders, an empty file,
     /// a file spanning many pieces); every copy is byte-identical.

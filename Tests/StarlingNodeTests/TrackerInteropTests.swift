@@ -1,13 +1,14 @@
 import BitTorrent
 import Foundation
 import Storage
+import TestSupport
 import Testing
 @testable import StarlingNode
 
 /// Stock clients through a Starling tracker: a libtorrent seeder and an aria2c leecher find
 /// each other only through the tracker (DHT, LSD, PEX, UPnP, NAT-PMP off) and complete the
 /// download; then aria2c seeds and a libtorrent leecher fetches from it.
-@Suite("Tracker interoperability", .serialized)
+@Suite("Tracker interoperability", .serialized, .tags(.endToEnd))
 struct TrackerInteropTests {
     static let aria2 = "/usr/bin/aria2c"
     static let python = "/usr/bin/python3"
@@ -223,7 +224,7 @@ struct TrackerInteropTests {
 }
 
 /// The `starling tracker` command itself: logs, SIGTERM, state saved, exit 0.
-@Suite("starling tracker command", .serialized)
+@Suite("starling tracker command", .serialized, .tags(.endToEnd))
 struct TrackerCommandTests {
     /// `.build/debug/starling`, found from this source file's path (the package root is three levels up).
     static var binary: String {

@@ -1,26 +1,12 @@
 import Foundation
+import TestSupport
 import Testing
 import Values
 
-/// Runs the built `starling` binary. `swift test` builds the executable product first, so it is
-/// beside the test bundle, normally `<package root>/.build/debug/starling`; `STARLING_BIN`
-/// overrides the location.
+/// Runs the built `starling` binary (`TestPaths.starling`).
 enum StarlingBinary {
-    static let packageRoot: String = {
-        // <root>/Tests/StorageTests/CLITests.swift
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-
-    static let path: String = {
-        if let explicit = ProcessInfo.processInfo.environment["STARLING_BIN"] { return explicit }
-        // Beside the test bundle first (covers `-c release` and `--build-path`), then the default.
-        let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("starling").path
-        if FileManager.default.isExecutableFile(atPath: besideTests) { return besideTests }
-        return packageRoot + "/.build/debug/starling"
-    }()
+    static var packageRoot: String { TestPaths.packageRoot.path }
+    static var path: String { TestPaths.starling }
 
     static func run(_ args: [String], cwd: String? = nil) throws -> RunResult {
         guard FileManager.default.isExecutableFile(atPath: path) else {
@@ -47,7 +33,7 @@ func listing(_ dir: String) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
 }
 
-@Suite("starling CLI", .serialized, .timeLimit(.minutes(3)))
+@Suite("starling CLI", .serialized, .timeLimit(.minutes(3)), .tags(.endToEnd))
 struct CLITests {
     // MARK: help and version
 

@@ -1,6 +1,7 @@
 import BitTorrent
 import NIOConcurrencyHelpers
 import Storage
+import TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc

@@ -1,11 +1,12 @@
 import BitTorrent
 import Foundation
+import TestSupport
 import Storage
 import Testing
 
 /// Checks against tools nobody here wrote: mktorrent (Debian) and libtorrent (python3-libtorrent).
 /// Each test is skipped only when its tool is absent; CI installs both.
-@Suite("make-torrent compatibility", .timeLimit(.minutes(3)))
+@Suite("make-torrent compatibility", .timeLimit(.minutes(3)), .tags(.endToEnd))
 struct MakeTorrentCompatibilityTests {
     static let tracker = "http://10.0.0.1:6969/announce"
 

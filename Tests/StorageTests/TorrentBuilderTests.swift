@@ -1,6 +1,7 @@
 import Bencode
 import BitTorrent
 import Storage
+import TestSupport
 import Testing
 
 @Suite("TorrentBuilder")

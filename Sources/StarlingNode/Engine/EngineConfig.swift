@@ -14,7 +14,7 @@ public struct EngineConfig: Sendable {
     /// Address to listen on when it is not `ip`: "0.0.0.0" or "::" when `--ip` was left out.
     public var listenIP: String?
     /// Listen ports are taken from this range, first free one (firewalls open just this range).
-    public var portRange: ClosedRange<Int> = 6881...6889
+    public var portRange: ClosedRange<Int> = Defaults.portRange
     public var randomPort = false
     /// Host-wide caps in bytes per second; 0 = unlimited.
     public var upRate: Int64 = 0

@@ -4,8 +4,7 @@ import Values
 
 /// Everything `GossipService` needs; built from `--gossip-*` flags or the node config.
 public struct GossipConfig: Sendable {
-    /// 6890: clear of BEP 14 local service discovery (6771) and the usual peer-wire range 6881-6889.
-    public static let defaultPort: UInt16 = 6890
+    public static let defaultPort = Defaults.gossipPort
 
     /// `--gossip-subnet`: nothing outside it is learned, answered or contacted.
     public var subnet: CIDR

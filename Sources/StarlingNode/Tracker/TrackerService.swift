@@ -8,6 +8,9 @@ import Values
 
 /// Settings of a tracker (the `starling tracker` options).
 public struct TrackerConfiguration: Sendable {
+    public static let defaultSaveInterval = 30
+    public static let defaultMaxConnections = 10_000
+
     public var host: String
     public var port: Int
     /// Announce interval handed to clients, seconds; each answer adds up to 20 % jitter so
@@ -45,10 +48,12 @@ public struct TrackerConfiguration: Sendable {
     /// Peers of other sites handed to a peer in a site per announce.
     public var remotePeers: Int
 
-    public init(host: String = "0.0.0.0", port: Int = 6969, interval: Int = 15, minInterval: Int? = nil,
-                peerTimeout: Int? = nil, defaultNumWant: Int = 50, maxNumWant: Int = 200, maxPeers: Int = 2_000_000,
-                allowDir: String? = nil, allowDirPollInterval: Int = 2, stateFile: String? = nil, saveInterval: Int = 30,
-                trustedNetworks: [CIDR] = [], maxHeadSize: Int = 8192, maxConnections: Int = 10_000,
+    public init(host: String = "0.0.0.0", port: Int = 6969, interval: Int = Defaults.trackerInterval, minInterval: Int? = nil,
+                peerTimeout: Int? = nil, defaultNumWant: Int = TrackerRegistry.Configuration.defaultNumWant,
+                maxNumWant: Int = TrackerRegistry.Configuration.defaultMaxNumWant,
+                maxPeers: Int = TrackerRegistry.Configuration.defaultMaxPeers,
+                allowDir: String? = nil, allowDirPollInterval: Int = 2, stateFile: String? = nil, saveInterval: Int = TrackerConfiguration.defaultSaveInterval,
+                trustedNetworks: [CIDR] = [], maxHeadSize: Int = 8192, maxConnections: Int = TrackerConfiguration.defaultMaxConnections,
                 idleTimeout: Int = 15, threads: Int? = nil, fullScrapeCacheSeconds: Int = 5,
                 sites: SiteMap = SiteMap(), remotePeers: Int = TrackerRegistry.Configuration.defaultRemotePeers) {
         self.host = host

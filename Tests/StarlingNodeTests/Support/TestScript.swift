@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// A test script (bash) run to its end, its output kept in a log file of a scratch folder,
 /// bounded by a deadline (then SIGTERM, which runs the script's cleanup trap).
