@@ -345,8 +345,8 @@ struct TrackerServerTests {
     @Test func peerIDHijackIsRefusedAndTrustedProxiesKeepTheirMeaning() throws {
         let proxy = try CIDR(parsing: "192.168.0.0/24")
         let service = TrackerService(configuration: TrackerConfiguration(host: "127.0.0.1", port: 0, trustedNetworks: [proxy]))
-        func announce(_ request: AnnounceRequest, from address: String) -> TrackerHTTPResponse {
-            service.handle(TrackerHTTPRequest(method: "GET", target: "/announce?" + request.queryString(), keepAlive: true),
+        func announce(_ request: AnnounceRequest, from address: String) -> HTTPResponse {
+            service.handle(HTTPRequest(method: "GET", target: "/announce?" + request.queryString(), keepAlive: true),
                            remote: IPAddress(address), now: 1000)
         }
         func seenBy(_ n: Int) throws -> (peers: [TrackerPeer], body: [UInt8]) {
@@ -376,14 +376,14 @@ struct TrackerServerTests {
         let service = TrackerService(configuration: TrackerConfiguration(host: "127.0.0.1", port: 0, fullScrapeCacheSeconds: 5))
         service.restore(Self.swarms(100_000), now: 1000)
         #expect(service.counts.swarms == 100_000)
-        let scrape = TrackerHTTPRequest(method: "GET", target: "/scrape", keepAlive: true)
+        let scrape = HTTPRequest(method: "GET", target: "/scrape", keepAlive: true)
         let me = IPAddress("10.0.0.1")
         let first = service.handle(scrape, remote: me, now: 1000)
         #expect(try ScrapeResponse.decode(first.body).files.count == TrackerService.maxFullScrape)
         for t in Int64(1000)...1004 {
             for _ in 0..<20 { #expect(service.handle(scrape, remote: me, now: t).body == first.body) }
             // Announces go on meanwhile; they do not rebuild the body.
-            #expect(service.handle(TrackerHTTPRequest(method: "GET", target: "/announce?" + S.request(Self.hash, Int(t), left: 5).queryString(),
+            #expect(service.handle(HTTPRequest(method: "GET", target: "/announce?" + S.request(Self.hash, Int(t), left: 5).queryString(),
                                                       keepAlive: true), remote: me, now: t).status == 200)
         }
         #expect(service.fullScrapeBuilds == 1)
@@ -424,9 +424,9 @@ struct TrackerServerTests {
         let me = IPAddress("10.0.0.1")
         for h in [h1, h2] {
             let q = S.request(h, 1, left: 0).queryString()
-            #expect(service.handle(TrackerHTTPRequest(method: "GET", target: "/announce?" + q, keepAlive: true), remote: me, now: 1000).status == 200)
+            #expect(service.handle(HTTPRequest(method: "GET", target: "/announce?" + q, keepAlive: true), remote: me, now: 1000).status == 200)
         }
-        let scrape = TrackerHTTPRequest(method: "GET", target: "/scrape", keepAlive: true)
+        let scrape = HTTPRequest(method: "GET", target: "/scrape", keepAlive: true)
         #expect(Set(try ScrapeResponse.decode(service.handle(scrape, remote: me, now: 1000).body).files.keys) == [h1, h2])
         FilePaths.remove(dir + "/two.torrent")
         #expect(try service.refreshAllowList())
@@ -453,26 +453,26 @@ struct TrackerServerTests {
             bytes[0] = UInt8(t & 0xff)
             bytes[1] = UInt8(t >> 8)
             let q = S.request(InfoHash(bytes: bytes)!, 1, left: 0).queryString()
-            let r = service.handle(TrackerHTTPRequest(method: "GET", target: "/announce?" + q, keepAlive: true), remote: me)
+            let r = service.handle(HTTPRequest(method: "GET", target: "/announce?" + q, keepAlive: true), remote: me)
             #expect(r.status == 200)
         }
         #expect(service.counts == (TrackerService.maxFullScrape + 1, TrackerService.maxFullScrape + 1))
-        let all = service.handle(TrackerHTTPRequest(method: "GET", target: "/scrape", keepAlive: true), remote: me)
+        let all = service.handle(HTTPRequest(method: "GET", target: "/scrape", keepAlive: true), remote: me)
         #expect(try ScrapeResponse.decode(all.body).files.count == TrackerService.maxFullScrape)
         // No source address (e.g. a unix socket) and no trusted ip=: refused, not guessed.
-        let anon = service.handle(TrackerHTTPRequest(method: "GET", target: "/announce?" + S.request(Self.hash, 1, left: 0).queryString(),
+        let anon = service.handle(HTTPRequest(method: "GET", target: "/announce?" + S.request(Self.hash, 1, left: 0).queryString(),
                                                      keepAlive: true), remote: nil)
         #expect(anon.status == 400)
-        #expect(service.handle(TrackerHTTPRequest(method: "DELETE", target: "/announce", keepAlive: true), remote: me).status == 405)
+        #expect(service.handle(HTTPRequest(method: "DELETE", target: "/announce", keepAlive: true), remote: me).status == 405)
     }
 
     @Test func requestHeadParser() throws {
-        let r = try TrackerRequestDecoder.parseHead(Array("GET /a?b=c HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n".utf8))
-        #expect(r == TrackerHTTPRequest(method: "GET", target: "/a?b=c", keepAlive: true))
+        let r = try HTTPRequestDecoder.parseHead(Array("GET /a?b=c HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n".utf8))
+        #expect(r == HTTPRequest(method: "GET", target: "/a?b=c", keepAlive: true))
         #expect(r.path == "/a" && r.query == "b=c")
-        let close = try TrackerRequestDecoder.parseHead(Array("GET / HTTP/1.1\nConnection: close\n\n".utf8))
+        let close = try HTTPRequestDecoder.parseHead(Array("GET / HTTP/1.1\nConnection: close\n\n".utf8))
         #expect(!close.keepAlive)
-        #expect(throws: TrackerHTTPError.self) { try TrackerRequestDecoder.parseHead(Array("GET http://x/ HTTP/1.1\r\n\r\n".utf8)) }
+        #expect(throws: HTTPRequestError.self) { try HTTPRequestDecoder.parseHead(Array("GET http://x/ HTTP/1.1\r\n\r\n".utf8)) }
     }
 }
 

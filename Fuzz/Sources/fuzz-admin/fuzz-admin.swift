@@ -19,7 +19,7 @@ var actions: [AdminAction] = []
 /// action is taken only with the bearer token, and an added torrent is an absolute path.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    var decoder = TrackerRequestDecoder(maxHeadSize: 8192)
+    var decoder = HTTPRequestDecoder(maxHeadSize: 8192)
     var buffer = ByteBuffer(bytes: UnsafeBufferPointer(start: data, count: size))
     while let request = try? decoder.decode(buffer: &buffer) {
         actions.removeAll()

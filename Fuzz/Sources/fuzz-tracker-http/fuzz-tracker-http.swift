@@ -24,12 +24,12 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 }
 
 struct Decoded: Equatable {
-    var requests: [TrackerHTTPRequest] = []
+    var requests: [HTTPRequest] = []
     var error: String?
 }
 
 func decodeAll(_ chunks: [ArraySlice<UInt8>]) -> Decoded {
-    var decoder = TrackerRequestDecoder(maxHeadSize: 1024)
+    var decoder = HTTPRequestDecoder(maxHeadSize: 1024)
     var buffer = ByteBuffer()
     var out = Decoded()
     for chunk in chunks {

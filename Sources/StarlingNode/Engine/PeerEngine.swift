@@ -12,6 +12,12 @@ import Values
 /// The peer-wire runtime of one process: a listener on a port from the configured range,
 /// a dialler, the host-wide rate limiter and the torrent sessions, all on one event loop.
 /// A `Service`: it listens when run and closes every connection on graceful shutdown.
+///
+/// The concurrency rule of the whole runtime: state is confined to an event loop (this
+/// engine's, for everything of the peer wire) or an actor (the node's controller, the
+/// tracker announcer); callers off the loop get snapshots (`snapshot()`, `status(of:)`)
+/// through async calls; what threads must share sits in a `NIOLockedValueBox`; only the NIO
+/// shell is `@unchecked Sendable`, each type saying why (docs/design/runtime.md).
 public final class PeerEngine: Service, NodeStatusSource, @unchecked Sendable {
     // Safe because every mutable member is touched only on `loop` (public methods hop there).
     public let config: EngineConfig

@@ -87,7 +87,7 @@ public final class NodeHTTPServer: Service, Sendable {
                     ch.eventLoop.makeCompletedFuture {
                         let sync = ch.pipeline.syncOperations
                         try sync.addHandler(IdleStateHandler(readTimeout: .seconds(30)))
-                        try sync.addHandler(ByteToMessageHandler(TrackerRequestDecoder(maxHeadSize: 8192)))
+                        try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(maxHeadSize: 8192)))
                         try sync.addHandler(HTTPRequestHandler(requestTimeout: .seconds(30)) { request, _ in
                             NodeRoutes.respond(request, source: source, listener: listener, logger: logger,
                                                onAdminAction: onAdminAction)
@@ -112,12 +112,12 @@ public final class NodeHTTPServer: Service, Sendable {
 
 /// The routes, as a pure function of the request and the node's state.
 enum NodeRoutes {
-    static func respond(_ request: TrackerHTTPRequest, source: any NodeStatusSource, listener: NodeHTTPServer.Listener,
-                        logger: Logger, onAdminAction: (@Sendable (AdminAction) -> Void)? = nil) -> TrackerHTTPResponse {
+    static func respond(_ request: HTTPRequest, source: any NodeStatusSource, listener: NodeHTTPServer.Listener,
+                        logger: Logger, onAdminAction: (@Sendable (AdminAction) -> Void)? = nil) -> HTTPResponse {
         let query = try? QueryParameters(parsing: request.query)
         func param(_ key: String) -> String? { query?.values(key).first.map { String(decoding: $0, as: UTF8.self) } }
         /// nil when the caller may use admin actions, else the refusal.
-        func refuseAdmin() -> TrackerHTTPResponse? {
+        func refuseAdmin() -> HTTPResponse? {
             guard listener.admin else { return json(404, #"{"error":"admin actions are on the admin listener"}"#) }
             if let token = listener.token, request.authorization != "Bearer \(token)" {
                 return json(401, #"{"error":"missing or wrong bearer token"}"#)
@@ -126,12 +126,12 @@ enum NodeRoutes {
         }
         switch (request.method, String(request.path)) {
         case ("GET", "/metrics"):
-            return TrackerHTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
                                        body: StarlingMetrics.exposition())
         case ("GET", "/healthz"):
-            return TrackerHTTPResponse(status: 200, body: Array("ok\n".utf8))
+            return HTTPResponse(status: 200, body: Array("ok\n".utf8))
         case ("GET", "/status"):
-            return TrackerHTTPResponse(status: 200, contentType: "application/json", body: source.status().json())
+            return HTTPResponse(status: 200, contentType: "application/json", body: source.status().json())
         case ("POST", "/rate"), ("PUT", "/rate"):
             if let refusal = refuseAdmin() { return refusal }
             guard let limiter = source.rateLimiter else {
@@ -187,8 +187,8 @@ enum NodeRoutes {
         }
     }
 
-    static func json(_ status: Int, _ text: String) -> TrackerHTTPResponse {
-        TrackerHTTPResponse(status: status, contentType: "application/json", body: Array(text.utf8))
+    static func json(_ status: Int, _ text: String) -> HTTPResponse {
+        HTTPResponse(status: status, contentType: "application/json", body: Array(text.utf8))
     }
 }
 

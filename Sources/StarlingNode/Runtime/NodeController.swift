@@ -202,7 +202,7 @@ actor NodeController: Service {
             running.progress?.start()
         }
         torrents[metainfo.infoHash] = running
-        engine.addCandidates(spec.peers.map { PeerAddress(host: $0.host, port: Int($0.port)) }, for: metainfo.infoHash)
+        engine.addCandidates(spec.peers.map(PeerAddress.init), for: metainfo.infoHash)
         if !config.noTracker { await announcer?.add(session) }
         let hash = metainfo.infoHash
         let sink = self.sink

@@ -121,7 +121,7 @@ public struct NodeRuntime: Sendable {
         if let ip = config.ip { return (ip, nil) }
         var trackers = config.noTracker ? [] : torrents.flatMap(\.trackers) + config.trackers
         if let t = config.tracker, config.has(.tracker) { trackers.append("http://\(t.listen)/announce") }
-        let peers = config.torrents.flatMap(\.peers).map { PeerAddress(host: $0.host, port: Int($0.port)) }
+        let peers = config.torrents.flatMap(\.peers).map(PeerAddress.init)
         guard let choice = AnnounceAddress.choose(trackers: trackers, peers: peers, within: config.gossip?.subnet,
                                                   interfaces: AnnounceAddress.interfaces(), route: AnnounceAddress.routeSource) else {
             let scope = config.gossip.map { " in \($0.subnet)" } ?? ""

@@ -104,25 +104,25 @@ public final class TrackerService: Sendable {
     // MARK: Routes
 
     /// Answers one request from `remote` (the connection's source address).
-    public func handle(_ request: TrackerHTTPRequest, remote: IPAddress?, now: Int64 = TrackerService.unixNow()) -> TrackerHTTPResponse {
+    public func handle(_ request: HTTPRequest, remote: IPAddress?, now: Int64 = TrackerService.unixNow()) -> HTTPResponse {
         let started = ContinuousClock.now
         defer { metrics.latency.record(Self.seconds(started.duration(to: .now))) }
         guard request.method == "GET" || request.method == "HEAD" else {
-            return TrackerHTTPResponse(status: 405, body: Array("only GET is supported\n".utf8))
+            return HTTPResponse(status: 405, body: Array("only GET is supported\n".utf8))
         }
         switch request.path {
         case "/announce": return announce(query: request.query, remote: remote, now: now)
         case "/scrape": return scrape(query: request.query, now: now)
         case "/metrics":
             refreshGauges()
-            return TrackerHTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
                                        body: StarlingMetrics.exposition())
-        case "/healthz": return TrackerHTTPResponse(status: 200, body: Array("ok\n".utf8))
-        default: return TrackerHTTPResponse(status: 404, body: Array("not found: try /announce, /scrape, /metrics, /healthz\n".utf8))
+        case "/healthz": return HTTPResponse(status: 200, body: Array("ok\n".utf8))
+        default: return HTTPResponse(status: 404, body: Array("not found: try /announce, /scrape, /metrics, /healthz\n".utf8))
         }
     }
 
-    func announce(query: Substring, remote: IPAddress?, now: Int64) -> TrackerHTTPResponse {
+    func announce(query: Substring, remote: IPAddress?, now: Int64) -> HTTPResponse {
         let request: AnnounceRequest
         do {
             request = try AnnounceRequest.parse(query: query)
@@ -157,10 +157,10 @@ public final class TrackerService: Sendable {
         metrics.announces.ok.increment()
         let response = AnnounceResponse(interval: configuration.interval + jitter, minInterval: configuration.minInterval,
                                         peers: result.peers, complete: result.complete, incomplete: result.incomplete)
-        return TrackerHTTPResponse(status: 200, body: response.encoded(compact: request.compact))
+        return HTTPResponse(status: 200, body: response.encoded(compact: request.compact))
     }
 
-    func scrape(query: Substring, now: Int64) -> TrackerHTTPResponse {
+    func scrape(query: Substring, now: Int64) -> HTTPResponse {
         let request: ScrapeRequest
         do {
             request = try ScrapeRequest.parse(query: query)
@@ -170,7 +170,7 @@ public final class TrackerService: Sendable {
         }
         if request.infoHashes.isEmpty {
             metrics.scrapes.ok.increment()
-            return TrackerHTTPResponse(status: 200, body: fullScrape(now: now))
+            return HTTPResponse(status: 200, body: fullScrape(now: now))
         }
         let allowed = allow.withLockedValue { $0?.infoHashes }
         var files: [InfoHash: ScrapeStats] = [:]
@@ -180,7 +180,7 @@ public final class TrackerService: Sendable {
             }
         }
         metrics.scrapes.ok.increment()
-        return TrackerHTTPResponse(status: 200, body: ScrapeResponse(files: files).encoded())
+        return HTTPResponse(status: 200, body: ScrapeResponse(files: files).encoded())
     }
 
     /// The last full-scrape body and when it was built.
@@ -241,8 +241,8 @@ public final class TrackerService: Sendable {
     /// Most torrents in an answer to a scrape without `info_hash`.
     public static let maxFullScrape = 1000
 
-    static func failure(_ reason: String, status: Int = 200) -> TrackerHTTPResponse {
-        TrackerHTTPResponse(status: status, body: AnnounceResponse.failure(reason))
+    static func failure(_ reason: String, status: Int = 200) -> HTTPResponse {
+        HTTPResponse(status: status, body: AnnounceResponse.failure(reason))
     }
 
     static func seconds(_ d: Duration) -> Double {

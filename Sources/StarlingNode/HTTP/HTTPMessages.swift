@@ -1,10 +1,11 @@
 import NIOCore
 
-/// One HTTP request as the tracker needs it: no body, only the target and keep-alive.
+/// One HTTP request as the tracker and the node's endpoints need it: no body, only the
+/// method, target, keep-alive and authorization.
 ///
-/// The tracker parses HTTP itself instead of using NIOHTTP1 so that a request head has a
-/// hard size limit (NIOHTTP1 has none we can set) and an announce allocates little.
-public struct TrackerHTTPRequest: Sendable, Equatable {
+/// Starling parses HTTP itself instead of using NIOHTTP1 so that a request head has a hard
+/// size limit (NIOHTTP1 has none we can set) and an announce allocates little.
+public struct HTTPRequest: Sendable, Equatable {
     public var method: String
     /// Path and query, e.g. `/announce?info_hash=...`.
     public var target: String
@@ -20,21 +21,21 @@ public struct TrackerHTTPRequest: Sendable, Equatable {
 }
 
 /// Why the decoder refused a request; the handler answers with `status` and closes.
-public struct TrackerHTTPError: Error, Sendable, Equatable {
+public struct HTTPRequestError: Error, Sendable, Equatable {
     public var status: Int
     public var reason: String
 }
 
 /// Splits a byte stream into request heads of at most `maxHeadSize` bytes (the limit that
 /// stops a client from sending an endless head). Requests with a body are refused: every
-/// tracker request is a GET.
-public struct TrackerRequestDecoder: NIOSingleStepByteToMessageDecoder {
-    public typealias InboundOut = TrackerHTTPRequest
+/// tracker request is a GET, and admin requests carry their arguments in the query.
+public struct HTTPRequestDecoder: NIOSingleStepByteToMessageDecoder {
+    public typealias InboundOut = HTTPRequest
     public let maxHeadSize: Int
 
     public init(maxHeadSize: Int = 8192) { self.maxHeadSize = maxHeadSize }
 
-    public mutating func decode(buffer: inout ByteBuffer) throws -> TrackerHTTPRequest? {
+    public mutating func decode(buffer: inout ByteBuffer) throws -> HTTPRequest? {
         let view = buffer.readableBytesView
         // Tolerate the blank lines some clients send between pipelined requests (RFC 9112 2.2).
         var skip = 0
@@ -42,16 +43,16 @@ public struct TrackerRequestDecoder: NIOSingleStepByteToMessageDecoder {
         if skip > 0 { buffer.moveReaderIndex(forwardBy: skip) }
         guard let end = Self.headEnd(buffer.readableBytesView) else {
             if buffer.readableBytes > maxHeadSize {
-                throw TrackerHTTPError(status: 431, reason: "request head larger than \(maxHeadSize) bytes")
+                throw HTTPRequestError(status: 431, reason: "request head larger than \(maxHeadSize) bytes")
             }
             return nil
         }
-        guard end <= maxHeadSize else { throw TrackerHTTPError(status: 431, reason: "request head larger than \(maxHeadSize) bytes") }
+        guard end <= maxHeadSize else { throw HTTPRequestError(status: 431, reason: "request head larger than \(maxHeadSize) bytes") }
         guard let head = buffer.readBytes(length: end) else { return nil }
         return try Self.parseHead(head)
     }
 
-    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> TrackerHTTPRequest? {
+    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> HTTPRequest? {
         try decode(buffer: &buffer)
     }
 
@@ -70,7 +71,7 @@ public struct TrackerRequestDecoder: NIOSingleStepByteToMessageDecoder {
     }
 
     /// Parses a complete head. Pure, for tests. Byte-level on purpose: this runs per request.
-    public static func parseHead(_ head: [UInt8]) throws -> TrackerHTTPRequest {
+    public static func parseHead(_ head: [UInt8]) throws -> HTTPRequest {
         var lines: [Range<Int>] = []
         var lineStart = 0
         for i in 0..<head.count where head[i] == 10 {
@@ -80,12 +81,12 @@ public struct TrackerRequestDecoder: NIOSingleStepByteToMessageDecoder {
             lineStart = i + 1
         }
         if lineStart < head.count { lines.append(lineStart..<head.count) }
-        guard let requestLine = lines.first else { throw TrackerHTTPError(status: 400, reason: "empty request") }
+        guard let requestLine = lines.first else { throw HTTPRequestError(status: 400, reason: "empty request") }
         let parts = head[requestLine].split(separator: 32, omittingEmptySubsequences: true)
         guard parts.count == 3,
               let method = String(validating: parts[0], as: UTF8.self),
               let target = String(validating: parts[1], as: UTF8.self) else {
-            throw TrackerHTTPError(status: 400, reason: "malformed request line")
+            throw HTTPRequestError(status: 400, reason: "malformed request line")
         }
         let http11: Bool
         if parts[2].elementsEqual("HTTP/1.1".utf8) {
@@ -93,17 +94,17 @@ public struct TrackerRequestDecoder: NIOSingleStepByteToMessageDecoder {
         } else if parts[2].elementsEqual("HTTP/1.0".utf8) {
             http11 = false
         } else {
-            throw TrackerHTTPError(status: 505, reason: "unsupported HTTP version")
+            throw HTTPRequestError(status: 505, reason: "unsupported HTTP version")
         }
         guard target.utf8.first == UInt8(ascii: "/") else {
-            throw TrackerHTTPError(status: 400, reason: "request target must be a path")
+            throw HTTPRequestError(status: 400, reason: "request target must be a path")
         }
         var keepAlive = http11
         var authorization: String?
         for range in lines.dropFirst() {
             let line = head[range]
             guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else {
-                throw TrackerHTTPError(status: 400, reason: "malformed header line")
+                throw HTTPRequestError(status: 400, reason: "malformed header line")
             }
             let name = line[line.startIndex..<colon]
             var value = line[(colon + 1)...]
@@ -113,15 +114,15 @@ public struct TrackerRequestDecoder: NIOSingleStepByteToMessageDecoder {
                 if contains(value, "close") { keepAlive = false } else if contains(value, "keep-alive") { keepAlive = true }
             } else if equalsIgnoringCase(name, "content-length") {
                 guard value.elementsEqual("0".utf8) else {
-                    throw TrackerHTTPError(status: 400, reason: "request bodies are not accepted")
+                    throw HTTPRequestError(status: 400, reason: "request bodies are not accepted")
                 }
             } else if equalsIgnoringCase(name, "transfer-encoding") {
-                throw TrackerHTTPError(status: 400, reason: "request bodies are not accepted")
+                throw HTTPRequestError(status: 400, reason: "request bodies are not accepted")
             } else if equalsIgnoringCase(name, "authorization") {
                 authorization = String(decoding: value, as: UTF8.self)
             }
         }
-        return TrackerHTTPRequest(method: method, target: target, keepAlive: keepAlive, authorization: authorization)
+        return HTTPRequest(method: method, target: target, keepAlive: keepAlive, authorization: authorization)
     }
 
     @inline(__always)
@@ -152,7 +153,7 @@ public struct TrackerRequestDecoder: NIOSingleStepByteToMessageDecoder {
 }
 
 /// An answer from the tracker's routes, before it is framed as HTTP.
-public struct TrackerHTTPResponse: Sendable, Equatable {
+public struct HTTPResponse: Sendable, Equatable {
     public var status: Int
     public var contentType: String
     public var body: [UInt8]
