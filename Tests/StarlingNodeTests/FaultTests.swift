@@ -64,6 +64,11 @@ struct FaultTests {
         seeder.signal(SIGKILL)
         #expect(peers.allSatisfy { !$0.output.contains("download complete") }, "the seeder should die while peers still download")
         for p in peers { #expect(try await p.wait(timeout: 90) == 0, "\(p.name): \(p.output.suffix(1500))") }
+        // The tracker counts six downloads: a seed that started complete announces none.
+        let scrape = try TestProcess.starling(["status", "--tracker", "http://\(s.net).1:6991/announce", "--torrent", s.torrent.path, "--json"],
+                                              log: s.dir.appendingPathComponent("scrape.log"), name: "scrape")
+        #expect(try await scrape.wait(timeout: 20) == 0, "\(scrape.output)")
+        #expect(scrape.output.contains("\"completed\":6"), "\(scrape.output)")
         first.signal(SIGTERM)
         #expect(try await first.wait(timeout: 15) == 0, "\(first.output.suffix(1500))")
         try expectIdentical(s, 3...8)

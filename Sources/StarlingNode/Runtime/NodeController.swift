@@ -159,9 +159,11 @@ actor NodeController: Service {
     private func completed(_ hash: InfoHash) async -> Bool {
         guard let r = torrents[hash] else { return false }
         r.progress?.finish()
+        // A seed started complete: nothing was downloaded, so trackers hear no `completed`.
+        guard r.spec?.mode != .seed else { return false }
         await announcer?.completed(hash)
         await announceGossip()
-        guard r.spec?.mode != .seed, let status = await engine?.status(of: hash) else { return false }
+        guard let status = await engine?.status(of: hash) else { return false }
         // `wasted`: blocks received twice (an endgame duplicate, or a cancel crossed them) or
         // in pieces that failed their check.
         logger.info("complete and verified", metadata: ["path": "\(status.path)", "seconds": "\(Units.format1(status.completionSeconds ?? 0))",
