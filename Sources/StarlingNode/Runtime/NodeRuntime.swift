@@ -59,7 +59,17 @@ public struct NodeRuntime: Sendable {
         BuildInfo.register(version: EngineConfig.version)
         let torrents = try config.torrents.map { spec in (spec, try Self.loadTorrent(spec.torrent)) }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        defer { Task { try? await group.shutdownGracefully() } }
+        do {
+            let status = try await run(torrents: torrents, group: group)
+            try? await group.shutdownGracefully()
+            return status
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    private func run(torrents: [(NodeConfiguration.Torrent, Metainfo)], group: MultiThreadedEventLoopGroup) async throws -> Int32 {
         let (events, sink) = AsyncStream<NodeController.Event>.makeStream()
 
         var services: [any Service] = []
