@@ -100,6 +100,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .testTarget(name: "BencodeTests", dependencies: ["Bencode"]),
+        .testTarget(name: "ValuesTests", dependencies: ["Values"]),
         .testTarget(name: "NodeConfigTests", dependencies: ["NodeConfig", "Values"]),
     ],
     swiftLanguageModes: [.v6]

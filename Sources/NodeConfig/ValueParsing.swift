@@ -48,28 +48,7 @@ public enum ValueParsing {
 
     /// An `http://host[:port]/path` URL (what the tracker client speaks).
     static func isHTTPURL(_ text: String) -> Bool {
-        guard text.lowercased().hasPrefix("http://") else { return false }
-        let rest = text.dropFirst("http://".count)
-        let authority = rest.prefix(while: { $0 != "/" && $0 != "?" && $0 != "#" })
-        guard !authority.isEmpty, !text.contains(where: { $0.isWhitespace }) else { return false }
-        // host[:port], or [v6][:port]
-        var host = Substring(authority)
-        var portText: Substring?
-        if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else { return false }
-            host = authority[authority.index(after: authority.startIndex)..<close]
-            let after = authority[authority.index(after: close)...]
-            if !after.isEmpty {
-                guard after.hasPrefix(":") else { return false }
-                portText = after.dropFirst()
-            }
-            guard IPAddress(host) != nil else { return false }
-        } else if let colon = authority.lastIndex(of: ":") {
-            host = authority[..<colon]
-            portText = authority[authority.index(after: colon)...]
-        }
-        if let portText, portText.isEmpty || UInt16(portText).map({ $0 == 0 }) ?? true { return false }
-        return !host.isEmpty && host.allSatisfy { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "[" || $0 == "]" || $0 == ":" }
+        (try? URLAddress(parsing: text))?.scheme == .http
     }
 
     /// Admin actions on a listener off loopback need a bearer token: anyone who reaches the port

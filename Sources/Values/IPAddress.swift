@@ -209,7 +209,7 @@ public struct IPEndpoint: Sendable, Hashable, CustomStringConvertible {
     public static let expectedForm = "IP:PORT, e.g. 10.0.0.1:6969 or [fd00::1]:6969"
 
     private static func port(_ text: Substring, zero: Bool) -> UInt16? {
-        guard text.utf8.count <= 5, text.allSatisfy(\.isASCII), let p = UInt16(text), p != 0 || zero else { return nil }
+        guard (1...5).contains(text.utf8.count), text.allSatisfy({ $0.isASCII && $0.isNumber }), let p = UInt16(text), p != 0 || zero else { return nil }
         return p
     }
 

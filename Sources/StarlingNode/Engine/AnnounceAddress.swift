@@ -65,27 +65,7 @@ public enum AnnounceAddress {
     /// Host and port of an `http://host[:port]/...` tracker URL (IPv6 in brackets); port 80
     /// when none is given.
     public static func hostAndPort(ofTracker url: String) -> (String, Int)? {
-        guard let schemeEnd = url.range(of: "://") else { return nil }
-        let scheme = url[..<schemeEnd.lowerBound].lowercased()
-        var rest = url[schemeEnd.upperBound...]
-        if let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) { rest = rest[..<slash] }
-        if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
-        let defaultPort = scheme == "https" ? 443 : 80
-        if rest.hasPrefix("[") {
-            guard let close = rest.firstIndex(of: "]") else { return nil }
-            let host = String(rest[rest.index(after: rest.startIndex)..<close])
-            let after = rest[rest.index(after: close)...]
-            if after.isEmpty { return (host, defaultPort) }
-            guard after.hasPrefix(":"), let port = Int(after.dropFirst()), (1...65535).contains(port) else { return nil }
-            return (host, port)
-        }
-        let parts = rest.split(separator: ":", omittingEmptySubsequences: false)
-        guard let first = parts.first, !first.isEmpty, parts.count <= 2 else { return nil }
-        if parts.count == 2 {
-            guard let port = Int(parts[1]), (1...65535).contains(port) else { return nil }
-            return (String(first), port)
-        }
-        return (String(first), defaultPort)
+        (try? URLAddress(parsing: url)).map { ($0.host, $0.port) }
     }
 
     /// The source address the kernel picks for traffic to host:port: a UDP socket is

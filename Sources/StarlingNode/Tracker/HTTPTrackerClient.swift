@@ -2,6 +2,7 @@ import BitTorrent
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Values
 
 /// Why a tracker could not be asked.
 public struct TrackerClientError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -18,39 +19,17 @@ public struct TrackerURL: Sendable, Equatable {
     public var pathAndQuery: String
 
     public init(_ url: String) throws(TrackerClientError) {
-        guard url.hasPrefix("http://") else {
-            throw TrackerClientError("\(url): only http:// tracker URLs are supported")
+        let parsed: URLAddress
+        do throws(URLAddress.ParseError) {
+            parsed = try URLAddress(parsing: url)
+        } catch {
+            throw TrackerClientError("\(url): \(error)")
         }
-        let rest = url.dropFirst("http://".count)
-        let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
-        let authority = rest[..<slash]
-        var path = String(rest[slash...])
-        if path.isEmpty || path.hasPrefix("?") { path = "/" + path }
-        var host: Substring
-        var port = 80
-        if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else { throw TrackerClientError("\(url): unclosed '[' in host") }
-            host = authority[authority.index(after: authority.startIndex)..<close]
-            let after = authority[authority.index(after: close)...]
-            if !after.isEmpty {
-                guard after.hasPrefix(":"), let p = Int(after.dropFirst()), (1...65535).contains(p) else {
-                    throw TrackerClientError("\(url): bad port")
-                }
-                port = p
-            }
-        } else if let colon = authority.lastIndex(of: ":") {
-            host = authority[..<colon]
-            guard let p = Int(authority[authority.index(after: colon)...]), (1...65535).contains(p) else {
-                throw TrackerClientError("\(url): bad port")
-            }
-            port = p
-        } else {
-            host = authority
-        }
-        guard !host.isEmpty, !host.contains("@") else { throw TrackerClientError("\(url): missing or unsupported host") }
-        self.host = String(host)
-        self.port = port
-        pathAndQuery = path
+        guard parsed.scheme == .http else { throw TrackerClientError("\(url): only http:// tracker URLs are supported") }
+        guard parsed.userInfo == nil else { throw TrackerClientError("\(url): missing or unsupported host") }
+        host = parsed.host
+        port = parsed.port
+        pathAndQuery = parsed.pathAndQuery
     }
 
     /// The same URL with `query` appended (after `?` or `&`).
