@@ -57,6 +57,7 @@ public final class TorrentSession: @unchecked Sendable {
     public var isComplete: Bool { state.isComplete }
     public var progress: Double { state.progress }
     public var left: Int64 { state.left }
+    public var uploadShareLeft: Int64 { state.uploadShareLeft }
     var connectedPeers: Int { state.peers.count }
     var downloadedBytes: Int64 { state.counters.downloaded }
     var uploadedBytes: Int64 { state.counters.uploaded }
