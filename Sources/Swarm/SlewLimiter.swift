@@ -40,7 +40,7 @@ public struct SlewLimiter: Sendable {
     /// The ramps climb and fall at this fraction of the slope: the rest is left to what the
     /// host does not pace itself (TCP's bursts around the bucket, the estimate of header
     /// bytes, a monitor whose samples come a little late).
-    public static let headroom = 0.9
+    public static let headroom = 0.8
 
     /// The upload's descent. A host cannot send what nobody asks for: if its allowance stayed
     /// above what the swarm wants, it would fall as fast as the demand does when its peers

@@ -10,12 +10,18 @@ struct SlewLimiterTests {
     static let change = MaxChange(rate: 625_000, interval: 10 * second)
 
     /// Drives a direction whose demand is `want(t)` bytes/s (t in seconds) for `seconds`,
-    /// moving min(want, allowed) each tick; returns the bytes moved per 100 ms tick.
-    static func run(_ limiter: inout SlewLimiter, from start: UInt64 = 0, seconds: Int,
+    /// moving min(want, allowed) each tick; returns the bytes moved per 100 ms tick. `meter`
+    /// carries the measured rate from an earlier run of the same direction.
+    static func run(_ limiter: inout SlewLimiter, from start: UInt64 = 0, seconds: Int, meter: RecentRate? = nil,
+                    bytesLeft: ((Int64) -> Int64?)? = nil, want: (Double) -> Double) -> [Int64] {
+        var recent = meter ?? RecentRate(now: start)
+        return run(&limiter, from: start, seconds: seconds, meter: &recent, bytesLeft: bytesLeft, want: want)
+    }
+
+    static func run(_ limiter: inout SlewLimiter, from start: UInt64 = 0, seconds: Int, meter recent: inout RecentRate,
                     bytesLeft: ((Int64) -> Int64?)? = nil, want: (Double) -> Double) -> [Int64] {
         var moved: [Int64] = []
         var total: Int64 = 0
-        var recent = RecentRate(now: start)
         for k in 0..<(seconds * 10) {
             let now = start + UInt64(k) * tick
             let demand = want(Double(now) / 1e9)
@@ -97,10 +103,11 @@ struct SlewLimiterTests {
 
     @Test func aLoweredCapIsApproachedAtTheSlope() {
         var l = SlewLimiter(maxChange: Self.change, cap: 2_000_000, now: 0)
-        var moved = Self.run(&l, seconds: 60) { _ in 100_000_000 }
+        var meter = RecentRate(now: 0)
+        var moved = Self.run(&l, seconds: 60, meter: &meter) { _ in 100_000_000 }
         #expect(abs(l.allowed - 2_000_000) < 1)
         l.setCap(500_000)
-        moved += Self.run(&l, from: 60 * Self.second, seconds: 60) { _ in 100_000_000 }
+        moved += Self.run(&l, from: 60 * Self.second, seconds: 60, meter: &meter) { _ in 100_000_000 }
         #expect(abs(l.allowed - 500_000) < 1)
         #expect(Self.worstStep(moved, window: 100) <= 625_000 * 1.02)
         // 1.5 MB/s down at the slope takes 1.5 MB/s / slope (27 s): at 80 s it is 20 s along.
@@ -110,13 +117,15 @@ struct SlewLimiterTests {
 
     @Test func taperEndsAtTheFloorInTheTimeItReturns() {
         var l = SlewLimiter(maxChange: Self.change, cap: 1_250_000, now: 0)
-        _ = Self.run(&l, seconds: 60) { _ in 100_000_000 }
+        var meter = RecentRate(now: 0)
+        _ = Self.run(&l, seconds: 60, meter: &meter) { _ in 100_000_000 }
         let wait = l.beginTaper(now: 60 * Self.second)
-        // From 1.25 MB/s to the 62.5 KB/s floor at the slope: 21 s.
+        // From 1.25 MB/s to the 62.5 KB/s floor at the slope (less its headroom): 24 s.
         let expected = (1_250_000 - l.floor) / l.slope
         #expect(abs(Double(wait) / 1e9 - expected) < 0.01, "\(wait)")
-        let moved = Self.run(&l, from: 60 * Self.second, seconds: 22) { _ in 100_000_000 }
-        #expect(l.allowed == l.floor && l.taperRemaining(now: 82 * Self.second) == 0)
+        let seconds = Int(expected.rounded(.up)) + 1
+        let moved = Self.run(&l, from: 60 * Self.second, seconds: seconds, meter: &meter) { _ in 100_000_000 }
+        #expect(l.allowed == l.floor && l.taperRemaining(now: UInt64(60 + seconds) * Self.second) == 0)
         #expect(Self.worstStep(moved + [Int64](repeating: 0, count: 100), window: 100) <= 625_000 * 1.05)
     }
     /// An uploader of a swarm of `peers + 1` hosts that all move what it moves: its share of
