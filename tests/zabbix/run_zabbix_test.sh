@@ -27,6 +27,14 @@
 # ZB_KEEP=DIR (keep the logs there).
 set -euo pipefail
 
+# Started by the test runner, the script inherits its blocked signals (SIGTERM among them),
+# and so would every process it starts: the HTTP server would never stop, nor this script at
+# its timeout. Once, it runs itself again with no signal blocked.
+if [ -z "${ZB_SIGNALS_UNBLOCKED:-}" ]; then
+    export ZB_SIGNALS_UNBLOCKED=1
+    exec python3 -c 'import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv("/bin/bash", ["/bin/bash"] + sys.argv[1:])' "$0" "$@"
+fi
+
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${STARLING_BIN:-$ROOT/.build/debug/starling}
 INTERVAL_S=${ZB_INTERVAL:-10}
