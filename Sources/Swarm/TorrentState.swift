@@ -192,7 +192,9 @@ public struct TorrentState: Sendable {
     public var left: Int64 { layout.totalLength - verifiedBytes }
     /// This host's share of what its connected peers still lack, in bytes: the pieces missing
     /// at each of them, divided among them and this host (each may serve them). The upload
-    /// ramps down on it under a slew limit (`SlewLimiter.uploadDescent`).
+    /// ramps down on it under a slew limit (`SlewLimiter.uploadDescent`). Exact when the peers
+    /// announce to holders too (`TorrentRules.announceToHolders`); otherwise a piece a peer
+    /// verified after us counts as missing.
     public var uploadShareLeft: Int64 {
         guard layout.pieceCount > 0 else { return 0 }
         var missing: Int64 = 0
@@ -596,10 +598,12 @@ public struct TorrentState: Sendable {
             picker.pieceVerified(index)
             counters.verified += 1
             for id in Array(peers.keys) {
-                // Also to a peer that has the piece: a distinct-first seed steers its suggestions
-                // by what we have, and every host's upload ramps down on what its peers lack
-                // (`uploadShareLeft`), which it knows only if they say so.
-                send(.have(piece: index), to: id)
+                // A peer that has the piece gains nothing from hearing we have it too, except a
+                // seed (a distinct-first seed steers its suggestions by what we have) and, under
+                // a slew limit, any peer (`TorrentRules.announceToHolders`).
+                if rules.announceToHolders || !peers[id]!.bitfield[index] || peers[id]!.isSeed {
+                    send(.have(piece: index), to: id)
+                }
                 if peers[id]!.amInterested { updateInterest(id) }
             }
             if picker.isComplete {

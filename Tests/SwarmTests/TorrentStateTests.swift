@@ -134,9 +134,11 @@ struct TorrentStateTests {
         #expect(state.uploadShareLeft == (0 + 7) * piece / 3)
     }
 
-    @Test("a verified piece is announced to every peer, also to one that has it: each host's share of the work left counts on it")
-    func haveGoesToPeersThatHaveThePiece() throws {
-        var state = torrent(pieces: 3)
+    @Test("a verified piece is announced to a peer that has it only under announceToHolders (a slew limit), always to a seed", arguments: [false, true])
+    func haveGoesToHoldersUnderASlewLimit(announceToHolders: Bool) throws {
+        var rules = TorrentRules()
+        rules.announceToHolders = announceToHolders
+        var state = torrent(pieces: 3, rules: rules)
         let seed = state.connect(1), mate = state.connect(2)
         _ = state.hasAll(seed)
         let asked = requests(in: state.received(.unchoke, from: seed, now: 0), to: seed)
@@ -146,7 +148,7 @@ struct TorrentStateTests {
         #expect(!state.peers[mate]!.isSeed)
         _ = state.deliver(blocks(of: x), from: seed, now: ms)
         let checked = state.pieceChecked(x, .matched(blockDigests: nil), now: 2 * ms)
-        #expect(messages(in: checked, to: mate).contains(.have(piece: x)))
+        #expect(messages(in: checked, to: mate).contains(.have(piece: x)) == announceToHolders)
         #expect(messages(in: checked, to: seed).contains(.have(piece: x)))
     }
 

@@ -43,7 +43,7 @@ public final class TorrentSession: @unchecked Sendable {
         log[metadataKey: "torrent"] = "\(metainfo.infoHash.shortHex)"
         self.logger = log
         var random = SystemRandomNumberGenerator()
-        state = TorrentState(layout: metainfo.layout, have: have, rules: config.rules, ownPeerID: config.peerID, ownAddress: config.ip,
+        state = TorrentState(layout: metainfo.layout, have: have, rules: config.torrentRules, ownPeerID: config.peerID, ownAddress: config.ip,
                              seed: random.next(), now: UInt64(loop.now.uptimeNanoseconds))
         completion = loop.makePromise()
         metrics = TorrentMetrics(label: metainfo.infoHash.shortHex, name: metainfo.name, sizeBytes: metainfo.totalLength)
