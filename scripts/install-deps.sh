@@ -6,7 +6,9 @@ packages=(libssl-dev zlib1g-dev mktorrent python3-libtorrent aria2 transmission-
           iproute2 curl prometheus time procps zabbix-agent jq openssh-server ansible-core
           # scripts/package.sh (static libstdc++ and libgcc_eh, strip, objdump, .deb, .rpm, man
           # page, lintian) and its test in a debootstrap'd Debian 12 root
-          libstdc++-12-dev libgcc-12-dev binutils dpkg-dev rpm lintian help2man debootstrap util-linux)
+          libstdc++-12-dev libgcc-12-dev binutils dpkg-dev rpm lintian help2man debootstrap util-linux
+          # tests/zabbix/run_zabbix_test.sh: Zabbix 6.0's server, frontend and their database
+          zabbix-server-pgsql zabbix-frontend-php php-pgsql postgresql apache2 libapache2-mod-php)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -16,13 +16,16 @@ import Values
 ///   tokens, so demand is at least the allowed rate and the rate follows it), the measured rate of
 ///   the last second plus one second of slope: an allowance left unused cannot be taken all
 ///   at once when demand returns;
-/// - with bytes left to receive, `sqrt(2 * slope * left)`: the rate from which slowing at the
-///   slope reaches zero just as the last byte arrives (the ramp down at the end of a download);
+/// - with bytes left to carry, `sqrt(2 * descent * slope * left)`: the rate from which slowing
+///   at `descent` times the slope reaches zero just as the last byte goes (the ramp down at the
+///   end of a download; for the upload, `left` is the host's share of what its peers still
+///   lack, `TorrentState.uploadShareLeft`, and the descent `uploadDescent`);
 /// - while tapering before exit, the rate at the start of the taper less the slope times the
 ///   time since.
 ///
 /// It never goes below `floor` (one second of slope, at least 16 KiB/s), so a transfer can
-/// always start and the ramp can begin; a taper ends at that floor.
+/// always start and the ramp can begin; a taper ends at that floor. The ramps run at
+/// `headroom` times the slope.
 public struct SlewLimiter: Sendable {
     /// Changeable while running: a new slope applies from the next tick.
     public var maxChange: MaxChange
@@ -32,11 +35,27 @@ public struct SlewLimiter: Sendable {
     private var capNow: Double
     private var lastTick: UInt64
     private var taper: (start: UInt64, from: Double)?
+    /// The fraction of the slope at which the rate comes down as `bytesLeft` runs out.
+    public let descent: Double
+
+    /// The ramps climb and fall at this fraction of the slope: the rest is left to what the
+    /// host does not pace itself (TCP's bursts around the bucket, the estimate of header
+    /// bytes, a monitor whose samples come a little late).
+    public static let headroom = 0.8
+
+    /// The upload's descent. A host cannot send what nobody asks for: if its allowance stayed
+    /// above what the swarm wants, it would fall as fast as the demand does when its peers
+    /// turn to other sources or finish. Coming down at half the slope on its share of the
+    /// work left, every uploader of a swarm follows nearly the same curve, below what the
+    /// downloaders (whose ramp down runs at the full slope) would take, so they keep asking
+    /// every source and each upload falls with its curve, not with the demand.
+    public static let uploadDescent = 0.5
 
     /// `startingAt`: the rate to start from (what the direction moves now, when the limit is
-    /// turned on mid-transfer); the floor when nil.
-    public init(maxChange: MaxChange, cap: Int64, now: UInt64, startingAt: Double? = nil) {
+    /// turned on mid-transfer); the floor when nil. `descent`: see `bytesLeft` of `tick`.
+    public init(maxChange: MaxChange, cap: Int64, now: UInt64, startingAt: Double? = nil, descent: Double = 1) {
         self.maxChange = maxChange
+        self.descent = descent
         self.cap = max(0, cap)
         capNow = cap > 0 ? Double(cap) : .infinity
         lastTick = now
@@ -48,6 +67,9 @@ public struct SlewLimiter: Sendable {
     public var floor: Double { max(maxChange.slope, 16 * 1024) }
 
     public var isTapering: Bool { taper != nil }
+
+    /// Bytes per second per second that the ramps use.
+    public var slope: Double { maxChange.slope * Self.headroom }
 
     /// A new cap (0 = none). Raising it takes effect through the ramp; lowering it is
     /// approached at the slope.
@@ -67,25 +89,24 @@ public struct SlewLimiter: Sendable {
     /// Nanoseconds until a taper under way reaches the floor (0 when there is none).
     public func taperRemaining(now: UInt64) -> UInt64 {
         guard let taper else { return 0 }
-        let total = max(0, taper.from - floor) / maxChange.slope
+        let total = max(0, taper.from - floor) / slope
         let elapsed = Double(now > taper.start ? now - taper.start : 0) / 1e9
         return UInt64(max(0, total - elapsed) * 1e9)
     }
 
     /// The allowed rate at `now`, in bytes per second. `measured`: bytes per second over the
     /// last second. `bytesLeft`: what this direction still has to carry before it ends (a
-    /// download's missing bytes), nil when open-ended. `saturated`: transfers waited for
-    /// tokens within the last second.
+    /// download's missing bytes, an upload's share of its peers'), nil when open-ended.
+    /// `saturated`: transfers waited for tokens within the last second.
     public mutating func tick(now: UInt64, measured: Double, bytesLeft: Int64?, saturated: Bool = false) -> Double {
         let dt = Double(now > lastTick ? now - lastTick : 0) / 1e9
         lastTick = max(lastTick, now)
-        let slope = maxChange.slope
         let target = cap > 0 ? Double(cap) : Double.infinity
         capNow = capNow > target ? max(target, capNow - slope * dt) : target
         var next = min(capNow, allowed + slope * dt)
         if !saturated { next = min(next, measured + slope) }
         if let left = bytesLeft {
-            next = min(next, (2 * slope * Double(max(0, left))).squareRoot())
+            next = min(next, (2 * descent * slope * Double(max(0, left))).squareRoot())
         }
         if let taper {
             let elapsed = Double(now > taper.start ? now - taper.start : 0) / 1e9

@@ -30,6 +30,10 @@ public struct TorrentRules: Sendable, Equatable {
     public var uploadsInFlightPerPeer = 4
     /// A seed that started complete uploads each block once before it uploads any block twice.
     public var distinctFirstSeeding = true
+    /// A verified piece's `have` goes also to peers that have the piece. Under a slew limit a
+    /// host's upload ramps down on what its peers lack (`TorrentState.uploadShareLeft`), which
+    /// it knows only if they say so.
+    public var announceToHolders = false
     /// How long a piece refused by a seed is looked for at other peers first.
     public var refusalMemory: UInt64 = 3_000_000_000
     /// A peer that delivers nothing of what we asked for this long has its requests moved.

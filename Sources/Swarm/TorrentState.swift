@@ -191,6 +191,17 @@ public struct TorrentState {
         return done
     }
     public var left: Int64 { layout.totalLength - verifiedBytes }
+    /// This host's share of what its connected peers still lack, in bytes: the pieces missing
+    /// at each of them, divided among them and this host (each may serve them). The upload
+    /// ramps down on it under a slew limit (`SlewLimiter.uploadDescent`). Exact when the peers
+    /// announce to holders too (`TorrentRules.announceToHolders`); otherwise a piece a peer
+    /// verified after us counts as missing.
+    public var uploadShareLeft: Int64 {
+        guard layout.pieceCount > 0 else { return 0 }
+        var missing: Int64 = 0
+        peers.forEach { missing += Int64(layout.pieceCount - $0.bitfield.setCount) }
+        return missing * layout.totalLength / Int64(layout.pieceCount) / Int64(peers.count + 1)
+    }
     public var progress: Double { layout.totalLength > 0 ? Double(verifiedBytes) / Double(layout.totalLength) : 1 }
     /// Addresses of connected peers that we know they listen on (no need to dial them).
     public var listenAddresses: Set<PeerAddress> { Set(peers.compactMap(\.listenAddress)) }
@@ -589,8 +600,11 @@ public struct TorrentState {
             counters.verified += 1
             for id in Array(peers.keys) {
                 // A peer that has the piece gains nothing from hearing we have it too, except a
-                // seed: a distinct-first seed steers its suggestions by what we have.
-                if !peers[id]!.bitfield[index] || peers[id]!.isSeed { send(.have(piece: index), to: id) }
+                // seed (a distinct-first seed steers its suggestions by what we have) and, under
+                // a slew limit, any peer (`TorrentRules.announceToHolders`).
+                if rules.announceToHolders || !peers[id]!.bitfield[index] || peers[id]!.isSeed {
+                    send(.have(piece: index), to: id)
+                }
                 if peers[id]!.amInterested { updateInterest(id) }
             }
             if picker.isComplete {

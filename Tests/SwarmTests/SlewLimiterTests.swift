@@ -11,12 +11,18 @@ struct SlewLimiterTests {
     static let change = MaxChange(rate: 625_000, interval: 10 * second)
 
     /// Drives a direction whose demand is `want(t)` bytes/s (t in seconds) for `seconds`,
-    /// moving min(want, allowed) each tick; returns the bytes moved per 100 ms tick.
-    static func run(_ limiter: inout SlewLimiter, from start: UInt64 = 0, seconds: Int,
+    /// moving min(want, allowed) each tick; returns the bytes moved per 100 ms tick. `meter`
+    /// carries the measured rate from an earlier run of the same direction.
+    static func run(_ limiter: inout SlewLimiter, from start: UInt64 = 0, seconds: Int, meter: RecentRate? = nil,
+                    bytesLeft: ((Int64) -> Int64?)? = nil, want: (Double) -> Double) -> [Int64] {
+        var recent = meter ?? RecentRate(now: start)
+        return run(&limiter, from: start, seconds: seconds, meter: &recent, bytesLeft: bytesLeft, want: want)
+    }
+
+    static func run(_ limiter: inout SlewLimiter, from start: UInt64 = 0, seconds: Int, meter recent: inout RecentRate,
                     bytesLeft: ((Int64) -> Int64?)? = nil, want: (Double) -> Double) -> [Int64] {
         var moved: [Int64] = []
         var total: Int64 = 0
-        var recent = RecentRate(now: start)
         for k in 0..<(seconds * 10) {
             let now = start + UInt64(k) * tick
             let demand = want(Double(now) / 1e9)
@@ -61,9 +67,11 @@ struct SlewLimiterTests {
         var l = SlewLimiter(maxChange: Self.change, cap: 0, now: 0)
         #expect(l.allowed == l.floor)
         let moved = Self.run(&l, seconds: 60) { _ in 100_000_000 }
-        // Unlimited demand: 60 s at 62.5 KB/s per second reaches about 3.75 MB/s, no more.
-        let last = Double(moved.suffix(10).reduce(0, +))
-        #expect(last > 3_300_000 && last < 3_900_000, "\(last)")
+        // Unlimited demand: 60 s of ramp at the slope (less its headroom) and no more; the
+        // modelled link carries 90 % of that.
+        #expect(l.slope == 62_500 * SlewLimiter.headroom)
+        let reached = l.floor + l.slope * 60, last = Double(moved.suffix(10).reduce(0, +))
+        #expect(last > 0.85 * reached && last < reached, "\(last) of \(reached)")
         #expect(Self.worstStep(moved, window: 100) <= 625_000 * 1.02)
     }
 
@@ -96,25 +104,50 @@ struct SlewLimiterTests {
 
     @Test func aLoweredCapIsApproachedAtTheSlope() {
         var l = SlewLimiter(maxChange: Self.change, cap: 2_000_000, now: 0)
-        var moved = Self.run(&l, seconds: 60) { _ in 100_000_000 }
+        var meter = RecentRate(now: 0)
+        var moved = Self.run(&l, seconds: 60, meter: &meter) { _ in 100_000_000 }
         #expect(abs(l.allowed - 2_000_000) < 1)
         l.setCap(500_000)
-        moved += Self.run(&l, from: 60 * Self.second, seconds: 60) { _ in 100_000_000 }
+        moved += Self.run(&l, from: 60 * Self.second, seconds: 60, meter: &meter) { _ in 100_000_000 }
         #expect(abs(l.allowed - 500_000) < 1)
         #expect(Self.worstStep(moved, window: 100) <= 625_000 * 1.02)
-        // 1.5 MB/s down at 62.5 KB/s per second takes 24 s.
-        let at80 = Double(moved[795..<805].reduce(0, +))
-        #expect(at80 > 600_000 && at80 < 1_000_000, "\(at80)")
+        // 1.5 MB/s down at the slope takes 1.5 MB/s / slope (27 s): at 80 s it is 20 s along.
+        let at80 = Double(moved[795..<805].reduce(0, +)), allowedAt80 = 2_000_000 - 20 * l.slope
+        #expect(at80 > 0.85 * allowedAt80 && at80 < 1.01 * allowedAt80, "\(at80) of \(allowedAt80)")
     }
 
     @Test func taperEndsAtTheFloorInTheTimeItReturns() {
         var l = SlewLimiter(maxChange: Self.change, cap: 1_250_000, now: 0)
-        _ = Self.run(&l, seconds: 60) { _ in 100_000_000 }
+        var meter = RecentRate(now: 0)
+        _ = Self.run(&l, seconds: 60, meter: &meter) { _ in 100_000_000 }
         let wait = l.beginTaper(now: 60 * Self.second)
-        // From 1.25 MB/s to the 62.5 KB/s floor at 62.5 KB/s per second: 19 s.
-        #expect(wait > 18 * Self.second && wait < 20 * Self.second, "\(wait)")
-        let moved = Self.run(&l, from: 60 * Self.second, seconds: 20) { _ in 100_000_000 }
-        #expect(l.allowed == l.floor && l.taperRemaining(now: 80 * Self.second) == 0)
+        // From 1.25 MB/s to the 62.5 KB/s floor at the slope (less its headroom): 24 s.
+        let expected = (1_250_000 - l.floor) / l.slope
+        #expect(abs(Double(wait) / 1e9 - expected) < 0.01, "\(wait)")
+        let seconds = Int(expected.rounded(.up)) + 1
+        let moved = Self.run(&l, from: 60 * Self.second, seconds: seconds, meter: &meter) { _ in 100_000_000 }
+        #expect(l.allowed == l.floor && l.taperRemaining(now: UInt64(60 + seconds) * Self.second) == 0)
         #expect(Self.worstStep(moved + [Int64](repeating: 0, count: 100), window: 100) <= 625_000 * 1.05)
+    }
+    /// An uploader of a swarm of `peers + 1` hosts that all move what it moves: its share of
+    /// what the peers lack falls by what it sends.
+    @Test func anUploadComesDownOnItsShareOfTheSwarmAtHalfTheSlope() {
+        var l = SlewLimiter(maxChange: Self.change, cap: 0, now: 0, descent: SlewLimiter.uploadDescent)
+        let share: Int64 = 40_000_000
+        let moved = Self.run(&l, seconds: 150, bytesLeft: { share - $0 }) { _ in 100_000_000 }
+        var sum: Int64 = 0
+        let done = moved.indices.first { sum += moved[$0]; return sum >= share } ?? moved.count
+        #expect(done < moved.count, "the share is sent within 150 s")
+        // Per second, after the peak: the fall stays within half the slope (and its rounding).
+        let perSecond = stride(from: 0, to: done - 10, by: 10).map { Double(moved[$0..<($0 + 10)].reduce(0, +)) }
+        let peak = perSecond.indices.max { perSecond[$0] < perSecond[$1] }!
+        let falls = zip(perSecond[peak...], perSecond[(peak + 1)...]).map { $0 - $1 }
+        #expect(falls.allSatisfy { $0 <= SlewLimiter.uploadDescent * l.slope * 1.05 }, "\(falls.max() ?? 0)")
+        #expect(falls.reduce(0, +) > 0.8 * perSecond[peak], "it comes down from its peak, not off a cliff")
+        // Climbing at s and coming down at s / 2 takes sqrt(6 F / s) (a triangle of area F), and
+        // ends at the floor.
+        let ideal = (6 * Double(share) / l.slope).squareRoot()
+        #expect(Double(done) / 10 > 0.95 * ideal && Double(done) / 10 < 1.2 * ideal, "\(Double(done) / 10) s, ideal \(ideal)")
+        #expect(Double(moved[max(0, done - 10)..<done].reduce(0, +)) < 3 * l.floor)
     }
 }

@@ -115,6 +115,43 @@ struct TorrentStateTests {
         #expect(rules.pipelineDepth(forRate: .nan) == rules.minPipeline)
     }
 
+    @Test("the upload's share of the work left: what the connected peers lack, divided among them and us")
+    func uploadShareLeft() {
+        var state = torrent(pieces: 8, seeding: true)
+        let piece = Int64(state.layout.pieceLength)
+        #expect(state.uploadShareLeft == 0, "nobody to serve")
+        let a = state.connect(1), b = state.connect(2), c = state.connect(3)
+        // Before their bitfields, each lacks everything: 3 x 8 pieces among 4 hosts.
+        #expect(state.uploadShareLeft == 3 * 8 * piece / 4)
+        _ = state.hasAll(a)
+        var half = Bitfield(count: 8)
+        for p in 0..<4 { half.set(p) }
+        _ = state.received(.bitfield(half.bytes), from: b, now: 0)
+        #expect(state.uploadShareLeft == (0 + 4 + 8) * piece / 4)
+        _ = state.received(.have(piece: 4), from: c, now: 0)
+        #expect(state.uploadShareLeft == (0 + 4 + 7) * piece / 4)
+        _ = state.disconnected(b, now: 0)
+        #expect(state.uploadShareLeft == (0 + 7) * piece / 3)
+    }
+
+    @Test("a verified piece is announced to a peer that has it only under announceToHolders (a slew limit), always to a seed", arguments: [false, true])
+    func haveGoesToHoldersUnderASlewLimit(announceToHolders: Bool) throws {
+        var rules = TorrentRules()
+        rules.announceToHolders = announceToHolders
+        var state = torrent(pieces: 3, rules: rules)
+        let seed = state.connect(1), mate = state.connect(2)
+        _ = state.hasAll(seed)
+        let asked = requests(in: state.received(.unchoke, from: seed, now: 0), to: seed)
+        let x = try #require(asked.first?.piece)
+        // The mate has that piece too, and is no seed.
+        _ = state.received(.have(piece: x), from: mate, now: 0)
+        #expect(!state.peers[mate]!.isSeed)
+        _ = state.deliver(blocks(of: x), from: seed, now: ms)
+        let checked = state.pieceChecked(x, .matched(blockDigests: nil), now: 2 * ms)
+        #expect(messages(in: checked, to: mate).contains(.have(piece: x)) == announceToHolders)
+        #expect(messages(in: checked, to: seed).contains(.have(piece: x)))
+    }
+
     @Test("with the fast extension a choke keeps our requests: blocks sent before it count, only a reject frees one")
     func fastChokeKeepsRequests() throws {
         var state = torrent()

@@ -54,6 +54,7 @@ public final class PeerEngine: Service, NodeStatusSource, @unchecked Sendable {
         self.logger = logger
         limiter = HostRateLimiter(loop: loop, upRate: config.upRate, downRate: config.downRate, maxChange: config.maxChange)
         limiter.bytesLeft = { [unowned self] in self.sessions.values.reduce(0) { $0 + ($1.isComplete ? 0 : $1.left) } }
+        limiter.uploadLeft = { [unowned self] in self.sessions.values.reduce(0) { $0 + $1.uploadShareLeft } }
         pieceWorker.start()
         blockReader.start()
     }

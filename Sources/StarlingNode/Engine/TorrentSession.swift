@@ -45,7 +45,7 @@ public final class TorrentSession: @unchecked Sendable {
         log[metadataKey: "torrent"] = "\(metainfo.infoHash.shortHex)"
         self.logger = log
         var random = SystemRandomNumberGenerator()
-        state = TorrentState(layout: metainfo.layout, have: have, rules: config.rules, ownPeerID: config.peerID, ownAddress: config.ip,
+        state = TorrentState(layout: metainfo.layout, have: have, rules: config.torrentRules, ownPeerID: config.peerID, ownAddress: config.ip,
                              seed: random.next(), now: UInt64(loop.now.uptimeNanoseconds))
         completion = loop.makePromise()
         metrics = TorrentMetrics(label: metainfo.infoHash.shortHex, name: metainfo.name, sizeBytes: metainfo.totalLength)
@@ -59,6 +59,7 @@ public final class TorrentSession: @unchecked Sendable {
     public var isComplete: Bool { state.isComplete }
     public var progress: Double { state.progress }
     public var left: Int64 { state.left }
+    public var uploadShareLeft: Int64 { state.uploadShareLeft }
     var connectedPeers: Int { state.peers.count }
     var downloadedBytes: Int64 { state.counters.downloaded }
     var uploadedBytes: Int64 { state.counters.uploaded }

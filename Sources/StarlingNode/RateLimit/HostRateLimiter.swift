@@ -32,6 +32,8 @@ public final class HostRateLimiter: @unchecked Sendable {
     /// Bytes the host still has to receive (its incomplete torrents), for the ramp down at the
     /// end of a download; read on the loop at each tick.
     var bytesLeft: (() -> Int64)?
+    /// The host's share of what its peers still lack (every torrent), for the upload's ramp down.
+    var uploadLeft: (() -> Int64)?
 
     static let slewTick: TimeAmount = .milliseconds(100)
 
@@ -121,7 +123,8 @@ public final class HostRateLimiter: @unchecked Sendable {
                 slews[d]!.maxChange = change
             } else {
                 recent[d]!.advance(to: now)
-                slews[d] = SlewLimiter(maxChange: change, cap: caps[d]!, now: now, startingAt: recent[d]!.rate)
+                slews[d] = SlewLimiter(maxChange: change, cap: caps[d]!, now: now, startingAt: recent[d]!.rate,
+                                       descent: d == .up ? SlewLimiter.uploadDescent : 1)
             }
         }
         if slewTask == nil {
@@ -134,7 +137,7 @@ public final class HostRateLimiter: @unchecked Sendable {
         for d in [Direction.up, .down] where slews[d] != nil {
             let saturated = lastThrottled[d].map { now < $0 + 1_000_000_000 } ?? false
             recent[d]!.advance(to: now)
-            let allowed = slews[d]!.tick(now: now, measured: recent[d]!.rate, bytesLeft: d == .down ? bytesLeft?() : nil,
+            let allowed = slews[d]!.tick(now: now, measured: recent[d]!.rate, bytesLeft: d == .down ? bytesLeft?() : uploadLeft?(),
                                          saturated: saturated)
             buckets[d]!.setRate(Int64(allowed.rounded(.up)), now: now)
             wake(d)
