@@ -2,7 +2,7 @@ import Foundation
 import TestSupport
 
 /// A test script (bash) run to its end, its output kept in a log file of a scratch folder,
-/// bounded by a deadline (then SIGTERM, which runs the script's cleanup trap).
+/// bounded by a deadline (then SIGTERM, which runs the script's cleanup trap, and SIGKILL).
 struct TestScript {
     let status: Int32
     let output: String
@@ -27,6 +27,11 @@ struct TestScript {
         while p.isRunning && Date() < deadline { try await Task.sleep(nanoseconds: 200_000_000) }
         if p.isRunning {
             kill(p.processIdentifier, SIGTERM)
+            // The test runner may hand its children SIGTERM blocked (they inherit its signal
+            // mask), so the script's cleanup trap gets 30 s and then the script is killed.
+            let grace = Date().addingTimeInterval(30)
+            while p.isRunning && Date() < grace { try await Task.sleep(nanoseconds: 200_000_000) }
+            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
             p.waitUntilExit()
         }
         let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
