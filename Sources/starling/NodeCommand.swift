@@ -50,15 +50,8 @@ struct NodeCommand: AsyncParsableCommand {
         var logger = Logger(label: "starling.node")
         logger.logLevel = level
         let runtime = NodeRuntime(configuration: c, policy: .serve, naming: \.key, logger: logger)
-        do {
-            let status = try await runtime.run()
-            if status != 0 { throw ExitCode(status) }
-        } catch let e as SettingError {
-            throw CLIError(e.described(in: c))
-        } catch let e as ExitCode {
-            throw e
-        } catch {
-            throw CLIError("\(error)")
-        }
+        // A setting is named by its YAML key, with the file and line.
+        let status = try await runCatching(describe: { $0.described(in: c) }) { try await runtime.run() }
+        if status != 0 { throw ExitCode(status) }
     }
 }

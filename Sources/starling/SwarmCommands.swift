@@ -243,12 +243,13 @@ struct PeerCommand: AsyncParsableCommand {
     }
 }
 
-/// Turns runtime errors into one-line CLI errors, naming settings by their flags.
-func runCatching(naming: (Setting) -> String = flag, _ body: () async throws -> Int32) async throws -> Int32 {
+/// Turns runtime errors into one-line CLI errors: by default a setting is named by its flag.
+func runCatching(describe: (SettingError) -> String = { $0.described(naming: flag) },
+                 _ body: () async throws -> Int32) async throws -> Int32 {
     do {
         return try await body()
     } catch let e as SettingError {
-        throw CLIError(e.described(naming: naming))
+        throw CLIError(describe(e))
     } catch let e as ExitCode {
         throw e
     } catch {
