@@ -26,6 +26,8 @@ public final class TorrentSession: @unchecked Sendable {
     private(set) var links: [Int: PeerLink] = [:]
     /// Blocks of pieces being assembled, until the piece goes to the piece worker.
     private var pieceBuffers: [Int: [UInt8]] = [:]
+    /// Haves wait for other bytes to the same peer, or at most `config.haveFlushDelay`.
+    private let haveFlush: DeferredFlush
     private var reported = TorrentState.Counters()
     /// Set by `closeAll`: the download ends because we were told to stop, not by a fault.
     private var stopping = false
@@ -48,6 +50,7 @@ public final class TorrentSession: @unchecked Sendable {
         state = TorrentState(layout: metainfo.layout, have: have, rules: config.rules, ownPeerID: config.peerID, ownAddress: config.ip,
                              seed: random.next(), now: UInt64(loop.now.uptimeNanoseconds))
         completion = loop.makePromise()
+        haveFlush = DeferredFlush(loop: loop, delay: config.haveFlushDelay)
         metrics = TorrentMetrics(label: metainfo.infoHash.shortHex, name: metainfo.name, sizeBytes: metainfo.totalLength)
         metrics.progressRatio.set(to: state.progress)
         if state.isComplete { completion.succeed(()) }
@@ -179,7 +182,11 @@ public final class TorrentSession: @unchecked Sendable {
             case .send(let m, let id):
                 guard let link = links[id] else { continue }
                 link.send(PeerMessage(m))
-                if !written.contains(where: { $0 === link }) { written.append(link) }
+                if case .have = m {
+                    haveFlush.add(link.channel)
+                } else if !written.contains(where: { $0 === link }) {
+                    written.append(link)
+                }
             case .serve(let req, let id):
                 if serve(req, to: id), let link = links[id], !written.contains(where: { $0 === link }) { written.append(link) }
             case .assemble(let req):

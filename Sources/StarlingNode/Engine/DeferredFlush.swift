@@ -1,0 +1,30 @@
+import NIOCore
+
+/// Flushes connections a little later, all at once: what was written to a connection added
+/// here goes out with that connection's next flush or after `delay`, whichever comes first.
+/// For messages that may wait (a `have`), so that several share a packet.
+final class DeferredFlush {
+    private let loop: EventLoop
+    private let delay: TimeAmount
+    private var waiting: [Channel] = []
+    private var scheduled: Scheduled<Void>?
+
+    init(loop: EventLoop, delay: TimeAmount) {
+        self.loop = loop
+        self.delay = delay
+    }
+
+    /// On the loop, after writing to `channel` without flushing.
+    func add(_ channel: Channel) {
+        if !waiting.contains(where: { $0 === channel }) { waiting.append(channel) }
+        guard scheduled == nil else { return }
+        scheduled = loop.scheduleTask(in: delay) { self.flush() }
+    }
+
+    private func flush() {
+        scheduled = nil
+        let channels = waiting
+        waiting.removeAll(keepingCapacity: true)
+        for channel in channels { channel.flush() }
+    }
+}
