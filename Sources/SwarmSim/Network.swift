@@ -3,8 +3,8 @@ import BitTorrent
 // The network model of docs/simulator.md: links as FIFOs, the per-step water-filling, and
 // items in flight. `Simulation` drives it once per step.
 
-extension Simulation.Link {
-    mutating func push(_ item: Simulation.Item) {
+extension Fleet.Link {
+    mutating func push(_ item: Fleet.Item) {
         items.append(item)
         queued += item.bytes
     }
@@ -12,7 +12,7 @@ extension Simulation.Link {
     /// Sends `wireBytes` worth of the queue. Gives the items that left in full, and the
     /// blocks the kernel has now taken (its buffer has room before them): their `blockSent`.
     mutating func transmit(wireBytes: Double, overhead: Double, kernelBuffer: Int,
-                           done: inout [Simulation.Item], sent: inout [BlockRequest]) {
+                           done: inout [Fleet.Item], sent: inout [BlockRequest]) {
         credit += wireBytes
         done.removeAll(keepingCapacity: true)
         sent.removeAll(keepingCapacity: true)
@@ -79,7 +79,7 @@ struct NetworkScratch {
     var order: [Int] = []
 
     /// Drops links that emptied or closed and reads the demands of the rest.
-    mutating func prepare(links: inout [Simulation.Link], hosts: Int, up: Double, down: Double,
+    mutating func prepare(links: inout [Fleet.Link], hosts: Int, up: Double, down: Double,
                           sites: Int, site: Double, overhead: Double) {
         active.removeAll { l in
             guard links[l].queued == 0 else { return false }
@@ -100,7 +100,7 @@ struct NetworkScratch {
     /// sites) the sending site's uplink out and the receiving site's uplink in, then the
     /// receiver's downlink. Each stage gives max-min shares of what it has left to what the
     /// stage before it let through; what passes every stage is granted.
-    mutating func fillRound(_ links: [Simulation.Link], siteOf: [Int]?) {
+    mutating func fillRound(_ links: [Fleet.Link], siteOf: [Int]?) {
         let active = self.active
         amount = active.indices.map { k in demand[k] - grant[k] > 0.5 ? demand[k] - grant[k] : 0 }
         stage(\.upLeft) { k in links[active[k]].from }
@@ -167,12 +167,12 @@ struct NetworkScratch {
 
 /// Items in flight, in the order they arrive.
 struct ArrivalQueue {
-    private var items: [(time: UInt64, link: Int, item: Simulation.Item)] = []
+    private var items: [(time: UInt64, link: Int, item: Fleet.Item)] = []
     private var head = 0
 
-    mutating func push(_ link: Int, _ item: Simulation.Item, at t: UInt64) { items.append((t, link, item)) }
+    mutating func push(_ link: Int, _ item: Fleet.Item, at t: UInt64) { items.append((t, link, item)) }
 
-    mutating func pop(dueBy now: UInt64) -> (link: Int, item: Simulation.Item)? {
+    mutating func pop(dueBy now: UInt64) -> (link: Int, item: Fleet.Item)? {
         guard head < items.count, items[head].time <= now else {
             if head > 4096, head * 2 > items.count {
                 items.removeFirst(head)

@@ -9,7 +9,77 @@ import Values
 /// the scenario's capacity, and feeds back what arrives. Single-threaded and seeded: the same
 /// scenario gives the same run, event for event.
 public final class Simulation {
-    public let scenario: Scenario
+    private var fleet: Fleet
+
+    public init(_ scenario: Scenario) { fleet = Fleet(scenario) }
+
+    public var scenario: Scenario { fleet.scenario }
+    public var now: UInt64 { fleet.now }
+    /// Once a second of virtual time: how busy the links were (`--timeline`).
+    public var timeline: [Sample] { fleet.timeline }
+    /// Called every 5 s of virtual time with the time, the peers complete and the peers that must be.
+    public var progress: ((Double, Int, Int) -> Void)? {
+        get { fleet.progress }
+        set { fleet.progress = newValue }
+    }
+
+    /// Runs until every honest peer is complete or the time limit; returns the figures.
+    public func run() -> Report { fleet.run() }
+
+    /// One line per host that did not complete: what it holds and whom it is connected to.
+    public func stragglers() -> [String] { fleet.stragglers() }
+
+    /// One second of the run: completions so far and the share of link capacity used.
+    public struct Sample: Sendable {
+        public var second: Int
+        public var complete: Int
+        public var originUp: Double
+        /// Blocks the origin had not sent before, as a share of its uplink, counted when the
+        /// kernel takes them (so above 1 while its socket buffers fill).
+        public var originFresh: Double
+        /// Mean over all peers of their uplinks' use, and over the downloading ones of their
+        /// downlinks' (above 1 in a second in which hosts completed: it divides by those
+        /// still downloading at its end).
+        public var peersUp: Double
+        public var peersDown: Double
+        /// Means over the downloading peers: peers each uploads to (unchoked and interested),
+        /// requests queued at it, blocks it has asked for and not received.
+        public var unchoked: Double
+        public var queued: Double
+        public var outstanding: Double
+        /// Peers' uplink and downlink use: 10th, 50th and 90th percentile over the downloading peers.
+        public var upPercentiles: [Double]
+        public var downPercentiles: [Double]
+    }
+
+    public struct Report: Sendable, Equatable {
+        public var hosts: Int
+        public var fileBytes: Int64
+        public var makespan: Double?
+        public var median: Double?
+        public var p90: Double?
+        public var tMin: Double
+        public var seederUploadXFile: Double
+        public var allComplete: Bool
+        public var completeHosts: Int
+        /// Peers that are not liars: the ones that must complete.
+        public var honestPeers: Int
+        public var virtualSeconds: Double
+        /// Per site (when there are sites): what crossed its uplink in and out, x file.
+        public var siteInXFile: [Double] = []
+        public var siteOutXFile: [Double] = []
+        public var crashes = 0
+
+        public var maxSiteInXFile: Double? { siteInXFile.max() }
+    }
+}
+
+/// The simulation's hosts, connections and network, and each step of the run. A value, not
+/// the stored properties of `Simulation`: Swift checks every access to a class's stored
+/// property for exclusivity at run time (a sixth of a simulated swarm's instructions), a
+/// struct's when it compiles.
+struct Fleet {
+    let scenario: Scenario
     let layout: PieceLayout
     private(set) var hosts: [Host] = []
     private var conns: [Conn] = []
@@ -20,7 +90,7 @@ public final class Simulation {
     /// arrivals are a fixed delay after their send.
     private var arrivals = [ArrivalQueue(), ArrivalQueue()]
     /// Once a second of virtual time: how busy the links were (`timeline`).
-    public private(set) var timeline: [Sample] = []
+    private(set) var timeline: [Simulation.Sample] = []
     private var sample = (origin: 0.0, peers: 0.0, fresh: 0.0)
     /// Blocks the origin has sent at least once.
     private var originSent = Set<Int>()
@@ -33,7 +103,7 @@ public final class Simulation {
     private let infoHash = InfoHash(bytes: [UInt8](repeating: 7, count: 20))!
     private var events = EventQueue()
     private var random: SplitMix64
-    public private(set) var now: UInt64 = 0
+    private(set) var now: UInt64 = 0
     private var completed = 0
     private var crashes = 0
     /// Honest peers, crashed or not: the run ends when they all are complete.
@@ -102,10 +172,9 @@ public final class Simulation {
         var delivered: TorrentState.Message? { block.map { .piece($0) } ?? message }
     }
 
-    /// Called every 5 s of virtual time with the time, the peers complete and the peers that must be.
-    public var progress: ((Double, Int, Int) -> Void)?
+    var progress: ((Double, Int, Int) -> Void)?
 
-    public init(_ scenario: Scenario) {
+    init(_ scenario: Scenario) {
         self.scenario = scenario
         layout = PieceLayout(totalLength: scenario.fileBytes, pieceLength: scenario.effectivePieceLength)
         random = SplitMix64(seed: scenario.seed)
@@ -155,7 +224,7 @@ public final class Simulation {
     }
 
     /// Starts (or restarts) a host's process: its timers, its first announce, its gossip.
-    private func start(_ i: Int, at t: UInt64) {
+    private mutating func start(_ i: Int, at t: UInt64) {
         let epoch = hosts[i].epoch
         if scenario.trackerDead {
             // Gossip only: every host joins through the origin's endpoint, as `--gossip-seed` gives it.
@@ -196,10 +265,9 @@ public final class Simulation {
         case restart(Int)
     }
 
-    private func schedule(_ e: Event, at t: UInt64) { events.push(e, at: t) }
+    private mutating func schedule(_ e: Event, at t: UInt64) { events.push(e, at: t) }
 
-    /// Runs until every honest peer is complete or the time limit; returns the figures.
-    public func run() -> Report {
+    mutating func run() -> Simulation.Report {
         while now <= scenario.timeLimit {
             while let (t, e) = events.peek(), t <= now {
                 _ = events.pop()
@@ -233,7 +301,7 @@ public final class Simulation {
         return report()
     }
 
-    private func handle(_ e: Event) {
+    private mutating func handle(_ e: Event) {
         switch e {
         case .timer(let timer, let h, let epoch):
             guard hosts[h].alive, hosts[h].epoch == epoch else { return }
@@ -286,7 +354,7 @@ public final class Simulation {
     }
 
     /// Carries out what a host's membership decided: datagrams, and peers for its dialler.
-    private func gossip(_ h: Int, _ directives: [GossipDirective]) {
+    private mutating func gossip(_ h: Int, _ directives: [GossipDirective]) {
         var found: [PeerAddress] = []
         for d in directives {
             switch d {
@@ -319,7 +387,7 @@ public final class Simulation {
         return SHA1Hasher.hash(bytes)
     }
 
-    private func deliver(_ item: Item, to h: Int, from peer: Int) {
+    private mutating func deliver(_ item: Item, to h: Int, from peer: Int) {
         guard hosts[h].alive, hosts[h].state.peers.contains(peer), let m = item.delivered else { return }
         let actions = hosts[h].state.received(m, from: peer, now: now)
         if let req = item.block, actions.contains(.assemble(req)) {
@@ -331,7 +399,7 @@ public final class Simulation {
 
     // MARK: tracker and connections
 
-    private func announce(_ h: Int) {
+    private mutating func announce(_ h: Int) {
         let host = hosts[h]
         let left = host.state.left
         let request = AnnounceRequest(infoHash: infoHash, peerID: host.peerID, port: UInt16(host.address.port),
@@ -348,7 +416,7 @@ public final class Simulation {
     static func siteBlock(_ k: Int) -> String { "10.\(k + 1).0.0/16" }
 
     /// Tells host `h`'s rules which of these candidates share its site, as `PeerEngine` does.
-    private func learnSiteMates(_ h: Int, _ addresses: [PeerAddress]) {
+    private mutating func learnSiteMates(_ h: Int, _ addresses: [PeerAddress]) {
         guard scenario.siteMap else { return }
         let mates = addresses.filter { a in index(of: a.host).map { hosts[$0].site == hosts[h].site } ?? false }
         if !mates.isEmpty { hosts[h].state.siteMembersKnown(mates.map(\.host)) }
@@ -362,7 +430,7 @@ public final class Simulation {
         return i < hosts.count ? i : nil
     }
 
-    private func dialCandidates(_ h: Int) {
+    private mutating func dialCandidates(_ h: Int) {
         let state = hosts[h].state
         let connected = state.listenAddresses
         let budget = state.dialBudget(dialling: hosts[h].dial.inProgress)
@@ -375,7 +443,7 @@ public final class Simulation {
         }
     }
 
-    private func connect(_ from: Int, _ to: Int) {
+    private mutating func connect(_ from: Int, _ to: Int) {
         let target = hosts[to].address
         defer { if hosts[from].alive { dialCandidates(from) } }
         guard hosts[from].alive, hosts[to].alive else {
@@ -406,7 +474,7 @@ public final class Simulation {
     }
 
     /// Both ends learn the connection is gone, as NIO's channelInactive tells each shell.
-    private func close(_ c: Int) {
+    private mutating func close(_ c: Int) {
         guard conns[c].open else { return }
         conns[c].open = false
         links[2 * c] = Link()
@@ -420,7 +488,7 @@ public final class Simulation {
 
     // MARK: actions
 
-    private func perform(_ h: Int, _ actions: [TorrentState.Action]) {
+    private mutating func perform(_ h: Int, _ actions: [TorrentState.Action]) {
         for action in actions {
             switch action {
             case .send(let m, let id):
@@ -458,7 +526,7 @@ public final class Simulation {
         }
     }
 
-    private func kill(_ h: Int) {
+    private mutating func kill(_ h: Int) {
         hosts[h].alive = false
         hosts[h].gossip = nil
         for c in hosts[h].conn.values { close(c) }
@@ -475,7 +543,7 @@ public final class Simulation {
         }
     }
 
-    private func enqueue(from h: Int, to id: Int, _ item: Item) {
+    private mutating func enqueue(from h: Int, to id: Int, _ item: Item) {
         guard let c = hosts[h].conn[id], conns[c].open else { return }
         let l = conns[c].a == h ? 2 * c : 2 * c + 1
         links[l].push(item)
@@ -491,7 +559,7 @@ public final class Simulation {
     /// (`NetworkScratch.fillRound`), so an uplink's share that a downlink or a site's uplink
     /// could not take goes to its other connections; max-min fair to within a few percent.
     /// Items that finish arrive a step plus the latency later.
-    private func transmit() {
+    private mutating func transmit() {
         let dt = Double(scenario.step) / 1e9
         let up = min(scenario.rate, scenario.upCap > 0 ? Double(scenario.upCap) * Self.frameOverhead : .infinity) * dt
         let down = min(scenario.rate, scenario.downCap > 0 ? Double(scenario.downCap) * Self.frameOverhead : .infinity) * dt
@@ -525,35 +593,12 @@ public final class Simulation {
 
     // MARK: report
 
-    /// One second of the run: completions so far and the share of link capacity used.
-    public struct Sample: Sendable {
-        public var second: Int
-        public var complete: Int
-        public var originUp: Double
-        /// Blocks the origin had not sent before, as a share of its uplink, counted when the
-        /// kernel takes them (so above 1 while its socket buffers fill).
-        public var originFresh: Double
-        /// Mean over all peers of their uplinks' use, and over the downloading ones of their
-        /// downlinks' (above 1 in a second in which hosts completed: it divides by those
-        /// still downloading at its end).
-        public var peersUp: Double
-        public var peersDown: Double
-        /// Means over the downloading peers: peers each uploads to (unchoked and interested),
-        /// requests queued at it, blocks it has asked for and not received.
-        public var unchoked: Double
-        public var queued: Double
-        public var outstanding: Double
-        /// Peers' uplink and downlink use: 10th, 50th and 90th percentile over the downloading peers.
-        public var upPercentiles: [Double]
-        public var downPercentiles: [Double]
-    }
-
     private func percentiles(_ values: [Double]) -> [Double] {
         let v = values.sorted()
         return v.isEmpty ? [0, 0, 0] : [0.1, 0.5, 0.9].map { v[Int(Double(v.count - 1) * $0)] }
     }
 
-    private func takeSample() {
+    private mutating func takeSample() {
         let capacity = scenario.rate
         let peers = Double(max(1, hosts.count - 1))
         let active = hosts.dropFirst().filter { $0.alive && $0.doneAt == nil }
@@ -561,7 +606,7 @@ public final class Simulation {
         func mean(_ f: (PeerState) -> Int) -> Double {
             Double(active.reduce(0) { sum, h in sum + h.state.peers.map(f).reduce(0, +) }) / downloading
         }
-        timeline.append(Sample(second: Int(now / 1_000_000_000), complete: completed,
+        timeline.append(Simulation.Sample(second: Int(now / 1_000_000_000), complete: completed,
                                originUp: sample.origin / capacity, originFresh: sample.fresh * Self.frameOverhead / capacity, peersUp: sample.peers / capacity / peers,
                                peersDown: (sample.origin + sample.peers) / capacity / downloading,
                                unchoked: mean { !$0.amChoking && $0.peerInterested ? 1 : 0 },
@@ -572,29 +617,7 @@ public final class Simulation {
         for i in hostSecond.indices { hostSecond[i] = (0, 0) }
     }
 
-    public struct Report: Sendable, Equatable {
-        public var hosts: Int
-        public var fileBytes: Int64
-        public var makespan: Double?
-        public var median: Double?
-        public var p90: Double?
-        public var tMin: Double
-        public var seederUploadXFile: Double
-        public var allComplete: Bool
-        public var completeHosts: Int
-        /// Peers that are not liars: the ones that must complete.
-        public var honestPeers: Int
-        public var virtualSeconds: Double
-        /// Per site (when there are sites): what crossed its uplink in and out, x file.
-        public var siteInXFile: [Double] = []
-        public var siteOutXFile: [Double] = []
-        public var crashes = 0
-
-        public var maxSiteInXFile: Double? { siteInXFile.max() }
-    }
-
-    /// One line per host that did not complete: what it holds and whom it is connected to.
-    public func stragglers() -> [String] {
+    func stragglers() -> [String] {
         hosts.filter { $0.alive && $0.doneAt == nil }.map { h in
             let p = h.state.peers.values
             return "host \(h.index): \(h.state.have.setCount)/\(layout.pieceCount) pieces, \(p.count) peers "
@@ -604,7 +627,7 @@ public final class Simulation {
         }
     }
 
-    private func report() -> Report {
+    private func report() -> Simulation.Report {
         let peers = hosts.dropFirst()
         let honest = peers.filter { !$0.liar }
         let times = honest.map { $0.doneAt.map { Double($0) / 1e9 } ?? .infinity }.sorted()
@@ -616,7 +639,7 @@ public final class Simulation {
             if times[hi] == .infinity { return nil }
             return times[lo] + (times[hi] - times[lo]) * (k - Double(lo))
         }
-        return Report(hosts: scenario.hosts, fileBytes: scenario.fileBytes, makespan: all ? times.last : nil,
+        return Simulation.Report(hosts: scenario.hosts, fileBytes: scenario.fileBytes, makespan: all ? times.last : nil,
                       median: percentile(50), p90: percentile(90), tMin: scenario.tMin,
                       seederUploadXFile: Double(hosts[0].uploaded) / Double(scenario.fileBytes),
                       allComplete: all, completeHosts: honest.filter { $0.doneAt != nil }.count, honestPeers: honest.count,
@@ -629,10 +652,10 @@ public final class Simulation {
 
 /// Events in time order; equal times in the order they were scheduled.
 struct EventQueue {
-    private var heap: [(time: UInt64, seq: UInt64, event: Simulation.Event)] = []
+    private var heap: [(time: UInt64, seq: UInt64, event: Fleet.Event)] = []
     private var seq: UInt64 = 0
 
-    mutating func push(_ e: Simulation.Event, at t: UInt64) {
+    mutating func push(_ e: Fleet.Event, at t: UInt64) {
         seq += 1
         heap.append((t, seq, e))
         var i = heap.count - 1
@@ -644,9 +667,9 @@ struct EventQueue {
         }
     }
 
-    func peek() -> (UInt64, Simulation.Event)? { heap.first.map { ($0.time, $0.event) } }
+    func peek() -> (UInt64, Fleet.Event)? { heap.first.map { ($0.time, $0.event) } }
 
-    mutating func pop() -> Simulation.Event? {
+    mutating func pop() -> Fleet.Event? {
         guard !heap.isEmpty else { return nil }
         heap.swapAt(0, heap.count - 1)
         let top = heap.removeLast()
