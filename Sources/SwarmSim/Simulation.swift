@@ -89,6 +89,9 @@ struct Fleet {
     /// Items in flight in arrival order, within a site and across sites: each queue's
     /// arrivals are a fixed delay after their send.
     private var arrivals = [ArrivalQueue(), ArrivalQueue()]
+    /// The bytes of bitfields on their way (`Item`), by key: rare (a restarted host's).
+    private var bitfields: [Int: [UInt8]] = [:]
+    private var bitfieldKey = 0
     /// Once a second of virtual time: how busy the links were (`timeline`).
     private(set) var timeline: [Simulation.Sample] = []
     private var sample = (origin: 0.0, peers: 0.0, fresh: 0.0)
@@ -133,7 +136,8 @@ struct Fleet {
         var epoch = 0
         var liar = false
         var doneAt: UInt64?
-        /// Per piece, per block: the block assembled was corrupt (for the piece's verdict).
+        /// Per piece, per block: the block assembled was corrupt (for the piece's verdict); a
+        /// piece without an entry has no corrupt block.
         var corrupt: [Int: [Bool]] = [:]
         var uploaded: Int64 = 0
     }
@@ -162,14 +166,83 @@ struct Fleet {
         var taken = 0
     }
 
+    /// A message or a block on a link, as plain integers: the links and the arrival queues
+    /// hold millions of them, and a `TorrentState.Message` (an enum with an array payload) is
+    /// three times the size and counts references on every copy.
     struct Item {
-        var bytes: Int
-        /// The message; a block's `.piece` is built when it arrives.
-        var message: TorrentState.Message?
-        var block: BlockRequest?
-        var corrupt = false
+        enum Kind: UInt8 {
+            case choke, unchoke, interested, notInterested, have, bitfield, request, block, cancel, suggest
+            case haveAll, haveNone, reject, allowedFast
+        }
 
-        var delivered: TorrentState.Message? { block.map { .piece($0) } ?? message }
+        var bytes: Int
+        var kind: Kind
+        var corrupt = false
+        /// The piece (for a bitfield, its bytes' key in `Fleet.bitfields`), a block's offset and length.
+        var piece: Int32 = 0, begin: Int32 = 0, length: Int32 = 0
+
+        /// Any message but a bitfield, which `Fleet.perform` packs with its bytes set aside.
+        init(bytes: Int, message m: TorrentState.Message) {
+            self.bytes = bytes
+            switch m {
+            case .choke: kind = .choke
+            case .unchoke: kind = .unchoke
+            case .interested: kind = .interested
+            case .notInterested: kind = .notInterested
+            case .haveAll: kind = .haveAll
+            case .haveNone: kind = .haveNone
+            case .have(let p): kind = .have; piece = Int32(p)
+            case .suggest(let p): kind = .suggest; piece = Int32(p)
+            case .allowedFast(let p): kind = .allowedFast; piece = Int32(p)
+            case .request(let r): kind = .request; set(r)
+            case .cancel(let r): kind = .cancel; set(r)
+            case .reject(let r): kind = .reject; set(r)
+            case .piece(let r): kind = .block; set(r)
+            case .bitfield: preconditionFailure("a bitfield's bytes are kept apart (Fleet.perform)")
+            }
+        }
+
+        init(bytes: Int, bitfieldKey: Int) {
+            self.bytes = bytes
+            kind = .bitfield
+            piece = Int32(bitfieldKey)
+        }
+
+        init(block: BlockRequest, corrupt: Bool) {
+            bytes = 13 + block.length
+            kind = .block
+            self.corrupt = corrupt
+            set(block)
+        }
+
+        private mutating func set(_ r: BlockRequest) {
+            piece = Int32(r.piece)
+            begin = Int32(r.begin)
+            length = Int32(r.length)
+        }
+
+        private var request: BlockRequest { BlockRequest(piece: Int(piece), begin: Int(begin), length: Int(length)) }
+        var block: BlockRequest? { kind == .block ? request : nil }
+
+        /// The message as it arrives; a bitfield's bytes come from `Fleet.bitfields`.
+        func message(bitfield: () -> [UInt8]) -> TorrentState.Message {
+            switch kind {
+            case .choke: return .choke
+            case .unchoke: return .unchoke
+            case .interested: return .interested
+            case .notInterested: return .notInterested
+            case .haveAll: return .haveAll
+            case .haveNone: return .haveNone
+            case .have: return .have(piece: Int(piece))
+            case .suggest: return .suggest(piece: Int(piece))
+            case .allowedFast: return .allowedFast(piece: Int(piece))
+            case .request: return .request(request)
+            case .cancel: return .cancel(request)
+            case .reject: return .reject(request)
+            case .block: return .piece(request)
+            case .bitfield: return .bitfield(bitfield())
+            }
+        }
     }
 
     var progress: ((Double, Int, Int) -> Void)?
@@ -328,7 +401,7 @@ struct Fleet {
             connect(from, to)
         case .checked(let h, let piece, let wanted, let epoch):
             guard hosts[h].alive, hosts[h].epoch == epoch else { return }
-            let flags = hosts[h].corrupt.removeValue(forKey: piece) ?? []
+            let flags = hosts[h].corrupt.removeValue(forKey: piece) ?? [Bool](repeating: false, count: layout.blockCount(ofPiece: piece))
             let bad = flags.contains(true)
             let digests = bad || wanted ? flags.enumerated().map { Self.digest(piece: piece, block: $0.offset, corrupt: $0.element) } : nil
             let verdict: TorrentState.PieceCheck = bad ? .mismatched(blockDigests: digests!) : .matched(blockDigests: digests)
@@ -388,9 +461,12 @@ struct Fleet {
     }
 
     private mutating func deliver(_ item: Item, to h: Int, from peer: Int) {
-        guard hosts[h].alive, hosts[h].state.peers.contains(peer), let m = item.delivered else { return }
-        let actions = hosts[h].state.received(m, from: peer, now: now)
-        if let req = item.block, actions.contains(.assemble(req)) {
+        var bits: [UInt8] = []
+        if item.kind == .bitfield { bits = bitfields.removeValue(forKey: Int(item.piece)) ?? [] }
+        guard hosts[h].alive, hosts[h].state.peers.contains(peer) else { return }
+        let actions = hosts[h].state.received(item.message { bits }, from: peer, now: now)
+        // Noted only while some piece holds a corrupt block: a piece without an entry is all honest.
+        if let req = item.block, item.corrupt || !hosts[h].corrupt.isEmpty, actions.contains(.assemble(req)) {
             let blocks = layout.blockCount(ofPiece: req.piece)
             hosts[h].corrupt[req.piece, default: [Bool](repeating: false, count: blocks)][req.begin / PieceLayout.blockSize] = item.corrupt
         }
@@ -491,6 +567,10 @@ struct Fleet {
     private mutating func perform(_ h: Int, _ actions: [TorrentState.Action]) {
         for action in actions {
             switch action {
+            case .send(.bitfield(let bytes), let id):
+                bitfieldKey += 1
+                bitfields[bitfieldKey] = bytes
+                enqueue(from: h, to: id, Item(bytes: 5 + bytes.count, bitfieldKey: bitfieldKey))
             case .send(let m, let id):
                 enqueue(from: h, to: id, Item(bytes: Self.wireLength(m), message: m))
             case .serve(let req, let id):
@@ -498,7 +578,7 @@ struct Fleet {
                     let block = req.piece * (layout.pieceLength / PieceLayout.blockSize) + req.begin / PieceLayout.blockSize
                     if originSent.insert(block).inserted { sample.fresh += Double(req.length) }
                 }
-                enqueue(from: h, to: id, Item(bytes: 13 + req.length, message: nil, block: req, corrupt: hosts[h].liar))
+                enqueue(from: h, to: id, Item(block: req, corrupt: hosts[h].liar))
                 hosts[h].uploaded += Int64(req.length)
             case .assemble:
                 break
@@ -564,9 +644,9 @@ struct Fleet {
         let up = min(scenario.rate, scenario.upCap > 0 ? Double(scenario.upCap) * Self.frameOverhead : .infinity) * dt
         let down = min(scenario.rate, scenario.downCap > 0 ? Double(scenario.downCap) * Self.frameOverhead : .infinity) * dt
         network.prepare(links: &links, hosts: hosts.count, up: up, down: down,
-                        sites: scenario.sites, site: scenario.siteRate * dt, overhead: Self.frameOverhead)
+                        sites: scenario.sites, site: scenario.siteRate * dt, siteOf: siteOf, overhead: Self.frameOverhead)
         guard !network.active.isEmpty else { return }
-        for _ in 0..<2 { network.fillRound(links, siteOf: siteOf) }
+        for _ in 0..<2 { network.fillRound() }
         var done: [Item] = [], sent: [BlockRequest] = []
         for (k, l) in network.active.enumerated() where network.grant[k] > 0 {
             let sender = links[l].from

@@ -138,8 +138,8 @@ struct SimulationTests {
         for (l, bytes) in [(0, 100), (1, 1000), (2, 1000)] { links[l].push(Fleet.Item(bytes: bytes, message: .interested)) }
         var net = NetworkScratch()
         net.active = [0, 1, 2]
-        net.prepare(links: &links, hosts: 4, up: 900, down: 10_000, sites: 1, site: .infinity, overhead: 1)
-        for _ in 0..<2 { net.fillRound(links, siteOf: nil) }
+        net.prepare(links: &links, hosts: 4, up: 900, down: 10_000, sites: 1, site: .infinity, siteOf: nil, overhead: 1)
+        for _ in 0..<2 { net.fillRound() }
         #expect(net.grant == [100, 400, 400])
     }
 
@@ -150,8 +150,8 @@ struct SimulationTests {
         for l in 0..<3 { links[l].push(Fleet.Item(bytes: 10_000, message: .interested)) }
         var net = NetworkScratch()
         net.active = [0, 1, 2]
-        net.prepare(links: &links, hosts: 4, up: 1000, down: 600, sites: 1, site: .infinity, overhead: 1)
-        for _ in 0..<2 { net.fillRound(links, siteOf: nil) }
+        net.prepare(links: &links, hosts: 4, up: 1000, down: 600, sites: 1, site: .infinity, siteOf: nil, overhead: 1)
+        for _ in 0..<2 { net.fillRound() }
         #expect(net.grant[0] == 300 && net.grant[1] == 300)
         #expect(net.grant[2] == 600, "host 0's uplink: 1000 less the 300 host 2 took, capped by host 3's downlink")
     }
