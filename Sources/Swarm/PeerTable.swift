@@ -65,6 +65,10 @@ public struct PeerTable: Sequence {
 
     public func contains(_ id: Int) -> Bool { slot(of: id) != 0 }
 
+    /// The slot of the peer `id` names while it is here: a small index, one per peer present
+    /// (reused after it leaves), for a shell's table of its own beside this one.
+    public static func slot(of id: Int) -> Int { id & slotMask }
+
     /// Read in place; setting nil removes the peer; a new peer is stored under `nextID` only.
     public subscript(id: Int) -> PeerState? {
         unsafeAddress { UnsafePointer(storage.base + slot(of: id)) }

@@ -130,7 +130,12 @@ struct Fleet {
         var state: TorrentState
         var dial: DialSchedule
         var gossip: GossipMembership<SplitMix64>?
-        var conn: [Int: Int] = [:]      // peer id in `state` -> connection index
+        /// Per slot of `state.peers` (`PeerTable.slot(of:)`): the peer's id and the link we send
+        /// it on, id -1 for none. An index where a dictionary hashed the id for every send.
+        var out: [(id: Int, link: Int)] = []
+        /// The same connections by peer id, read only when the host crashes: it closes them
+        /// in this dictionary's order, as it always has (the run's output follows that order).
+        var conn: [Int: Int] = [:]
         var alive = true
         /// Counts crashes: timers set before a crash are ignored after the restart.
         var epoch = 0
@@ -140,6 +145,24 @@ struct Fleet {
         /// piece without an entry has no corrupt block.
         var corrupt: [Int: [Bool]] = [:]
         var uploaded: Int64 = 0
+
+        /// The link to the peer `id` while connected to it.
+        func out(to id: Int) -> Int? {
+            let s = PeerTable.slot(of: id)
+            return s < out.count && out[s].id == id ? out[s].link : nil
+        }
+
+        /// Notes the link to the peer `id` (nil: the connection closed).
+        mutating func setOut(_ link: Int?, for id: Int) {
+            let s = PeerTable.slot(of: id)
+            if s >= out.count { out += repeatElement((id: -1, link: -1), count: s + 1 - out.count) }
+            if let link {
+                out[s] = (id, link)
+            } else if out[s].id == id {
+                out[s] = (-1, -1)
+            }
+            conn[id] = link.map { $0 >> 1 }
+        }
     }
 
     /// One TCP connection between two hosts; its bytes move on `links[2c]` and `links[2c + 1]`.
@@ -152,6 +175,9 @@ struct Fleet {
     /// One direction of a connection: a FIFO of messages and blocks.
     struct Link {
         var from = 0, to = 0
+        /// The sender's id for the receiver in its rules, and the receiver's for the sender.
+        var idAtFrom = -1, idAtTo = -1
+        var open = false
         var active = false
         /// The step of the last arrival on it: its read batch ends once per step.
         var readAt = UInt64.max
@@ -350,9 +376,8 @@ struct Fleet {
             var touched: [(host: Int, peer: Int)] = []
             for q in arrivals.indices {
                 while let (link, item) = arrivals[q].pop(dueBy: now) {
-                    let c = link >> 1
-                    guard conns[c].open else { continue }
-                    let (h, peer) = link & 1 == 0 ? (conns[c].b, conns[c].idAtB) : (conns[c].a, conns[c].idAtA)
+                    guard links[link].open else { continue }
+                    let h = links[link].to, peer = links[link].idAtTo
                     deliver(item, to: h, from: peer)
                     if links[link].readAt != now {
                         links[link].readAt = now
@@ -536,16 +561,18 @@ struct Fleet {
         let outbound = TorrentState.Arrival(remote: target, outbound: true, peerID: hosts[to].peerID, fast: true, sameSite: sameSite)
         let (acceptedAtA, actionsA) = hosts[from].state.admit(outbound, now: now)
         conns.append(Conn(a: from, b: to, idAtA: -1, idAtB: idAtB))
-        links.append(Link(from: from, to: to))
-        links.append(Link(from: to, to: from))
-        hosts[to].conn[idAtB] = c
+        links.append(Link(from: from, to: to, idAtTo: idAtB, open: true))
+        links.append(Link(from: to, to: from, idAtFrom: idAtB, open: true))
+        hosts[to].setOut(2 * c + 1, for: idAtB)
         perform(to, actionsB)
         guard case .admitted(let idAtA) = acceptedAtA else {
             perform(from, actionsA)
             return close(c)
         }
         conns[c].idAtA = idAtA
-        hosts[from].conn[idAtA] = c
+        links[2 * c].idAtFrom = idAtA
+        links[2 * c + 1].idAtTo = idAtA
+        hosts[from].setOut(2 * c, for: idAtA)
         perform(from, actionsA)
     }
 
@@ -557,7 +584,7 @@ struct Fleet {
         links[2 * c + 1] = Link()
         let conn = conns[c]
         for (h, id) in [(conn.a, conn.idAtA), (conn.b, conn.idAtB)] where id >= 0 {
-            hosts[h].conn[id] = nil
+            hosts[h].setOut(nil, for: id)
             if hosts[h].alive { perform(h, hosts[h].state.disconnected(id, now: now)) }
         }
     }
@@ -597,7 +624,7 @@ struct Fleet {
                     if let k = scenario.killSeederAfterCompleteOf, completed >= k, hosts[0].alive { kill(0) }
                 }
             case .close(let id, _):
-                if let c = hosts[h].conn[id] { close(c) }
+                if let l = hosts[h].out(to: id) { close(l >> 1) }
             case .wake(let after):
                 schedule(.timer(.wake, h, hosts[h].epoch), at: now + after)
             case .failed, .log:
@@ -611,6 +638,7 @@ struct Fleet {
         hosts[h].gossip = nil
         for c in hosts[h].conn.values { close(c) }
         hosts[h].conn.removeAll()
+        hosts[h].out.removeAll()
     }
 
     static func wireLength(_ m: TorrentState.Message) -> Int {
@@ -624,8 +652,7 @@ struct Fleet {
     }
 
     private mutating func enqueue(from h: Int, to id: Int, _ item: Item) {
-        guard let c = hosts[h].conn[id], conns[c].open else { return }
-        let l = conns[c].a == h ? 2 * c : 2 * c + 1
+        guard let l = hosts[h].out(to: id) else { return }
         links[l].push(item)
         if !links[l].active {
             links[l].active = true
@@ -664,8 +691,8 @@ struct Fleet {
             let at = now + scenario.step + scenario.latency + (cross ? scenario.siteLatency : 0)
             for item in done { arrivals[cross ? 1 : 0].push(l, item, at: at) }
             guard !sent.isEmpty else { continue }
-            let c = l >> 1, id = l & 1 == 0 ? conns[c].idAtA : conns[c].idAtB
-            for req in sent where conns[c].open {
+            let id = links[l].idAtFrom
+            for req in sent where links[l].open {
                 perform(sender, hosts[sender].state.blockSent(req, to: id, sent: true, now: now))
             }
         }
