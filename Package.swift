@@ -40,7 +40,7 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         // The node's YAML configuration: parsing and validation only (Yams stays here);
-        // StarlingNode's NodeDaemon maps it onto the engine, tracker, gossip and HTTP.
+        // StarlingNode's NodeRuntime maps it onto the engine, tracker, gossip and HTTP.
         .target(name: "NodeConfig", dependencies: [
             "Values",
             .product(name: "Yams", package: "Yams"),

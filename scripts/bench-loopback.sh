@@ -7,7 +7,7 @@
 #
 # SIZE_MIB defaults to 1024 (1 GiB). Files live in /dev/shm when it has room (so the figures
 # measure the engine, not the disk), else in /tmp; everything is deleted on exit. RUNS (default
-# 5) runs; NO_BUILD=1 uses the existing release binary. The seed listens on 127.0.5.1:7501
+# 5) runs; NO_BUILD=1 uses the existing release binary, STARLING_BIN another one. The seed listens on 127.0.5.1:7501
 # and the peer on 127.0.5.2. The seed's CPU is read from /proc once it listens and again when
 # the peer is done, so its start-up check of the file is not in its figure.
 set -euo pipefail
@@ -34,7 +34,7 @@ if [ "${NO_BUILD:-0}" != 1 ]; then
     echo "== building release"
     swift build -c release --product starling >/dev/null
 fi
-starling="$(swift build -c release --show-bin-path)/starling"
+starling=${STARLING_BIN:-"$(swift build -c release --show-bin-path)/starling"}
 
 echo "== writing $size_mib MiB of random data in $work"
 head -c "$bytes" /dev/urandom >"$work/artifact.bin"
@@ -52,9 +52,9 @@ for run in $(seq 1 "$runs"); do
     "$starling" seed "$work/artifact.torrent" "$work/artifact.bin" --ip 127.0.5.1 \
         --port-range 7501-7501 >"$work/seed.log" 2>&1 &
     seed_pid=$!
-    # Ready once listening: its file has been checked by then.
+    # Ready once seeding: its file has been checked and it listens.
     for _ in $(seq 1 200); do
-        grep -q "listening" "$work/seed.log" && break
+        grep -q "seeding" "$work/seed.log" && break
         kill -0 "$seed_pid" 2>/dev/null || { cat "$work/seed.log" >&2; exit 1; }
         sleep 0.05
     done

@@ -111,7 +111,7 @@ public struct TorrentState {
     // MARK: state
 
     public let layout: PieceLayout
-    public let rules: TorrentRules
+    public private(set) var rules: TorrentRules
     /// Our own peer id: the duplicate-connection rule compares it.
     public let ownPeerID: [UInt8]
     public private(set) var picker: PiecePicker
@@ -191,6 +191,10 @@ public struct TorrentState {
         return done
     }
     public var left: Int64 { layout.totalLength - verifiedBytes }
+    /// A slew limit switched on or off while the torrent runs: haves go to holders too, or not
+    /// (`TorrentRules.announceToHolders`).
+    public mutating func announceToHolders(_ on: Bool) { rules.announceToHolders = on }
+
     /// This host's share of what its connected peers still lack, in bytes: the pieces missing
     /// at each of them, divided among them and this host (each may serve them). The upload
     /// ramps down on it under a slew limit (`SlewLimiter.uploadDescent`). Exact when the peers

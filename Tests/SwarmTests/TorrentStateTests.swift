@@ -152,6 +152,24 @@ struct TorrentStateTests {
         #expect(messages(in: checked, to: seed).contains(.have(piece: x)))
     }
 
+    @Test("a slew limit switched on mid-run sends the next haves to holders too; switched off, no longer")
+    func announceToHoldersFollowsTheLimit() throws {
+        var state = torrent(pieces: 3)
+        let seed = state.connect(1), mate = state.connect(2)
+        _ = state.hasAll(seed)
+        let asked = requests(in: state.received(.unchoke, from: seed, now: 0), to: seed)
+        let x = try #require(asked.first?.piece)
+        _ = state.received(.have(piece: x), from: mate, now: 0)
+        state.announceToHolders(true)
+        let more = requests(in: state.deliver(blocks(of: x), from: seed, now: ms), to: seed)
+        #expect(messages(in: state.pieceChecked(x, .matched(blockDigests: nil), now: 2 * ms), to: mate).contains(.have(piece: x)))
+        state.announceToHolders(false)
+        let next = try #require((asked + more).first { $0.piece != x }?.piece)
+        _ = state.received(.have(piece: next), from: mate, now: 3 * ms)
+        _ = state.deliver(blocks(of: next), from: seed, now: 4 * ms)
+        #expect(!messages(in: state.pieceChecked(next, .matched(blockDigests: nil), now: 5 * ms), to: mate).contains(.have(piece: next)))
+    }
+
     @Test("with the fast extension a choke keeps our requests: blocks sent before it count, only a reject frees one")
     func fastChokeKeepsRequests() throws {
         var state = torrent()

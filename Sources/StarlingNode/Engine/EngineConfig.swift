@@ -23,14 +23,6 @@ public struct EngineConfig: Sendable {
     public var maxChange: MaxChange?
     /// The rules of every torrent: connections, pipelines, choking, serving.
     public var rules = TorrentRules()
-    /// `rules` as a torrent starts: under a slew limit its haves go to every peer. (A limit
-    /// turned on later leaves running torrents without: their upload's share of the work left
-    /// is then overcounted, and it ramps down later.)
-    var torrentRules: TorrentRules {
-        var r = rules
-        if maxChange != nil { r.announceToHolders = true }
-        return r
-    }
     /// Most unsent bytes the kernel holds per connection of a distinct-first seed
     /// (TCP_NOTSENT_LOWAT; 0 = the kernel's default, no limit). Upload requests then wait in
     /// our queue, not in a deep socket buffer, so the seed decides what goes out next. Other

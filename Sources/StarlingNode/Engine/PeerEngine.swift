@@ -55,6 +55,7 @@ public final class PeerEngine: Service, NodeStatusSource, @unchecked Sendable {
         limiter = HostRateLimiter(loop: loop, upRate: config.upRate, downRate: config.downRate, maxChange: config.maxChange)
         limiter.bytesLeft = { [unowned self] in self.sessions.values.reduce(0) { $0 + ($1.isComplete ? 0 : $1.left) } }
         limiter.uploadLeft = { [unowned self] in self.sessions.values.reduce(0) { $0 + $1.uploadShareLeft } }
+        limiter.slewLimitChanged = { [unowned self] on in for s in self.sessions.values { s.announceToHolders(on) } }
         pieceWorker.start()
         blockReader.start()
     }
@@ -175,7 +176,10 @@ public final class PeerEngine: Service, NodeStatusSource, @unchecked Sendable {
         }
         let session = TorrentSession(metainfo: metainfo, store: store, have: have, loop: loop,
                                      pieceWorker: pieceWorker, blockReader: blockReader, config: config, logger: logger)
-        try await loop.submit { self.sessions[metainfo.infoHash] = session }.get()
+        try await loop.submit {
+            self.sessions[metainfo.infoHash] = session
+            session.announceToHolders(self.limiter.maxChange != nil)
+        }.get()
         return session
     }
 

@@ -45,7 +45,7 @@ public final class TorrentSession: @unchecked Sendable {
         log[metadataKey: "torrent"] = "\(metainfo.infoHash.shortHex)"
         self.logger = log
         var random = SystemRandomNumberGenerator()
-        state = TorrentState(layout: metainfo.layout, have: have, rules: config.torrentRules, ownPeerID: config.peerID, ownAddress: config.ip,
+        state = TorrentState(layout: metainfo.layout, have: have, rules: config.rules, ownPeerID: config.peerID, ownAddress: config.ip,
                              seed: random.next(), now: UInt64(loop.now.uptimeNanoseconds))
         completion = loop.makePromise()
         metrics = TorrentMetrics(label: metainfo.infoHash.shortHex, name: metainfo.name, sizeBytes: metainfo.totalLength)
@@ -150,6 +150,10 @@ public final class TorrentSession: @unchecked Sendable {
     }
 
     /// Sets this torrent's own caps (0 = none); they apply below the host-wide caps.
+    /// Under a slew limit (set or lifted at any time) haves go to peers that hold the piece
+    /// too, so the host's upload share of what is left is counted right. On the loop.
+    func announceToHolders(_ on: Bool) { state.announceToHolders(on) }
+
     public func setCaps(up: Int64, down: Int64) {
         loop.execute {
             self.metrics.setCaps(up: up, down: down)

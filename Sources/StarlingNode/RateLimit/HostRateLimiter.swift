@@ -34,6 +34,8 @@ public final class HostRateLimiter: @unchecked Sendable {
     var bytesLeft: (() -> Int64)?
     /// The host's share of what its peers still lack (every torrent), for the upload's ramp down.
     var uploadLeft: (() -> Int64)?
+    /// Told on the loop whether a slew limit is now on (set, changed or lifted).
+    var slewLimitChanged: ((Bool) -> Void)?
 
     static let slewTick: TimeAmount = .milliseconds(100)
 
@@ -109,6 +111,7 @@ public final class HostRateLimiter: @unchecked Sendable {
 
     private func applyMaxChange(_ change: MaxChange?) {
         loop.preconditionInEventLoop()
+        slewLimitChanged?(change != nil)
         let now = self.now()
         guard let change else {
             slewTask?.cancel()

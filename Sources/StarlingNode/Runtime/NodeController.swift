@@ -34,7 +34,8 @@ actor NodeController: Service {
     private var config: NodeConfiguration
     private let policy: RunPolicy
     private let naming: NodeRuntime.Naming
-    private let initial: [(NodeConfiguration.Torrent, Metainfo)]
+    /// The configuration's torrents, opened (their data verified) before the engine listens.
+    private let initial: [(NodeConfiguration.Torrent, TorrentSession)]
     private let engine: PeerEngine?
     private let announcer: TrackerAnnouncer?
     private let gossip: GossipService?
@@ -49,7 +50,7 @@ actor NodeController: Service {
     private(set) var exitStatus: Int32 = 0
 
     init(config: NodeConfiguration, policy: RunPolicy, naming: @escaping NodeRuntime.Naming,
-         torrents: [(NodeConfiguration.Torrent, Metainfo)], engine: PeerEngine?, announcer: TrackerAnnouncer?,
+         torrents: [(NodeConfiguration.Torrent, TorrentSession)], engine: PeerEngine?, announcer: TrackerAnnouncer?,
          gossip: GossipService?, events: AsyncStream<Event>, sink: AsyncStream<Event>.Continuation, logger: Logger) {
         self.config = config
         self.policy = policy
@@ -105,7 +106,7 @@ actor NodeController: Service {
     private func start() async throws {
         if let engine {
             _ = try await engine.listening.get()
-            for (spec, metainfo) in initial { try await add(spec, metainfo) }
+            for (spec, session) in initial { await register(spec, session) }
             await announceGossip()
         }
         if !config.file.isEmpty {
@@ -188,15 +189,14 @@ actor NodeController: Service {
 
     private func add(_ spec: NodeConfiguration.Torrent, _ metainfo: Metainfo) async throws {
         guard let engine, torrents[metainfo.infoHash] == nil else { return }
+        await register(spec, try await NodeRuntime.open(spec, metainfo, in: engine, config: config))
+    }
+
+    /// Starts serving or fetching an opened torrent: caps, progress, announces, completion.
+    private func register(_ spec: NodeConfiguration.Torrent, _ session: TorrentSession) async {
+        guard let engine else { return }
+        let metainfo = session.metainfo
         let path = config.dataPath(for: spec, torrentName: metainfo.name)
-        let session: TorrentSession
-        do {
-            session = try await engine.add(metainfo: metainfo, path: path, mode: spec.mode == .seed ? .seed : .download)
-        } catch let e as SettingError {
-            throw e
-        } catch {
-            throw SettingError(nil, torrent: spec.torrent, "\(error)")
-        }
         var running = Running(session: session, spec: spec)
         if spec.upRate > 0 || spec.downRate > 0 { session.setCaps(up: spec.upRate, down: spec.downRate) }
         if let interval = policy.progressInterval {

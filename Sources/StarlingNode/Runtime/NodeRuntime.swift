@@ -77,12 +77,21 @@ public struct NodeRuntime: Sendable {
         var gossip: GossipService?
         var announcer: TrackerAnnouncer?
         var statusSource: any NodeStatusSource = TrackerOnlyStatus(eventLoop: group.next())
+        var opened: [(NodeConfiguration.Torrent, TorrentSession)] = []
         if let tracker = config.tracker, config.has(.tracker) {
             services.append(TrackerServer(configuration: tracker.serverConfiguration(sites: config.sites), logger: logger))
         }
         if config.has(.seeder) || config.has(.peer) {
             let address = try announceAddress(for: torrents.map(\.1))
             let e = try PeerEngine(config: engineConfig(ip: address.ip, listenIP: address.listenIP), loop: group.next(), logger: logger)
+            // The torrents' data is verified before the engine listens, so no peer connects to
+            // a torrent not yet served.
+            do {
+                for (spec, metainfo) in torrents { opened.append((spec, try await Self.open(spec, metainfo, in: e, config: config))) }
+            } catch {
+                await e.shutdown()
+                throw error
+            }
             engine = e
             statusSource = e
             services.insert(e, at: 0)
@@ -100,7 +109,7 @@ public struct NodeRuntime: Sendable {
             services.append(NodeHTTPServer(source: statusSource, listeners: listeners, logger: logger,
                                            onAdminAction: { sink.yield(.admin($0)) }))
         }
-        let controller = NodeController(config: config, policy: policy, naming: naming, torrents: torrents, engine: engine,
+        let controller = NodeController(config: config, policy: policy, naming: naming, torrents: opened, engine: engine,
                                         announcer: announcer, gossip: gossip, events: events, sink: sink, logger: logger)
         services.append(controller)
 
@@ -114,6 +123,19 @@ public struct NodeRuntime: Sendable {
         let serviceGroup = ServiceGroup(configuration: ServiceGroupConfiguration(services: configurations, logger: groupLogger))
         try await serviceGroup.run()
         return await controller.exitStatus
+    }
+
+    /// Opens a torrent's data in the engine (verifying what is on disk).
+    static func open(_ spec: NodeConfiguration.Torrent, _ metainfo: Metainfo, in engine: PeerEngine,
+                     config: NodeConfiguration) async throws -> TorrentSession {
+        do {
+            return try await engine.add(metainfo: metainfo, path: config.dataPath(for: spec, torrentName: metainfo.name),
+                                        mode: spec.mode == .seed ? .seed : .download)
+        } catch let e as SettingError {
+            throw e
+        } catch {
+            throw SettingError(nil, torrent: spec.torrent, "\(error)")
+        }
     }
 
     static func loadTorrent(_ path: String) throws -> Metainfo {
