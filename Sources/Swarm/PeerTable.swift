@@ -65,22 +65,27 @@ public struct PeerTable: Sequence {
 
     public func contains(_ id: Int) -> Bool { slot(of: id) != 0 }
 
+    /// The slot of the peer `id` names while it is here: a small index, one per peer present
+    /// (reused after it leaves), for a shell's table of its own beside this one.
+    public static func slot(of id: Int) -> Int { id & slotMask }
+
     /// Read in place; setting nil removes the peer; a new peer is stored under `nextID` only.
     public subscript(id: Int) -> PeerState? {
         unsafeAddress { UnsafePointer(storage.base + slot(of: id)) }
         _modify {
+            // An unknown id gets the empty slot 0 to write into, so the accessor's frame
+            // holds no `PeerState` of its own: one that large is allocated on the heap on
+            // every access (a third of a simulated swarm's mallocs).
             let s = slot(of: id)
+            makeUnique(growing: false)
+            yield &storage.base[s]
             if s != 0 {
-                makeUnique(growing: false)
-                yield &storage.base[s]
                 if storage.base[s] == nil { release(s) }
-            } else {
-                var added: PeerState?
-                yield &added
-                if let added {
-                    precondition(id == nextID, "a new peer is stored under PeerTable.nextID")
-                    insert(added)
-                }
+            } else if storage.base[0] != nil {
+                let added = storage.base[0]!
+                storage.base[0] = nil
+                precondition(id == nextID, "a new peer is stored under PeerTable.nextID")
+                insert(added)
             }
         }
     }

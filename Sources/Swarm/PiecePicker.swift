@@ -17,7 +17,12 @@ public struct PiecePicker: Sendable {
 
     /// Random tie-break rank of each piece, fixed at start so that each peer spreads differently.
     private let rank: [Int]
-    private var partial: [Int: PartialPiece] = [:]
+    /// Pieces being fetched, in slots: `slotOf[piece]` names a piece's slot in `partial`
+    /// (-1: none), so a lookup is an index where a dictionary hashed the piece for every
+    /// block and request. A free slot's piece is -1.
+    private var slotOf: [Int32]
+    private var partial: [PartialPiece] = []
+    private var freeSlots: [Int] = []
     /// Pieces (not had) with at least one block not yet requested, to find work quickly.
     private var unrequested: Bitfield
     /// Pieces in `partial`: bit sets, so finding a new piece scans bytes, not hash tables.
@@ -28,17 +33,70 @@ public struct PiecePicker: Sendable {
     private var suspect: Set<Int> = []
 
     struct PartialPiece: Sendable {
-        var requesters: [[Int]]   // per block: peers it is requested from
+        var piece: Int
+        /// Per block, the peers it is requested from, in the order they were asked: `width`
+        /// entries from `block * width`, unused ones -1 (one array for the piece, not one per block).
+        private var requesters: [Int]
+        private var width: Int
         var received: [Bool]
         var receivedCount = 0
         var unrequestedCount: Int
         /// The one peer a suspect piece is fetched from.
         var owner: Int?
 
-        init(blocks: Int) {
-            requesters = Array(repeating: [], count: blocks)
+        init(piece: Int, blocks: Int) {
+            self.piece = piece
+            width = 2
+            requesters = Array(repeating: -1, count: 2 * blocks)
             received = Array(repeating: false, count: blocks)
             unrequestedCount = blocks
+        }
+
+        var blockCount: Int { received.count }
+        func requesterCount(_ b: Int) -> Int {
+            var n = 0
+            while n < width, requesters[b * width + n] >= 0 { n += 1 }
+            return n
+        }
+        func first(_ b: Int) -> Int? { requesters[b * width] >= 0 ? requesters[b * width] : nil }
+        func isRequested(_ b: Int) -> Bool { requesters[b * width] >= 0 }
+        func isRequested(_ b: Int, by peer: Int) -> Bool { (0..<width).contains { requesters[b * width + $0] == peer } }
+        /// True when `peer` is the block's one requester (its sender, once received).
+        func isOnly(_ b: Int, _ peer: Int) -> Bool { requesters[b * width] == peer && (width == 1 || requesters[b * width + 1] < 0) }
+        /// The block's requesters other than `peer`, in order.
+        func requesters(_ b: Int, besides peer: Int) -> [Int] {
+            (0..<requesterCount(b)).map { requesters[b * width + $0] }.filter { $0 != peer }
+        }
+
+        /// Makes `peer` the block's one requester (nil: none).
+        mutating func setOnly(_ b: Int, _ peer: Int?) {
+            for k in 0..<width { requesters[b * width + k] = -1 }
+            if let peer { requesters[b * width] = peer }
+        }
+
+        mutating func add(_ b: Int, _ peer: Int) {
+            let n = requesterCount(b)
+            if n == width { widen() }
+            requesters[b * width + n] = peer
+        }
+
+        /// Removes `peer` from the block's requesters; false when it was not one.
+        mutating func remove(_ b: Int, _ peer: Int) -> Bool {
+            let n = requesterCount(b)
+            guard let k = (0..<n).first(where: { requesters[b * width + $0] == peer }) else { return false }
+            for j in k..<(n - 1) { requesters[b * width + j] = requesters[b * width + j + 1] }
+            requesters[b * width + n - 1] = -1
+            return true
+        }
+
+        /// Room for one more requester per block (`endgameDuplicates` above 2).
+        private mutating func widen() {
+            var wider = Array(repeating: -1, count: (width + 1) * blockCount)
+            for b in 0..<blockCount {
+                for k in 0..<width { wider[b * (width + 1) + k] = requesters[b * width + k] }
+            }
+            requesters = wider
+            width += 1
         }
     }
 
@@ -51,6 +109,7 @@ public struct PiecePicker: Sendable {
             rank[piece] = position
         }
         self.rank = rank
+        slotOf = Array(repeating: -1, count: layout.pieceCount)
         unrequested = Bitfield(count: layout.pieceCount)
         for i in 0..<layout.pieceCount where !have[i] { unrequested.set(i) }
         started = Bitfield(count: layout.pieceCount)
@@ -88,7 +147,7 @@ public struct PiecePicker: Sendable {
             var inProgress: [(received: Int, piece: Int)] = []
             let open = started.bytes, free = unrequested.bytes, theirs = peerHas.bytes
             Bitfield.forEachSetBit(byteCount: open.count, of: { open[$0] & free[$0] & theirs[$0] }) { i in
-                inProgress.append((partial[i]!.receivedCount, i))
+                inProgress.append((partial[Int(slotOf[i])].receivedCount, i))
             }
             inProgress.sort { ($0.received, -$0.piece) > ($1.received, -$1.piece) }
             for (_, index) in inProgress where out.count < count && mayTake(index, peer) {
@@ -105,7 +164,7 @@ public struct PiecePicker: Sendable {
         // the bottleneck, every duplicate delays the copy already on its way
         // (docs/design/engine.md).
         if out.isEmpty, outstanding.isEmpty, unrequested.isEmpty, let req = endgameBlock(for: peer, peerHas: peerHas) {
-            partial[req.piece]!.requesters[req.begin / PieceLayout.blockSize].append(peer)
+            partial[Int(slotOf[req.piece])].add(req.begin / PieceLayout.blockSize, peer)
             out.append(req)
         }
         return out
@@ -116,11 +175,11 @@ public struct PiecePicker: Sendable {
     /// complete (it can be verified and shared soonest), then the lowest piece and block.
     private func endgameBlock(for peer: Int, peerHas: Bitfield) -> BlockRequest? {
         var best: (requesters: Int, missing: Int, piece: Int, block: Int)?
-        for (index, p) in partial where peerHas[index] && (p.owner ?? peer) == peer {
-            let missing = p.received.count - p.receivedCount
-            for b in 0..<p.received.count where !p.received[b] {
-                let n = p.requesters[b].count
-                guard n < endgameDuplicates, !p.requesters[b].contains(peer) else { continue }
+        for p in partial where p.piece >= 0 && peerHas[p.piece] && (p.owner ?? peer) == peer {
+            let index = p.piece, missing = p.blockCount - p.receivedCount
+            for b in 0..<p.blockCount where !p.received[b] {
+                let n = p.requesterCount(b)
+                guard n < endgameDuplicates, !p.isRequested(b, by: peer) else { continue }
                 let key = (n, missing, index, b)
                 if best.map({ key < $0 }) ?? true { best = key }
             }
@@ -145,22 +204,46 @@ public struct PiecePicker: Sendable {
 
     /// False for a suspect piece that another peer is fetching.
     private func mayTake(_ index: Int, _ peer: Int) -> Bool {
-        (partial[index]?.owner ?? peer) == peer
+        slotOf[index] < 0 || (partial[Int(slotOf[index])].owner ?? peer) == peer
+    }
+
+    /// The slot of a piece in progress, made for it if it has none.
+    private mutating func slot(for index: Int) -> Int {
+        if slotOf[index] >= 0 { return Int(slotOf[index]) }
+        let p = PartialPiece(piece: index, blocks: layout.blockCount(ofPiece: index))
+        let s: Int
+        if let free = freeSlots.popLast() {
+            partial[free] = p
+            s = free
+        } else {
+            s = partial.count
+            partial.append(p)
+        }
+        slotOf[index] = Int32(s)
+        return s
+    }
+
+    /// Forgets a piece's progress.
+    private mutating func release(_ index: Int) {
+        let s = Int(slotOf[index])
+        guard s >= 0 else { return }
+        partial[s] = PartialPiece(piece: -1, blocks: 0)
+        slotOf[index] = -1
+        freeSlots.append(s)
     }
 
     private mutating func takeBlocks(piece index: Int, peer: Int, max: Int, into out: inout [BlockRequest]) {
-        var p = partial.removeValue(forKey: index) ?? PartialPiece(blocks: layout.blockCount(ofPiece: index))
-        if suspect.contains(index) { p.owner = peer }
+        let s = slot(for: index)
+        if suspect.contains(index) { partial[s].owner = peer }
         var taken = 0
-        for b in 0..<p.requesters.count where taken < max && p.requesters[b].isEmpty && !p.received[b] {
-            p.requesters[b] = [peer]
-            p.unrequestedCount -= 1
+        for b in 0..<partial[s].blockCount where taken < max && !partial[s].isRequested(b) && !partial[s].received[b] {
+            partial[s].setOnly(b, peer)
+            partial[s].unrequestedCount -= 1
             out.append(blockRequest(piece: index, block: b))
             taken += 1
         }
-        partial[index] = p
         started.set(index)
-        if p.unrequestedCount == 0 { unrequested.clear(index) }
+        if partial[s].unrequestedCount == 0 { unrequested.clear(index) }
     }
 
     private func blockRequest(piece: Int, block: Int) -> BlockRequest {
@@ -186,44 +269,43 @@ public struct PiecePicker: Sendable {
         let b = req.begin / PieceLayout.blockSize
         // The index comes from the wire: check it before `have` (a Bitfield subscript traps out of range).
         guard req.piece >= 0, req.piece < layout.pieceCount, req.begin >= 0,
-              !have[req.piece], let existing = partial[req.piece], b < existing.received.count,
-              req.begin % PieceLayout.blockSize == 0, req.length == layout.length(ofBlock: b, inPiece: req.piece),
-              !existing.received[b], existing.requesters[b].contains(peer) else {
+              !have[req.piece], slotOf[req.piece] >= 0 else {
             return Received(accepted: false, pieceComplete: false, cancelFrom: [])
         }
-        // Taken out of the dictionary so the arrays inside are mutated in place, not copied.
-        var p = partial.removeValue(forKey: req.piece)!
-        let others = p.requesters[b].filter { $0 != peer }
-        p.received[b] = true
-        p.receivedCount += 1
+        let s = Int(slotOf[req.piece])
+        guard b < partial[s].blockCount, req.begin % PieceLayout.blockSize == 0,
+              req.length == layout.length(ofBlock: b, inPiece: req.piece),
+              !partial[s].received[b], partial[s].isRequested(b, by: peer) else {
+            return Received(accepted: false, pieceComplete: false, cancelFrom: [])
+        }
+        let others = partial[s].requesters(b, besides: peer)
+        partial[s].received[b] = true
+        partial[s].receivedCount += 1
         // From here on the one entry is the block's sender, for blame if the piece fails.
-        p.requesters[b] = [peer]
-        partial[req.piece] = p
-        return Received(accepted: true, pieceComplete: p.receivedCount == p.received.count, cancelFrom: others)
+        partial[s].setOnly(b, peer)
+        return Received(accepted: true, pieceComplete: partial[s].receivedCount == partial[s].blockCount, cancelFrom: others)
     }
 
     /// The peer will not deliver `req` (choked, rejected, gone, snubbed): the block is free again.
     public mutating func requestDropped(_ req: BlockRequest, by peer: Int) {
         let b = req.begin / PieceLayout.blockSize
-        guard req.piece >= 0, req.piece < layout.pieceCount,
-              var p = partial[req.piece], b < p.received.count, !p.received[b] else { return }
-        guard let k = p.requesters[b].firstIndex(of: peer) else { return }
-        p.requesters[b].remove(at: k)
-        if p.requesters[b].isEmpty {
-            p.unrequestedCount += 1
+        guard req.piece >= 0, req.piece < layout.pieceCount, slotOf[req.piece] >= 0 else { return }
+        let s = Int(slotOf[req.piece])
+        guard b < partial[s].blockCount, !partial[s].received[b], partial[s].remove(b, peer) else { return }
+        if !partial[s].isRequested(b) {
+            partial[s].unrequestedCount += 1
             unrequested.set(req.piece)
         }
-        if p.owner == peer, !p.requesters.indices.contains(where: { !p.received[$0] && !p.requesters[$0].isEmpty }) {
+        if partial[s].owner == peer, !(0..<partial[s].blockCount).contains(where: { !partial[s].received[$0] && partial[s].isRequested($0) }) {
             // Its owner stopped fetching a suspect piece: start it over with the next peer, so
             // the piece still comes from one sender.
-            p = PartialPiece(blocks: p.received.count)
+            partial[s] = PartialPiece(piece: req.piece, blocks: partial[s].blockCount)
         }
-        partial[req.piece] = p
     }
 
     /// The piece hashed correctly and is stored.
     public mutating func pieceVerified(_ index: Int) {
-        partial[index] = nil
+        release(index)
         suspect.remove(index)
         started.clear(index)
         unrequested.clear(index)
@@ -233,8 +315,12 @@ public struct PiecePicker: Sendable {
     /// The piece failed its hash: every block must be fetched again, from one peer (see
     /// `suspect`). Returns the sender of each block, for the engine's blame.
     public mutating func pieceFailed(_ index: Int) -> [Int] {
-        let senders = partial[index]?.requesters.compactMap(\.first) ?? []
-        partial[index] = nil
+        var senders: [Int] = []
+        if slotOf[index] >= 0 {
+            let p = partial[Int(slotOf[index])]
+            senders = (0..<p.blockCount).compactMap { p.first($0) }
+        }
+        release(index)
         suspect.insert(index)
         started.clear(index)
         unrequested.set(index)
@@ -247,19 +333,19 @@ public struct PiecePicker: Sendable {
     @discardableResult
     public mutating func discardBlocks(from peer: Int) -> Int {
         var dropped = 0
-        for (index, var p) in partial where p.receivedCount < p.received.count {
+        for s in partial.indices where partial[s].piece >= 0 && partial[s].receivedCount < partial[s].blockCount {
+            let index = partial[s].piece
             var changed = false
-            for b in p.received.indices where p.received[b] && p.requesters[b] == [peer] {
-                p.received[b] = false
-                p.receivedCount -= 1
-                p.requesters[b] = []
-                p.unrequestedCount += 1
+            for b in 0..<partial[s].blockCount where partial[s].received[b] && partial[s].isOnly(b, peer) {
+                partial[s].received[b] = false
+                partial[s].receivedCount -= 1
+                partial[s].setOnly(b, nil)
+                partial[s].unrequestedCount += 1
                 dropped += layout.length(ofBlock: b, inPiece: index)
                 changed = true
             }
-            if p.owner == peer { p.owner = nil; changed = true }
+            if partial[s].owner == peer { partial[s].owner = nil; changed = true }
             guard changed else { continue }
-            partial[index] = p
             unrequested.set(index)
         }
         return dropped
@@ -267,7 +353,7 @@ public struct PiecePicker: Sendable {
 
     /// True while a piece in progress holds a block delivered by `peer`.
     public func holdsBlocks(from peer: Int) -> Bool {
-        partial.values.contains { p in p.received.indices.contains { p.received[$0] && p.requesters[$0] == [peer] } }
+        partial.contains { p in p.piece >= 0 && p.received.indices.contains { p.received[$0] && p.isOnly($0, peer) } }
     }
 
     /// True when we lack a piece the peer has (so we are interested in it).

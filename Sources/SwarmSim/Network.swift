@@ -3,8 +3,8 @@ import BitTorrent
 // The network model of docs/simulator.md: links as FIFOs, the per-step water-filling, and
 // items in flight. `Simulation` drives it once per step.
 
-extension Simulation.Link {
-    mutating func push(_ item: Simulation.Item) {
+extension Fleet.Link {
+    mutating func push(_ item: Fleet.Item) {
         items.append(item)
         queued += item.bytes
     }
@@ -12,7 +12,7 @@ extension Simulation.Link {
     /// Sends `wireBytes` worth of the queue. Gives the items that left in full, and the
     /// blocks the kernel has now taken (its buffer has room before them): their `blockSent`.
     mutating func transmit(wireBytes: Double, overhead: Double, kernelBuffer: Int,
-                           done: inout [Simulation.Item], sent: inout [BlockRequest]) {
+                           done: inout [Fleet.Item], sent: inout [BlockRequest]) {
         credit += wireBytes
         done.removeAll(keepingCapacity: true)
         sent.removeAll(keepingCapacity: true)
@@ -69,83 +69,116 @@ struct NetworkScratch {
     var grant: [Double] = []
     /// What each link may still move this round, narrowed stage by stage.
     var amount: [Double] = []
+    /// Each busy link's sender and receiver, and across sites their sites (-1 within a site):
+    /// read from the links once per step.
+    private var from: [Int] = [], to: [Int] = []
+    private var siteFrom: [Int] = [], siteTo: [Int] = []
     var upLeft: [Double] = []
     var downLeft: [Double] = []
     var siteOutLeft: [Double] = []
     var siteInLeft: [Double] = []
-    /// Per host or site, the active links (indices into `active`) it carries in this stage.
-    var group: [[Int]] = []
-    var grouped: [Int] = []
-    var order: [Int] = []
+    /// Per host or site, how many busy links it carries in this stage and where they end in
+    /// `members`, which holds them grouped (each group in the links' order).
+    private var count: [Int] = []
+    private var end: [Int] = []
+    private var members: [Int] = []
+    private var grouped: [Int] = []
+    private var order: [Int] = []
 
     /// Drops links that emptied or closed and reads the demands of the rest.
-    mutating func prepare(links: inout [Simulation.Link], hosts: Int, up: Double, down: Double,
-                          sites: Int, site: Double, overhead: Double) {
+    mutating func prepare(links: inout [Fleet.Link], hosts: Int, up: Double, down: Double,
+                          sites: Int, site: Double, siteOf: [Int]?, overhead: Double) {
         active.removeAll { l in
             guard links[l].queued == 0 else { return false }
             links[l].active = false
             return true
         }
-        if group.count < max(hosts, sites) { group += Array(repeating: [], count: max(hosts, sites) - group.count) }
-        upLeft = Array(repeating: up, count: hosts)
-        downLeft = Array(repeating: down, count: hosts)
-        siteOutLeft = Array(repeating: site, count: sites)
-        siteInLeft = Array(repeating: site, count: sites)
+        if count.count < max(hosts, sites) {
+            count = Array(repeating: 0, count: max(hosts, sites))
+            end = count
+        }
+        Self.fill(&upLeft, up, hosts)
+        Self.fill(&downLeft, down, hosts)
+        Self.fill(&siteOutLeft, site, sites)
+        Self.fill(&siteInLeft, site, sites)
         demand.removeAll(keepingCapacity: true)
-        for l in active { demand.append(Double(links[l].queued) * overhead - links[l].credit) }
-        grant = Array(repeating: 0, count: active.count)
+        from.removeAll(keepingCapacity: true)
+        to.removeAll(keepingCapacity: true)
+        siteFrom.removeAll(keepingCapacity: true)
+        siteTo.removeAll(keepingCapacity: true)
+        for l in active {
+            demand.append(Double(links[l].queued) * overhead - links[l].credit)
+            from.append(links[l].from)
+            to.append(links[l].to)
+            if let siteOf {
+                let across = siteOf[links[l].from] != siteOf[links[l].to]
+                siteFrom.append(across ? siteOf[links[l].from] : -1)
+                siteTo.append(across ? siteOf[links[l].to] : -1)
+            }
+        }
+        Self.fill(&grant, 0, active.count)
+    }
+
+    private static func fill(_ a: inout [Double], _ value: Double, _ n: Int) {
+        a.removeAll(keepingCapacity: true)
+        a.append(contentsOf: repeatElement(value, count: n))
     }
 
     /// One round of water-filling along each link's path: its sender's uplink, then (across
     /// sites) the sending site's uplink out and the receiving site's uplink in, then the
     /// receiver's downlink. Each stage gives max-min shares of what it has left to what the
     /// stage before it let through; what passes every stage is granted.
-    mutating func fillRound(_ links: [Simulation.Link], siteOf: [Int]?) {
-        let active = self.active
-        amount = active.indices.map { k in demand[k] - grant[k] > 0.5 ? demand[k] - grant[k] : 0 }
-        stage(\.upLeft) { k in links[active[k]].from }
-        if let siteOf {
-            stage(\.siteOutLeft) { k in
-                let l = links[active[k]]
-                return siteOf[l.from] != siteOf[l.to] ? siteOf[l.from] : nil
-            }
-            stage(\.siteInLeft) { k in
-                let l = links[active[k]]
-                return siteOf[l.from] != siteOf[l.to] ? siteOf[l.to] : nil
-            }
+    mutating func fillRound() {
+        amount.removeAll(keepingCapacity: true)
+        for k in active.indices { amount.append(demand[k] - grant[k] > 0.5 ? demand[k] - grant[k] : 0) }
+        stage(\.upLeft, by: \.from)
+        if !siteFrom.isEmpty {
+            stage(\.siteOutLeft, by: \.siteFrom)
+            stage(\.siteInLeft, by: \.siteTo)
         }
-        stage(\.downLeft) { k in links[active[k]].to }
+        stage(\.downLeft, by: \.to)
         for k in active.indices where amount[k] > 0 {
-            let l = links[active[k]]
             grant[k] += amount[k]
-            upLeft[l.from] -= amount[k]
-            downLeft[l.to] -= amount[k]
-            if let siteOf, siteOf[l.from] != siteOf[l.to] {
-                siteOutLeft[siteOf[l.from]] -= amount[k]
-                siteInLeft[siteOf[l.to]] -= amount[k]
+            upLeft[from[k]] -= amount[k]
+            downLeft[to[k]] -= amount[k]
+            if !siteFrom.isEmpty, siteFrom[k] >= 0 {
+                siteOutLeft[siteFrom[k]] -= amount[k]
+                siteInLeft[siteTo[k]] -= amount[k]
             }
         }
     }
 
     /// Narrows `amount` to max-min shares of each resource's capacity left; links that do
-    /// not pass through this stage (`resource` nil) keep theirs.
-    private mutating func stage(_ capacities: WritableKeyPath<Self, [Double]>, resource: (Int) -> Int?) {
-        let left = self[keyPath: capacities]
-        for k in amount.indices where amount[k] > 0 {
-            guard let r = resource(k) else { continue }
-            if group[r].isEmpty { grouped.append(r) }
-            group[r].append(k)
+    /// not pass through this stage (`resource` -1) keep theirs.
+    private mutating func stage(_ capacities: KeyPath<Self, [Double]>, by resources: KeyPath<Self, [Int]>) {
+        let resource = self[keyPath: resources]
+        for k in amount.indices where amount[k] > 0 && resource[k] >= 0 {
+            let r = resource[k]
+            if count[r] == 0 { grouped.append(r) }
+            count[r] += 1
         }
+        var next = 0
         for r in grouped {
-            Self.waterfill(left[r], group[r], &order, &amount)
-            group[r].removeAll(keepingCapacity: true)
+            next += count[r]
+            end[r] = next - count[r]
+        }
+        members.removeAll(keepingCapacity: true)
+        members.append(contentsOf: repeatElement(0, count: next))
+        for k in amount.indices where amount[k] > 0 && resource[k] >= 0 {
+            members[end[resource[k]]] = k
+            end[resource[k]] += 1
+        }
+        let left = self[keyPath: capacities]
+        for r in grouped {
+            Self.waterfill(left[r], members[(end[r] - count[r])..<end[r]], &order, &amount)
+            count[r] = 0
         }
         grouped.removeAll(keepingCapacity: true)
     }
 
     /// Max-min shares of `capacity` among the links `ks`, each wanting `amount[k]`, which
     /// becomes its share.
-    private static func waterfill(_ capacity: Double, _ ks: [Int], _ order: inout [Int], _ amount: inout [Double]) {
+    private static func waterfill(_ capacity: Double, _ ks: ArraySlice<Int>, _ order: inout [Int], _ amount: inout [Double]) {
         let left0 = max(0, capacity)
         // Everyone wants at least an equal share (a busy uplink's usual case): no sort needed.
         let equal = left0 / Double(ks.count)
@@ -167,12 +200,12 @@ struct NetworkScratch {
 
 /// Items in flight, in the order they arrive.
 struct ArrivalQueue {
-    private var items: [(time: UInt64, link: Int, item: Simulation.Item)] = []
+    private var items: [(time: UInt64, link: Int, item: Fleet.Item)] = []
     private var head = 0
 
-    mutating func push(_ link: Int, _ item: Simulation.Item, at t: UInt64) { items.append((t, link, item)) }
+    mutating func push(_ link: Int, _ item: Fleet.Item, at t: UInt64) { items.append((t, link, item)) }
 
-    mutating func pop(dueBy now: UInt64) -> (link: Int, item: Simulation.Item)? {
+    mutating func pop(dueBy now: UInt64) -> (link: Int, item: Fleet.Item)? {
         guard head < items.count, items[head].time <= now else {
             if head > 4096, head * 2 > items.count {
                 items.removeFirst(head)

@@ -9,7 +9,77 @@ import Values
 /// the scenario's capacity, and feeds back what arrives. Single-threaded and seeded: the same
 /// scenario gives the same run, event for event.
 public final class Simulation {
-    public let scenario: Scenario
+    private var fleet: Fleet
+
+    public init(_ scenario: Scenario) { fleet = Fleet(scenario) }
+
+    public var scenario: Scenario { fleet.scenario }
+    public var now: UInt64 { fleet.now }
+    /// Once a second of virtual time: how busy the links were (`--timeline`).
+    public var timeline: [Sample] { fleet.timeline }
+    /// Called every 5 s of virtual time with the time, the peers complete and the peers that must be.
+    public var progress: ((Double, Int, Int) -> Void)? {
+        get { fleet.progress }
+        set { fleet.progress = newValue }
+    }
+
+    /// Runs until every honest peer is complete or the time limit; returns the figures.
+    public func run() -> Report { fleet.run() }
+
+    /// One line per host that did not complete: what it holds and whom it is connected to.
+    public func stragglers() -> [String] { fleet.stragglers() }
+
+    /// One second of the run: completions so far and the share of link capacity used.
+    public struct Sample: Sendable {
+        public var second: Int
+        public var complete: Int
+        public var originUp: Double
+        /// Blocks the origin had not sent before, as a share of its uplink, counted when the
+        /// kernel takes them (so above 1 while its socket buffers fill).
+        public var originFresh: Double
+        /// Mean over all peers of their uplinks' use, and over the downloading ones of their
+        /// downlinks' (above 1 in a second in which hosts completed: it divides by those
+        /// still downloading at its end).
+        public var peersUp: Double
+        public var peersDown: Double
+        /// Means over the downloading peers: peers each uploads to (unchoked and interested),
+        /// requests queued at it, blocks it has asked for and not received.
+        public var unchoked: Double
+        public var queued: Double
+        public var outstanding: Double
+        /// Peers' uplink and downlink use: 10th, 50th and 90th percentile over the downloading peers.
+        public var upPercentiles: [Double]
+        public var downPercentiles: [Double]
+    }
+
+    public struct Report: Sendable, Equatable {
+        public var hosts: Int
+        public var fileBytes: Int64
+        public var makespan: Double?
+        public var median: Double?
+        public var p90: Double?
+        public var tMin: Double
+        public var seederUploadXFile: Double
+        public var allComplete: Bool
+        public var completeHosts: Int
+        /// Peers that are not liars: the ones that must complete.
+        public var honestPeers: Int
+        public var virtualSeconds: Double
+        /// Per site (when there are sites): what crossed its uplink in and out, x file.
+        public var siteInXFile: [Double] = []
+        public var siteOutXFile: [Double] = []
+        public var crashes = 0
+
+        public var maxSiteInXFile: Double? { siteInXFile.max() }
+    }
+}
+
+/// The simulation's hosts, connections and network, and each step of the run. A value, not
+/// the stored properties of `Simulation`: Swift checks every access to a class's stored
+/// property for exclusivity at run time (a sixth of a simulated swarm's instructions), a
+/// struct's when it compiles.
+struct Fleet {
+    let scenario: Scenario
     let layout: PieceLayout
     private(set) var hosts: [Host] = []
     private var conns: [Conn] = []
@@ -19,8 +89,11 @@ public final class Simulation {
     /// Items in flight in arrival order, within a site and across sites: each queue's
     /// arrivals are a fixed delay after their send.
     private var arrivals = [ArrivalQueue(), ArrivalQueue()]
+    /// The bytes of bitfields on their way (`Item`), by key: rare (a restarted host's).
+    private var bitfields: [Int: [UInt8]] = [:]
+    private var bitfieldKey = 0
     /// Once a second of virtual time: how busy the links were (`timeline`).
-    public private(set) var timeline: [Sample] = []
+    private(set) var timeline: [Simulation.Sample] = []
     private var sample = (origin: 0.0, peers: 0.0, fresh: 0.0)
     /// Blocks the origin has sent at least once.
     private var originSent = Set<Int>()
@@ -33,7 +106,7 @@ public final class Simulation {
     private let infoHash = InfoHash(bytes: [UInt8](repeating: 7, count: 20))!
     private var events = EventQueue()
     private var random: SplitMix64
-    public private(set) var now: UInt64 = 0
+    private(set) var now: UInt64 = 0
     private var completed = 0
     private var crashes = 0
     /// Honest peers, crashed or not: the run ends when they all are complete.
@@ -57,15 +130,39 @@ public final class Simulation {
         var state: TorrentState
         var dial: DialSchedule
         var gossip: GossipMembership<SplitMix64>?
-        var conn: [Int: Int] = [:]      // peer id in `state` -> connection index
+        /// Per slot of `state.peers` (`PeerTable.slot(of:)`): the peer's id and the link we send
+        /// it on, id -1 for none. An index where a dictionary hashed the id for every send.
+        var out: [(id: Int, link: Int)] = []
+        /// The same connections by peer id, read only when the host crashes: it closes them
+        /// in this dictionary's order, as it always has (the run's output follows that order).
+        var conn: [Int: Int] = [:]
         var alive = true
         /// Counts crashes: timers set before a crash are ignored after the restart.
         var epoch = 0
         var liar = false
         var doneAt: UInt64?
-        /// Per piece, per block: the block assembled was corrupt (for the piece's verdict).
+        /// Per piece, per block: the block assembled was corrupt (for the piece's verdict); a
+        /// piece without an entry has no corrupt block.
         var corrupt: [Int: [Bool]] = [:]
         var uploaded: Int64 = 0
+
+        /// The link to the peer `id` while connected to it.
+        func out(to id: Int) -> Int? {
+            let s = PeerTable.slot(of: id)
+            return s < out.count && out[s].id == id ? out[s].link : nil
+        }
+
+        /// Notes the link to the peer `id` (nil: the connection closed).
+        mutating func setOut(_ link: Int?, for id: Int) {
+            let s = PeerTable.slot(of: id)
+            if s >= out.count { out += repeatElement((id: -1, link: -1), count: s + 1 - out.count) }
+            if let link {
+                out[s] = (id, link)
+            } else if out[s].id == id {
+                out[s] = (-1, -1)
+            }
+            conn[id] = link.map { $0 >> 1 }
+        }
     }
 
     /// One TCP connection between two hosts; its bytes move on `links[2c]` and `links[2c + 1]`.
@@ -78,6 +175,9 @@ public final class Simulation {
     /// One direction of a connection: a FIFO of messages and blocks.
     struct Link {
         var from = 0, to = 0
+        /// The sender's id for the receiver in its rules, and the receiver's for the sender.
+        var idAtFrom = -1, idAtTo = -1
+        var open = false
         var active = false
         /// The step of the last arrival on it: its read batch ends once per step.
         var readAt = UInt64.max
@@ -92,20 +192,88 @@ public final class Simulation {
         var taken = 0
     }
 
+    /// A message or a block on a link, as plain integers: the links and the arrival queues
+    /// hold millions of them, and a `TorrentState.Message` (an enum with an array payload) is
+    /// three times the size and counts references on every copy.
     struct Item {
-        var bytes: Int
-        /// The message; a block's `.piece` is built when it arrives.
-        var message: TorrentState.Message?
-        var block: BlockRequest?
-        var corrupt = false
+        enum Kind: UInt8 {
+            case choke, unchoke, interested, notInterested, have, bitfield, request, block, cancel, suggest
+            case haveAll, haveNone, reject, allowedFast
+        }
 
-        var delivered: TorrentState.Message? { block.map { .piece($0) } ?? message }
+        var bytes: Int
+        var kind: Kind
+        var corrupt = false
+        /// The piece (for a bitfield, its bytes' key in `Fleet.bitfields`), a block's offset and length.
+        var piece: Int32 = 0, begin: Int32 = 0, length: Int32 = 0
+
+        /// Any message but a bitfield, which `Fleet.perform` packs with its bytes set aside.
+        init(bytes: Int, message m: TorrentState.Message) {
+            self.bytes = bytes
+            switch m {
+            case .choke: kind = .choke
+            case .unchoke: kind = .unchoke
+            case .interested: kind = .interested
+            case .notInterested: kind = .notInterested
+            case .haveAll: kind = .haveAll
+            case .haveNone: kind = .haveNone
+            case .have(let p): kind = .have; piece = Int32(p)
+            case .suggest(let p): kind = .suggest; piece = Int32(p)
+            case .allowedFast(let p): kind = .allowedFast; piece = Int32(p)
+            case .request(let r): kind = .request; set(r)
+            case .cancel(let r): kind = .cancel; set(r)
+            case .reject(let r): kind = .reject; set(r)
+            case .piece(let r): kind = .block; set(r)
+            case .bitfield: preconditionFailure("a bitfield's bytes are kept apart (Fleet.perform)")
+            }
+        }
+
+        init(bytes: Int, bitfieldKey: Int) {
+            self.bytes = bytes
+            kind = .bitfield
+            piece = Int32(bitfieldKey)
+        }
+
+        init(block: BlockRequest, corrupt: Bool) {
+            bytes = 13 + block.length
+            kind = .block
+            self.corrupt = corrupt
+            set(block)
+        }
+
+        private mutating func set(_ r: BlockRequest) {
+            piece = Int32(r.piece)
+            begin = Int32(r.begin)
+            length = Int32(r.length)
+        }
+
+        private var request: BlockRequest { BlockRequest(piece: Int(piece), begin: Int(begin), length: Int(length)) }
+        var block: BlockRequest? { kind == .block ? request : nil }
+
+        /// The message as it arrives; a bitfield's bytes come from `Fleet.bitfields`.
+        func message(bitfield: () -> [UInt8]) -> TorrentState.Message {
+            switch kind {
+            case .choke: return .choke
+            case .unchoke: return .unchoke
+            case .interested: return .interested
+            case .notInterested: return .notInterested
+            case .haveAll: return .haveAll
+            case .haveNone: return .haveNone
+            case .have: return .have(piece: Int(piece))
+            case .suggest: return .suggest(piece: Int(piece))
+            case .allowedFast: return .allowedFast(piece: Int(piece))
+            case .request: return .request(request)
+            case .cancel: return .cancel(request)
+            case .reject: return .reject(request)
+            case .block: return .piece(request)
+            case .bitfield: return .bitfield(bitfield())
+            }
+        }
     }
 
-    /// Called every 5 s of virtual time with the time, the peers complete and the peers that must be.
-    public var progress: ((Double, Int, Int) -> Void)?
+    var progress: ((Double, Int, Int) -> Void)?
 
-    public init(_ scenario: Scenario) {
+    init(_ scenario: Scenario) {
         self.scenario = scenario
         layout = PieceLayout(totalLength: scenario.fileBytes, pieceLength: scenario.effectivePieceLength)
         random = SplitMix64(seed: scenario.seed)
@@ -155,7 +323,7 @@ public final class Simulation {
     }
 
     /// Starts (or restarts) a host's process: its timers, its first announce, its gossip.
-    private func start(_ i: Int, at t: UInt64) {
+    private mutating func start(_ i: Int, at t: UInt64) {
         let epoch = hosts[i].epoch
         if scenario.trackerDead {
             // Gossip only: every host joins through the origin's endpoint, as `--gossip-seed` gives it.
@@ -196,10 +364,9 @@ public final class Simulation {
         case restart(Int)
     }
 
-    private func schedule(_ e: Event, at t: UInt64) { events.push(e, at: t) }
+    private mutating func schedule(_ e: Event, at t: UInt64) { events.push(e, at: t) }
 
-    /// Runs until every honest peer is complete or the time limit; returns the figures.
-    public func run() -> Report {
+    mutating func run() -> Simulation.Report {
         while now <= scenario.timeLimit {
             while let (t, e) = events.peek(), t <= now {
                 _ = events.pop()
@@ -209,9 +376,8 @@ public final class Simulation {
             var touched: [(host: Int, peer: Int)] = []
             for q in arrivals.indices {
                 while let (link, item) = arrivals[q].pop(dueBy: now) {
-                    let c = link >> 1
-                    guard conns[c].open else { continue }
-                    let (h, peer) = link & 1 == 0 ? (conns[c].b, conns[c].idAtB) : (conns[c].a, conns[c].idAtA)
+                    guard links[link].open else { continue }
+                    let h = links[link].to, peer = links[link].idAtTo
                     deliver(item, to: h, from: peer)
                     if links[link].readAt != now {
                         links[link].readAt = now
@@ -233,7 +399,7 @@ public final class Simulation {
         return report()
     }
 
-    private func handle(_ e: Event) {
+    private mutating func handle(_ e: Event) {
         switch e {
         case .timer(let timer, let h, let epoch):
             guard hosts[h].alive, hosts[h].epoch == epoch else { return }
@@ -260,7 +426,7 @@ public final class Simulation {
             connect(from, to)
         case .checked(let h, let piece, let wanted, let epoch):
             guard hosts[h].alive, hosts[h].epoch == epoch else { return }
-            let flags = hosts[h].corrupt.removeValue(forKey: piece) ?? []
+            let flags = hosts[h].corrupt.removeValue(forKey: piece) ?? [Bool](repeating: false, count: layout.blockCount(ofPiece: piece))
             let bad = flags.contains(true)
             let digests = bad || wanted ? flags.enumerated().map { Self.digest(piece: piece, block: $0.offset, corrupt: $0.element) } : nil
             let verdict: TorrentState.PieceCheck = bad ? .mismatched(blockDigests: digests!) : .matched(blockDigests: digests)
@@ -286,7 +452,7 @@ public final class Simulation {
     }
 
     /// Carries out what a host's membership decided: datagrams, and peers for its dialler.
-    private func gossip(_ h: Int, _ directives: [GossipDirective]) {
+    private mutating func gossip(_ h: Int, _ directives: [GossipDirective]) {
         var found: [PeerAddress] = []
         for d in directives {
             switch d {
@@ -319,10 +485,13 @@ public final class Simulation {
         return SHA1Hasher.hash(bytes)
     }
 
-    private func deliver(_ item: Item, to h: Int, from peer: Int) {
-        guard hosts[h].alive, hosts[h].state.peers.contains(peer), let m = item.delivered else { return }
-        let actions = hosts[h].state.received(m, from: peer, now: now)
-        if let req = item.block, actions.contains(.assemble(req)) {
+    private mutating func deliver(_ item: Item, to h: Int, from peer: Int) {
+        var bits: [UInt8] = []
+        if item.kind == .bitfield { bits = bitfields.removeValue(forKey: Int(item.piece)) ?? [] }
+        guard hosts[h].alive, hosts[h].state.peers.contains(peer) else { return }
+        let actions = hosts[h].state.received(item.message { bits }, from: peer, now: now)
+        // Noted only while some piece holds a corrupt block: a piece without an entry is all honest.
+        if let req = item.block, item.corrupt || !hosts[h].corrupt.isEmpty, actions.contains(.assemble(req)) {
             let blocks = layout.blockCount(ofPiece: req.piece)
             hosts[h].corrupt[req.piece, default: [Bool](repeating: false, count: blocks)][req.begin / PieceLayout.blockSize] = item.corrupt
         }
@@ -331,7 +500,7 @@ public final class Simulation {
 
     // MARK: tracker and connections
 
-    private func announce(_ h: Int) {
+    private mutating func announce(_ h: Int) {
         let host = hosts[h]
         let left = host.state.left
         let request = AnnounceRequest(infoHash: infoHash, peerID: host.peerID, port: UInt16(host.address.port),
@@ -348,7 +517,7 @@ public final class Simulation {
     static func siteBlock(_ k: Int) -> String { "10.\(k + 1).0.0/16" }
 
     /// Tells host `h`'s rules which of these candidates share its site, as `PeerEngine` does.
-    private func learnSiteMates(_ h: Int, _ addresses: [PeerAddress]) {
+    private mutating func learnSiteMates(_ h: Int, _ addresses: [PeerAddress]) {
         guard scenario.siteMap else { return }
         let mates = addresses.filter { a in index(of: a.host).map { hosts[$0].site == hosts[h].site } ?? false }
         if !mates.isEmpty { hosts[h].state.siteMembersKnown(mates.map(\.host)) }
@@ -362,7 +531,7 @@ public final class Simulation {
         return i < hosts.count ? i : nil
     }
 
-    private func dialCandidates(_ h: Int) {
+    private mutating func dialCandidates(_ h: Int) {
         let state = hosts[h].state
         let connected = state.listenAddresses
         let budget = state.dialBudget(dialling: hosts[h].dial.inProgress)
@@ -375,7 +544,7 @@ public final class Simulation {
         }
     }
 
-    private func connect(_ from: Int, _ to: Int) {
+    private mutating func connect(_ from: Int, _ to: Int) {
         let target = hosts[to].address
         defer { if hosts[from].alive { dialCandidates(from) } }
         guard hosts[from].alive, hosts[to].alive else {
@@ -392,37 +561,43 @@ public final class Simulation {
         let outbound = TorrentState.Arrival(remote: target, outbound: true, peerID: hosts[to].peerID, fast: true, sameSite: sameSite)
         let (acceptedAtA, actionsA) = hosts[from].state.admit(outbound, now: now)
         conns.append(Conn(a: from, b: to, idAtA: -1, idAtB: idAtB))
-        links.append(Link(from: from, to: to))
-        links.append(Link(from: to, to: from))
-        hosts[to].conn[idAtB] = c
+        links.append(Link(from: from, to: to, idAtTo: idAtB, open: true))
+        links.append(Link(from: to, to: from, idAtFrom: idAtB, open: true))
+        hosts[to].setOut(2 * c + 1, for: idAtB)
         perform(to, actionsB)
         guard case .admitted(let idAtA) = acceptedAtA else {
             perform(from, actionsA)
             return close(c)
         }
         conns[c].idAtA = idAtA
-        hosts[from].conn[idAtA] = c
+        links[2 * c].idAtFrom = idAtA
+        links[2 * c + 1].idAtTo = idAtA
+        hosts[from].setOut(2 * c, for: idAtA)
         perform(from, actionsA)
     }
 
     /// Both ends learn the connection is gone, as NIO's channelInactive tells each shell.
-    private func close(_ c: Int) {
+    private mutating func close(_ c: Int) {
         guard conns[c].open else { return }
         conns[c].open = false
         links[2 * c] = Link()
         links[2 * c + 1] = Link()
         let conn = conns[c]
         for (h, id) in [(conn.a, conn.idAtA), (conn.b, conn.idAtB)] where id >= 0 {
-            hosts[h].conn[id] = nil
+            hosts[h].setOut(nil, for: id)
             if hosts[h].alive { perform(h, hosts[h].state.disconnected(id, now: now)) }
         }
     }
 
     // MARK: actions
 
-    private func perform(_ h: Int, _ actions: [TorrentState.Action]) {
+    private mutating func perform(_ h: Int, _ actions: [TorrentState.Action]) {
         for action in actions {
             switch action {
+            case .send(.bitfield(let bytes), let id):
+                bitfieldKey += 1
+                bitfields[bitfieldKey] = bytes
+                enqueue(from: h, to: id, Item(bytes: 5 + bytes.count, bitfieldKey: bitfieldKey))
             case .send(let m, let id):
                 enqueue(from: h, to: id, Item(bytes: Self.wireLength(m), message: m))
             case .serve(let req, let id):
@@ -430,7 +605,7 @@ public final class Simulation {
                     let block = req.piece * (layout.pieceLength / PieceLayout.blockSize) + req.begin / PieceLayout.blockSize
                     if originSent.insert(block).inserted { sample.fresh += Double(req.length) }
                 }
-                enqueue(from: h, to: id, Item(bytes: 13 + req.length, message: nil, block: req, corrupt: hosts[h].liar))
+                enqueue(from: h, to: id, Item(block: req, corrupt: hosts[h].liar))
                 hosts[h].uploaded += Int64(req.length)
             case .assemble:
                 break
@@ -449,7 +624,7 @@ public final class Simulation {
                     if let k = scenario.killSeederAfterCompleteOf, completed >= k, hosts[0].alive { kill(0) }
                 }
             case .close(let id, _):
-                if let c = hosts[h].conn[id] { close(c) }
+                if let l = hosts[h].out(to: id) { close(l >> 1) }
             case .wake(let after):
                 schedule(.timer(.wake, h, hosts[h].epoch), at: now + after)
             case .failed, .log:
@@ -458,11 +633,12 @@ public final class Simulation {
         }
     }
 
-    private func kill(_ h: Int) {
+    private mutating func kill(_ h: Int) {
         hosts[h].alive = false
         hosts[h].gossip = nil
         for c in hosts[h].conn.values { close(c) }
         hosts[h].conn.removeAll()
+        hosts[h].out.removeAll()
     }
 
     static func wireLength(_ m: TorrentState.Message) -> Int {
@@ -475,9 +651,8 @@ public final class Simulation {
         }
     }
 
-    private func enqueue(from h: Int, to id: Int, _ item: Item) {
-        guard let c = hosts[h].conn[id], conns[c].open else { return }
-        let l = conns[c].a == h ? 2 * c : 2 * c + 1
+    private mutating func enqueue(from h: Int, to id: Int, _ item: Item) {
+        guard let l = hosts[h].out(to: id) else { return }
         links[l].push(item)
         if !links[l].active {
             links[l].active = true
@@ -491,14 +666,14 @@ public final class Simulation {
     /// (`NetworkScratch.fillRound`), so an uplink's share that a downlink or a site's uplink
     /// could not take goes to its other connections; max-min fair to within a few percent.
     /// Items that finish arrive a step plus the latency later.
-    private func transmit() {
+    private mutating func transmit() {
         let dt = Double(scenario.step) / 1e9
         let up = min(scenario.rate, scenario.upCap > 0 ? Double(scenario.upCap) * Self.frameOverhead : .infinity) * dt
         let down = min(scenario.rate, scenario.downCap > 0 ? Double(scenario.downCap) * Self.frameOverhead : .infinity) * dt
         network.prepare(links: &links, hosts: hosts.count, up: up, down: down,
-                        sites: scenario.sites, site: scenario.siteRate * dt, overhead: Self.frameOverhead)
+                        sites: scenario.sites, site: scenario.siteRate * dt, siteOf: siteOf, overhead: Self.frameOverhead)
         guard !network.active.isEmpty else { return }
-        for _ in 0..<2 { network.fillRound(links, siteOf: siteOf) }
+        for _ in 0..<2 { network.fillRound() }
         var done: [Item] = [], sent: [BlockRequest] = []
         for (k, l) in network.active.enumerated() where network.grant[k] > 0 {
             let sender = links[l].from
@@ -516,8 +691,8 @@ public final class Simulation {
             let at = now + scenario.step + scenario.latency + (cross ? scenario.siteLatency : 0)
             for item in done { arrivals[cross ? 1 : 0].push(l, item, at: at) }
             guard !sent.isEmpty else { continue }
-            let c = l >> 1, id = l & 1 == 0 ? conns[c].idAtA : conns[c].idAtB
-            for req in sent where conns[c].open {
+            let id = links[l].idAtFrom
+            for req in sent where links[l].open {
                 perform(sender, hosts[sender].state.blockSent(req, to: id, sent: true, now: now))
             }
         }
@@ -525,35 +700,12 @@ public final class Simulation {
 
     // MARK: report
 
-    /// One second of the run: completions so far and the share of link capacity used.
-    public struct Sample: Sendable {
-        public var second: Int
-        public var complete: Int
-        public var originUp: Double
-        /// Blocks the origin had not sent before, as a share of its uplink, counted when the
-        /// kernel takes them (so above 1 while its socket buffers fill).
-        public var originFresh: Double
-        /// Mean over all peers of their uplinks' use, and over the downloading ones of their
-        /// downlinks' (above 1 in a second in which hosts completed: it divides by those
-        /// still downloading at its end).
-        public var peersUp: Double
-        public var peersDown: Double
-        /// Means over the downloading peers: peers each uploads to (unchoked and interested),
-        /// requests queued at it, blocks it has asked for and not received.
-        public var unchoked: Double
-        public var queued: Double
-        public var outstanding: Double
-        /// Peers' uplink and downlink use: 10th, 50th and 90th percentile over the downloading peers.
-        public var upPercentiles: [Double]
-        public var downPercentiles: [Double]
-    }
-
     private func percentiles(_ values: [Double]) -> [Double] {
         let v = values.sorted()
         return v.isEmpty ? [0, 0, 0] : [0.1, 0.5, 0.9].map { v[Int(Double(v.count - 1) * $0)] }
     }
 
-    private func takeSample() {
+    private mutating func takeSample() {
         let capacity = scenario.rate
         let peers = Double(max(1, hosts.count - 1))
         let active = hosts.dropFirst().filter { $0.alive && $0.doneAt == nil }
@@ -561,7 +713,7 @@ public final class Simulation {
         func mean(_ f: (PeerState) -> Int) -> Double {
             Double(active.reduce(0) { sum, h in sum + h.state.peers.map(f).reduce(0, +) }) / downloading
         }
-        timeline.append(Sample(second: Int(now / 1_000_000_000), complete: completed,
+        timeline.append(Simulation.Sample(second: Int(now / 1_000_000_000), complete: completed,
                                originUp: sample.origin / capacity, originFresh: sample.fresh * Self.frameOverhead / capacity, peersUp: sample.peers / capacity / peers,
                                peersDown: (sample.origin + sample.peers) / capacity / downloading,
                                unchoked: mean { !$0.amChoking && $0.peerInterested ? 1 : 0 },
@@ -572,29 +724,7 @@ public final class Simulation {
         for i in hostSecond.indices { hostSecond[i] = (0, 0) }
     }
 
-    public struct Report: Sendable, Equatable {
-        public var hosts: Int
-        public var fileBytes: Int64
-        public var makespan: Double?
-        public var median: Double?
-        public var p90: Double?
-        public var tMin: Double
-        public var seederUploadXFile: Double
-        public var allComplete: Bool
-        public var completeHosts: Int
-        /// Peers that are not liars: the ones that must complete.
-        public var honestPeers: Int
-        public var virtualSeconds: Double
-        /// Per site (when there are sites): what crossed its uplink in and out, x file.
-        public var siteInXFile: [Double] = []
-        public var siteOutXFile: [Double] = []
-        public var crashes = 0
-
-        public var maxSiteInXFile: Double? { siteInXFile.max() }
-    }
-
-    /// One line per host that did not complete: what it holds and whom it is connected to.
-    public func stragglers() -> [String] {
+    func stragglers() -> [String] {
         hosts.filter { $0.alive && $0.doneAt == nil }.map { h in
             let p = h.state.peers.values
             return "host \(h.index): \(h.state.have.setCount)/\(layout.pieceCount) pieces, \(p.count) peers "
@@ -604,7 +734,7 @@ public final class Simulation {
         }
     }
 
-    private func report() -> Report {
+    private func report() -> Simulation.Report {
         let peers = hosts.dropFirst()
         let honest = peers.filter { !$0.liar }
         let times = honest.map { $0.doneAt.map { Double($0) / 1e9 } ?? .infinity }.sorted()
@@ -616,7 +746,7 @@ public final class Simulation {
             if times[hi] == .infinity { return nil }
             return times[lo] + (times[hi] - times[lo]) * (k - Double(lo))
         }
-        return Report(hosts: scenario.hosts, fileBytes: scenario.fileBytes, makespan: all ? times.last : nil,
+        return Simulation.Report(hosts: scenario.hosts, fileBytes: scenario.fileBytes, makespan: all ? times.last : nil,
                       median: percentile(50), p90: percentile(90), tMin: scenario.tMin,
                       seederUploadXFile: Double(hosts[0].uploaded) / Double(scenario.fileBytes),
                       allComplete: all, completeHosts: honest.filter { $0.doneAt != nil }.count, honestPeers: honest.count,
@@ -629,10 +759,10 @@ public final class Simulation {
 
 /// Events in time order; equal times in the order they were scheduled.
 struct EventQueue {
-    private var heap: [(time: UInt64, seq: UInt64, event: Simulation.Event)] = []
+    private var heap: [(time: UInt64, seq: UInt64, event: Fleet.Event)] = []
     private var seq: UInt64 = 0
 
-    mutating func push(_ e: Simulation.Event, at t: UInt64) {
+    mutating func push(_ e: Fleet.Event, at t: UInt64) {
         seq += 1
         heap.append((t, seq, e))
         var i = heap.count - 1
@@ -644,9 +774,9 @@ struct EventQueue {
         }
     }
 
-    func peek() -> (UInt64, Simulation.Event)? { heap.first.map { ($0.time, $0.event) } }
+    func peek() -> (UInt64, Fleet.Event)? { heap.first.map { ($0.time, $0.event) } }
 
-    mutating func pop() -> Simulation.Event? {
+    mutating func pop() -> Fleet.Event? {
         guard !heap.isEmpty else { return nil }
         heap.swapAt(0, heap.count - 1)
         let top = heap.removeLast()

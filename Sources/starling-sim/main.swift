@@ -142,8 +142,13 @@ struct Run: ParsableCommand {
 // Swift seeds each dictionary's hashing per process and per instance, and the rules iterate
 // dictionaries of peers: with the seed fixed, a run's order of events follows from its
 // arguments alone. The variable is read at start-up, so the process starts itself again.
+// It also asks glibc's malloc for 2 MiB pages (where transparent huge pages are on request):
+// a fleet's state is hundreds of MiB read all over, and with 4 KiB pages most reads missed
+// the TLB (1,000 hosts x 220 MiB: 123 -> 109 s of CPU, 57,000 -> 4,600 page faults).
 if getenv("SWIFT_DETERMINISTIC_HASHING") == nil {
     setenv("SWIFT_DETERMINISTIC_HASHING", "1", 1)
+    let tunables = getenv("GLIBC_TUNABLES").map { String(cString: $0) + ":" } ?? ""
+    setenv("GLIBC_TUNABLES", tunables + "glibc.malloc.hugetlb=1", 1)
     let args = CommandLine.arguments.map { strdup($0) } + [nil]
     execv("/proc/self/exe", args)
     FileHandle.standardError.write(Data("starling-sim: cannot restart with deterministic hashing (errno \(errno))\n".utf8))

@@ -66,7 +66,7 @@ struct SimulationTests {
         let r = Simulation(scenario(hosts: 2, mib: 4, mbit: 100)).run()
         #expect(r.allComplete)
         // One peer, one seed: the file at 100 Mbit/s plus header overhead.
-        #expect(r.makespan! >= r.tMin * Simulation.frameOverhead)
+        #expect(r.makespan! >= r.tMin * Fleet.frameOverhead)
         // The first second runs on the minimum pipeline, until the peer's rate is measured.
         #expect(r.makespan! < r.tMin * 1.6)
     }
@@ -134,24 +134,24 @@ struct SimulationTests {
 
     @Test("water-filling: an uplink gives a small demand all it asks and splits the rest evenly")
     func waterfill() {
-        var links = [Simulation.Link(from: 0, to: 1), Simulation.Link(from: 0, to: 2), Simulation.Link(from: 0, to: 3)]
-        for (l, bytes) in [(0, 100), (1, 1000), (2, 1000)] { links[l].push(Simulation.Item(bytes: bytes, message: .interested)) }
+        var links = [Fleet.Link(from: 0, to: 1), Fleet.Link(from: 0, to: 2), Fleet.Link(from: 0, to: 3)]
+        for (l, bytes) in [(0, 100), (1, 1000), (2, 1000)] { links[l].push(Fleet.Item(bytes: bytes, message: .interested)) }
         var net = NetworkScratch()
         net.active = [0, 1, 2]
-        net.prepare(links: &links, hosts: 4, up: 900, down: 10_000, sites: 1, site: .infinity, overhead: 1)
-        for _ in 0..<2 { net.fillRound(links, siteOf: nil) }
+        net.prepare(links: &links, hosts: 4, up: 900, down: 10_000, sites: 1, site: .infinity, siteOf: nil, overhead: 1)
+        for _ in 0..<2 { net.fillRound() }
         #expect(net.grant == [100, 400, 400])
     }
 
     @Test("water-filling: a downlink shared by two senders caps both, and one sender's other link takes what is left")
     func waterfillDownlink() {
         // Hosts 0 and 1 both send to 2 (downlink 600); host 0 also sends to 3.
-        var links = [Simulation.Link(from: 0, to: 2), Simulation.Link(from: 1, to: 2), Simulation.Link(from: 0, to: 3)]
-        for l in 0..<3 { links[l].push(Simulation.Item(bytes: 10_000, message: .interested)) }
+        var links = [Fleet.Link(from: 0, to: 2), Fleet.Link(from: 1, to: 2), Fleet.Link(from: 0, to: 3)]
+        for l in 0..<3 { links[l].push(Fleet.Item(bytes: 10_000, message: .interested)) }
         var net = NetworkScratch()
         net.active = [0, 1, 2]
-        net.prepare(links: &links, hosts: 4, up: 1000, down: 600, sites: 1, site: .infinity, overhead: 1)
-        for _ in 0..<2 { net.fillRound(links, siteOf: nil) }
+        net.prepare(links: &links, hosts: 4, up: 1000, down: 600, sites: 1, site: .infinity, siteOf: nil, overhead: 1)
+        for _ in 0..<2 { net.fillRound() }
         #expect(net.grant[0] == 300 && net.grant[1] == 300)
         #expect(net.grant[2] == 600, "host 0's uplink: 1000 less the 300 host 2 took, capped by host 3's downlink")
     }

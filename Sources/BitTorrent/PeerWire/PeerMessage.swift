@@ -99,6 +99,12 @@ public struct BlockRequest: Sendable, Hashable, CustomStringConvertible {
         self.length = length
     }
 
+    /// One word for the hasher, not three: every request in flight is hashed when it is sent
+    /// and when its block arrives. Piece and offset name a block; the length goes unhashed.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(UInt64(truncatingIfNeeded: piece) << 32 ^ UInt64(truncatingIfNeeded: begin))
+    }
+
     func write(into buffer: inout ByteBuffer) {
         buffer.writeInteger(UInt32(piece))
         buffer.writeInteger(UInt32(begin))
