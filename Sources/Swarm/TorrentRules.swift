@@ -34,6 +34,10 @@ public struct TorrentRules: Sendable, Equatable {
     /// host's upload ramps down on what its peers lack (`TorrentState.uploadShareLeft`), which
     /// it knows only if they say so.
     public var announceToHolders = false
+    /// Longest a shell holds a written `have` for other bytes to the same peer before it
+    /// flushes it alone (0: at once). Flushed at once, a have is a packet plus its ACK per
+    /// piece and per peer; a piece takes longer than this to pass a hop (docs/design/engine.md).
+    public var haveFlushDelay: UInt64 = 100_000_000
     /// How long a piece refused by a seed is looked for at other peers first.
     public var refusalMemory: UInt64 = 3_000_000_000
     /// A peer that delivers nothing of what we asked for this long has its requests moved.

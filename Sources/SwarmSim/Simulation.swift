@@ -145,6 +145,9 @@ struct Fleet {
         /// piece without an entry has no corrupt block.
         var corrupt: [Int: [Bool]] = [:]
         var uploaded: Int64 = 0
+        /// Links holding haves, and whether the flush timer that sends them is set.
+        var heldLinks: [Int] = []
+        var flushArmed = false
 
         /// The link to the peer `id` while connected to it.
         func out(to id: Int) -> Int? {
@@ -190,6 +193,9 @@ struct Fleet {
         /// the bytes of the items from `head` up to it.
         var firstUnreported = 0
         var taken = 0
+        /// Haves written and not yet flushed (`TorrentRules.haveFlushDelay`): they join the
+        /// queue ahead of the next item for this peer, or at the sender's flush timer.
+        var held: [Item] = []
     }
 
     /// A message or a block on a link, as plain integers: the links and the arrival queues
@@ -351,7 +357,7 @@ struct Fleet {
     // MARK: events
 
     enum Timer {
-        case announce, tick, rechoke, gossip, wake
+        case announce, tick, rechoke, gossip, wake, haveFlush
     }
 
     enum Event {
@@ -420,6 +426,11 @@ struct Fleet {
                 schedule(.timer(.gossip, h, epoch), at: now + 100_000_000)
             case .wake:
                 perform(h, hosts[h].state.wake(now: now))
+            case .haveFlush:
+                hosts[h].flushArmed = false
+                let held = hosts[h].heldLinks
+                hosts[h].heldLinks.removeAll(keepingCapacity: true)
+                for l in held where !links[l].held.isEmpty { flushHeld(l) }
             }
         case .connect(let from, let to, let epoch):
             guard hosts[from].epoch == epoch else { return }
@@ -598,6 +609,9 @@ struct Fleet {
                 bitfieldKey += 1
                 bitfields[bitfieldKey] = bytes
                 enqueue(from: h, to: id, Item(bytes: 5 + bytes.count, bitfieldKey: bitfieldKey))
+            case .send(.have(let piece), let id) where rules.haveFlushDelay > 0:
+                let m = TorrentState.Message.have(piece: piece)
+                hold(from: h, to: id, Item(bytes: Self.wireLength(m), message: m))
             case .send(let m, let id):
                 enqueue(from: h, to: id, Item(bytes: Self.wireLength(m), message: m))
             case .serve(let req, let id):
@@ -639,6 +653,8 @@ struct Fleet {
         for c in hosts[h].conn.values { close(c) }
         hosts[h].conn.removeAll()
         hosts[h].out.removeAll()
+        hosts[h].heldLinks.removeAll()
+        hosts[h].flushArmed = false
     }
 
     static func wireLength(_ m: TorrentState.Message) -> Int {
@@ -653,11 +669,32 @@ struct Fleet {
 
     private mutating func enqueue(from h: Int, to id: Int, _ item: Item) {
         guard let l = hosts[h].out(to: id) else { return }
+        if !links[l].held.isEmpty { flushHeld(l) }
         links[l].push(item)
-        if !links[l].active {
-            links[l].active = true
-            network.active.append(l)
-        }
+        activate(l)
+    }
+
+    /// A have waits as `TorrentSession`'s do: for the next item to the same peer, or for the
+    /// host's flush timer, set by the first have that waits.
+    private mutating func hold(from h: Int, to id: Int, _ item: Item) {
+        guard let l = hosts[h].out(to: id) else { return }
+        if links[l].held.isEmpty { hosts[h].heldLinks.append(l) }
+        links[l].held.append(item)
+        guard !hosts[h].flushArmed else { return }
+        hosts[h].flushArmed = true
+        schedule(.timer(.haveFlush, h, hosts[h].epoch), at: now + rules.haveFlushDelay)
+    }
+
+    private mutating func flushHeld(_ l: Int) {
+        for item in links[l].held { links[l].push(item) }
+        links[l].held.removeAll()
+        activate(l)
+    }
+
+    private mutating func activate(_ l: Int) {
+        guard !links[l].active else { return }
+        links[l].active = true
+        network.active.append(l)
     }
 
     // MARK: network

@@ -40,6 +40,7 @@ struct Run: ParsableCommand {
     var siteMap = false
     @Option(name: .customLong("max-peers"), help: "Connections per host (the engine's peer.max_peers).") var maxPeers: Int?
     @Option(name: .customLong("upload-slots"), help: "Peers a downloading host uploads to at once.") var uploadSlots: Int?
+    @Option(name: .customLong("have-flush-delay"), help: "Longest a have waits for other bytes to the same peer, milliseconds (0: sent at once).") var haveFlushDelay: Double?
     @Option(name: .customLong("request-horizon"), help: "Data asked of a peer ahead, in milliseconds at its rate.") var requestHorizon: Double?
     @Option(name: .customLong("min-pipeline"), help: "Requests kept at a peer at least.") var minPipeline: Int?
     @Option(help: "Step of the network model, milliseconds.") var step = 5.0
@@ -77,6 +78,7 @@ struct Run: ParsableCommand {
         if let maxPeers { s.rules.maxPeers = maxPeers }
         if let uploadSlots { s.rules.uploadSlots = uploadSlots }
         if let requestHorizon { s.rules.requestHorizon = UInt64(requestHorizon * 1e6) }
+        if let haveFlushDelay { s.rules.haveFlushDelay = UInt64(haveFlushDelay * 1e6) }
         if let minPipeline { s.rules.minPipeline = minPipeline }
         s.trackerDead = trackerDead
         s.churn = churn

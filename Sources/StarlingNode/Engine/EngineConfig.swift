@@ -32,11 +32,6 @@ public struct EngineConfig: Sendable {
     /// nil keeps the system's default (`net.ipv4.tcp_congestion_control`).
     public var tcpCongestion: String?
     public var handshakeTimeout: TimeAmount = .seconds(10)
-    /// Longest a `have` waits for other bytes to the same peer before it is flushed alone.
-    /// A have announced at once costs a packet (and its ACK) per peer per piece: at 128 KiB
-    /// pieces and 30 peers that was more packets than the blocks themselves in swarmlab.
-    /// Blocks and requests to that peer carry waiting haves with them.
-    public var haveFlushDelay: TimeAmount = .milliseconds(100)
     /// Peer-wire connections are taken from and made to these networks only (empty: any),
     /// so a fleet's artifact is served only to the fleet.
     public var allowedPeers: [CIDR] = []

@@ -26,7 +26,7 @@ public final class TorrentSession: @unchecked Sendable {
     private(set) var links: [Int: PeerLink] = [:]
     /// Blocks of pieces being assembled, until the piece goes to the piece worker.
     private var pieceBuffers: [Int: [UInt8]] = [:]
-    /// Haves wait for other bytes to the same peer, or at most `config.haveFlushDelay`.
+    /// Haves wait for other bytes to the same peer, or at most `rules.haveFlushDelay`.
     private let haveFlush: DeferredFlush
     private var reported = TorrentState.Counters()
     /// Set by `closeAll`: the download ends because we were told to stop, not by a fault.
@@ -50,7 +50,7 @@ public final class TorrentSession: @unchecked Sendable {
         state = TorrentState(layout: metainfo.layout, have: have, rules: config.rules, ownPeerID: config.peerID, ownAddress: config.ip,
                              seed: random.next(), now: UInt64(loop.now.uptimeNanoseconds))
         completion = loop.makePromise()
-        haveFlush = DeferredFlush(loop: loop, delay: config.haveFlushDelay)
+        haveFlush = DeferredFlush(loop: loop, delay: .nanoseconds(Int64(config.rules.haveFlushDelay)))
         metrics = TorrentMetrics(label: metainfo.infoHash.shortHex, name: metainfo.name, sizeBytes: metainfo.totalLength)
         metrics.progressRatio.set(to: state.progress)
         if state.isComplete { completion.succeed(()) }
