@@ -15,7 +15,7 @@ struct MakeTorrentCommand: ParsableCommand {
 
         With --tgz the folder is first packed into NAME.tgz beside the output (a gzip tarball, as murder ships), and the torrent describes that one archive.
 
-        Without --piece-size, the size is chosen for at most 2000 pieces (a power of two from 256 KiB to 16 MiB).
+        Without --piece-size, the size is chosen for at most \(TorrentBuilder.automaticPieceCount) pieces (a power of two from \(TorrentBuilder.automaticPieceLengths.smallest >> 10) KiB to \(TorrentBuilder.automaticPieceLengths.largest >> 20) MiB).
 
         Example:
           starling make-torrent logstash.rpm --output logstash.torrent \\
