@@ -2,7 +2,8 @@ import NIOCore
 
 /// Flushes connections a little later, all at once: what was written to a connection added
 /// here goes out with that connection's next flush or after `delay`, whichever comes first.
-/// For messages that may wait (a `have`), so that several share a packet.
+/// For messages that may wait (a `have`), so that several share a packet. Confined to
+/// `loop`, as the session that owns it.
 final class DeferredFlush {
     private let loop: EventLoop
     private let delay: TimeAmount
@@ -18,7 +19,7 @@ final class DeferredFlush {
     func add(_ channel: Channel) {
         if !waiting.contains(where: { $0 === channel }) { waiting.append(channel) }
         guard scheduled == nil else { return }
-        scheduled = loop.scheduleTask(in: delay) { self.flush() }
+        scheduled = loop.assumeIsolated().scheduleTask(in: delay) { self.flush() }
     }
 
     private func flush() {
