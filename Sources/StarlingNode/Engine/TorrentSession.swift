@@ -152,11 +152,11 @@ public final class TorrentSession: @unchecked Sendable {
         state.siteMembersKnown(hosts)
     }
 
-    /// Sets this torrent's own caps (0 = none); they apply below the host-wide caps.
     /// Under a slew limit (set or lifted at any time) haves go to peers that hold the piece
     /// too, so the host's upload share of what is left is counted right. On the loop.
     func announceToHolders(_ on: Bool) { state.announceToHolders(on) }
 
+    /// Sets this torrent's own caps (0 = none); they apply below the host-wide caps.
     public func setCaps(up: Int64, down: Int64) {
         loop.execute {
             self.metrics.setCaps(up: up, down: down)
