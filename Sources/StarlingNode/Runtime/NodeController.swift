@@ -33,7 +33,6 @@ actor NodeController: Service {
 
     private var config: NodeConfiguration
     private let policy: RunPolicy
-    private let naming: NodeRuntime.Naming
     /// The configuration's torrents, opened (their data verified) before the engine listens.
     private let initial: [(NodeConfiguration.Torrent, TorrentSession)]
     private let engine: PeerEngine?
@@ -49,12 +48,11 @@ actor NodeController: Service {
     private var unreadable: Set<String> = []
     private(set) var exitStatus: Int32 = 0
 
-    init(config: NodeConfiguration, policy: RunPolicy, naming: @escaping NodeRuntime.Naming,
+    init(config: NodeConfiguration, policy: RunPolicy,
          torrents: [(NodeConfiguration.Torrent, TorrentSession)], engine: PeerEngine?, announcer: TrackerAnnouncer?,
          gossip: GossipService?, events: AsyncStream<Event>, sink: AsyncStream<Event>.Continuation, logger: Logger) {
         self.config = config
         self.policy = policy
-        self.naming = naming
         initial = torrents
         self.engine = engine
         self.announcer = announcer

@@ -109,7 +109,7 @@ public struct NodeRuntime: Sendable {
             services.append(NodeHTTPServer(source: statusSource, listeners: listeners, logger: logger,
                                            onAdminAction: { sink.yield(.admin($0)) }))
         }
-        let controller = NodeController(config: config, policy: policy, naming: naming, torrents: opened, engine: engine,
+        let controller = NodeController(config: config, policy: policy, torrents: opened, engine: engine,
                                         announcer: announcer, gossip: gossip, events: events, sink: sink, logger: logger)
         services.append(controller)
 
