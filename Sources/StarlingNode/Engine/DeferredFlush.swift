@@ -2,9 +2,10 @@ import NIOCore
 
 /// Flushes connections a little later, all at once: what was written to a connection added
 /// here goes out with that connection's next flush or after `delay`, whichever comes first.
-/// For messages that may wait (a `have`), so that several share a packet. Confined to
-/// `loop`, as the session that owns it.
-final class DeferredFlush {
+/// For messages that may wait (a `have`), so that several share a packet.
+// @unchecked: confined to `loop`, as the session that owns it; only its scheduled flush
+// captures it, and that runs on the loop.
+final class DeferredFlush: @unchecked Sendable {
     private let loop: EventLoop
     private let delay: TimeAmount
     private var waiting: [Channel] = []
@@ -19,7 +20,7 @@ final class DeferredFlush {
     func add(_ channel: Channel) {
         if !waiting.contains(where: { $0 === channel }) { waiting.append(channel) }
         guard scheduled == nil else { return }
-        scheduled = loop.assumeIsolated().scheduleTask(in: delay) { self.flush() }
+        scheduled = loop.scheduleTask(in: delay) { self.flush() }
     }
 
     private func flush() {
