@@ -118,13 +118,26 @@ struct NodeEndToEndTests {
             #expect(status.contains(expected), "after ctl \(args[0]): \(status)")
         }
 
-        // SIGHUP: the seeder's new cap from its edited file is in force at once.
+        // A torrent the seeder's file does not list, added by an admin action.
+        let extra = dir.appendingPathComponent("extra.bin")
+        try randomData(300_000, seed: 52).write(to: extra)
+        let extraTorrent = try await makeTorrent(extra, in: dir, extra: ["--tracker", "http://127.0.40.1:6995/announce"])
+        let extraHash = try await infoHash(of: extraTorrent, in: dir).hash
+        let add = try TestProcess.starling(["ctl", "add", extraTorrent.path, "--seed", "--path", extra.path, "--admin", "http://127.0.40.1:9481"],
+                                           log: dir.appendingPathComponent("ctl-add-extra.log"), name: "ctl add extra")
+        #expect(try await add.wait(timeout: 10) == 0, "\(add.output)")
+        try await nodes[0].waitForOutput("extra.bin", timeout: 10)
+
+        // SIGHUP: the seeder's new cap from its edited file is in force at once, and the admin's
+        // torrent still runs (a reload stops only what the file itself listed).
         let seederConfig = dir.appendingPathComponent("node0.yaml")
         try Self.write(try String(contentsOf: seederConfig, encoding: .utf8).replacingOccurrences(of: "up: 80mbit", with: "up: 10mbit"), to: seederConfig)
         nodes[0].signal(SIGHUP)
         try await nodes[0].waitForOutput("configuration reloaded", timeout: 10)
         let caps = try await Self.curl("http://127.0.40.1:9480/status", dir: dir)
-        #expect(try NodeStatus.decode(Array(caps.utf8)).rateCaps.up == 1_250_000, "\(caps)")
+        let reloaded = try NodeStatus.decode(Array(caps.utf8))
+        #expect(reloaded.rateCaps.up == 1_250_000, "\(caps)")
+        #expect(Set(reloaded.torrents.map(\.infoHash)) == [hash, extraHash], "\(caps)")
 
         // SIGTERM: each node stops within a few seconds, with status 0.
         for n in nodes {

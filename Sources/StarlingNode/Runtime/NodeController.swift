@@ -24,10 +24,13 @@ actor NodeController: Service {
         case seedTimeOver
     }
 
+    /// Who asked for a torrent: a reload adds and stops only the configuration's own.
+    enum Origin: Sendable { case configuration, watchFolder, admin }
+
     private struct Running {
         var session: TorrentSession
-        /// Nil for a torrent from the watch folder or an admin action.
-        var spec: NodeConfiguration.Torrent?
+        var spec: NodeConfiguration.Torrent
+        var origin: Origin
         var progress: ProgressReporter?
     }
 
@@ -104,7 +107,7 @@ actor NodeController: Service {
     private func start() async throws {
         if let engine {
             _ = try await engine.listening.get()
-            for (spec, session) in initial { await register(spec, session) }
+            for (spec, session) in initial { await register(spec, session, origin: .configuration) }
             await announceGossip()
         }
         if !config.file.isEmpty {
@@ -159,7 +162,7 @@ actor NodeController: Service {
         guard let r = torrents[hash] else { return false }
         r.progress?.finish()
         // A seed started complete: nothing was downloaded, so trackers hear no `completed`.
-        guard r.spec?.mode != .seed else { return false }
+        guard r.spec.mode != .seed else { return false }
         await announcer?.completed(hash)
         await announceGossip()
         guard let status = await engine?.status(of: hash) else { return false }
@@ -185,17 +188,17 @@ actor NodeController: Service {
 
     // MARK: torrents
 
-    private func add(_ spec: NodeConfiguration.Torrent, _ metainfo: Metainfo) async throws {
+    private func add(_ spec: NodeConfiguration.Torrent, _ metainfo: Metainfo, origin: Origin) async throws {
         guard let engine, torrents[metainfo.infoHash] == nil else { return }
-        await register(spec, try await NodeRuntime.open(spec, metainfo, in: engine, config: config))
+        await register(spec, try await NodeRuntime.open(spec, metainfo, in: engine, config: config), origin: origin)
     }
 
     /// Starts serving or fetching an opened torrent: caps, progress, announces, completion.
-    private func register(_ spec: NodeConfiguration.Torrent, _ session: TorrentSession) async {
+    private func register(_ spec: NodeConfiguration.Torrent, _ session: TorrentSession, origin: Origin) async {
         guard let engine else { return }
         let metainfo = session.metainfo
         let path = config.dataPath(for: spec, torrentName: metainfo.name)
-        var running = Running(session: session, spec: spec)
+        var running = Running(session: session, spec: spec, origin: origin)
         if spec.upRate > 0 || spec.downRate > 0 { session.setCaps(up: spec.upRate, down: spec.downRate) }
         if let interval = policy.progressInterval {
             running.progress = ProgressReporter(session: session, loop: engine.loop, interval: interval, logger: logger)
@@ -221,9 +224,9 @@ actor NodeController: Service {
     }
 
     /// Adds a torrent while running: a failure is logged, the node goes on.
-    private func addLogging(_ spec: NodeConfiguration.Torrent, context: String) async {
+    private func addLogging(_ spec: NodeConfiguration.Torrent, origin: Origin, context: String) async {
         do {
-            try await add(spec, try NodeRuntime.loadTorrent(spec.torrent))
+            try await add(spec, try NodeRuntime.loadTorrent(spec.torrent), origin: origin)
             await announceGossip()
         } catch {
             logger.error("\(context): cannot start \(spec.torrent): \(error)")
@@ -255,7 +258,7 @@ actor NodeController: Service {
         }
         for f in listing.files where !watched.contains(f.fullPath) {
             watched.insert(f.fullPath)
-            await addLogging(NodeConfiguration.Torrent(torrent: f.fullPath, mode: .fetch), context: "watch folder")
+            await addLogging(NodeConfiguration.Torrent(torrent: f.fullPath, mode: .fetch), origin: .watchFolder, context: "watch folder")
         }
     }
 
@@ -263,7 +266,7 @@ actor NodeController: Service {
     private func perform(_ action: AdminAction) async {
         switch action {
         case .add(let path, let dataPath, let seed):
-            await addLogging(NodeConfiguration.Torrent(torrent: path, path: dataPath, mode: seed ? .seed : .fetch), context: "admin")
+            await addLogging(NodeConfiguration.Torrent(torrent: path, path: dataPath, mode: seed ? .seed : .fetch), origin: .admin, context: "admin")
         case .remove(let hash):
             guard let name = torrents[hash]?.session.metainfo.name else {
                 logger.warning("admin: no torrent \(hash.hex) to remove")
@@ -292,22 +295,23 @@ actor NodeController: Service {
             logger.info("rate caps changed", metadata: ["up": "\(Units.formatRate(Double(fresh.rates.up)))",
                                                         "down": "\(Units.formatRate(Double(fresh.rates.down)))"])
         }
-        let wanted = Set(fresh.torrents.map(\.torrent))
-        for (hash, r) in torrents where r.spec.map({ !wanted.contains($0.torrent) && !watched.contains($0.torrent) }) ?? false {
-            await remove(hash)
-            logger.info("stopped torrent removed from the configuration", metadata: ["torrent": "\(r.session.metainfo.name)"])
-        }
-        for spec in fresh.torrents {
-            if let (hash, r) = torrents.first(where: { $0.value.spec?.torrent == spec.torrent }),
-               r.spec.map({ ($0.upRate, $0.downRate) != (spec.upRate, spec.downRate) }) ?? false {
-                r.session.setCaps(up: spec.upRate, down: spec.downRate)
+        // Torrents from the watch folder or an admin action are not the file's to stop; one the
+        // file now lists too becomes the file's (its caps follow the file from here on).
+        let wanted = Dictionary(fresh.torrents.map { ($0.torrent, $0) }, uniquingKeysWith: { first, _ in first })
+        for (hash, r) in torrents {
+            if let spec = wanted[r.spec.torrent] {
+                if (r.spec.upRate, r.spec.downRate) != (spec.upRate, spec.downRate) { r.session.setCaps(up: spec.upRate, down: spec.downRate) }
                 torrents[hash]?.spec = spec
+                torrents[hash]?.origin = .configuration
+            } else if r.origin == .configuration {
+                await remove(hash)
+                logger.info("stopped torrent removed from the configuration", metadata: ["torrent": "\(r.session.metainfo.name)"])
             }
         }
-        let running = Set(torrents.values.compactMap { $0.spec?.torrent })
+        let running = Set(torrents.values.map(\.spec.torrent))
         config = fresh
         for spec in fresh.torrents where !running.contains(spec.torrent) {
-            await addLogging(spec, context: "reload")
+            await addLogging(spec, origin: .configuration, context: "reload")
         }
         logger.info("configuration reloaded", metadata: ["torrents": "\(torrents.count)"])
     }
