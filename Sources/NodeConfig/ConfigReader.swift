@@ -256,12 +256,10 @@ final class ConfigReader {
         guard let t = text(node, name, expected: CIDR.expectedForm) else { return nil }
         do throws(CIDR.ParseError) {
             return try CIDR(parsing: t)
-        } catch .hostBitsSet(_, let network) {
-            report(node, "\(name): \(t) has host bits set; did you mean \(network)?")
         } catch {
-            report(node, "\(name): \(Self.describe(node)) is not a CIDR network; expected \(CIDR.expectedForm)")
+            report(node, "\(name): \(error)")
+            return nil
         }
-        return nil
     }
 
     /// The items of a list; reports a type error for anything else.

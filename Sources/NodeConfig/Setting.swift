@@ -38,7 +38,8 @@ public struct SettingError: Error, Sendable, Hashable, CustomStringConvertible {
     /// `message` prefixed by what it concerns, spelled by `name` (a YAML key or a flag).
     public func described(naming name: (Setting) -> String) -> String {
         if let setting { return "\(name(setting)): \(message)" }
-        if let torrent { return "\(torrent): \(message)" }
+        // A message from the file layer names the file already.
+        if let torrent, !message.contains(torrent) { return "\(torrent): \(message)" }
         return message
     }
 

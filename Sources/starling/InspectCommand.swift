@@ -22,7 +22,7 @@ struct InspectCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let m = try loadTorrent(torrent)
+        let m = try Metainfo.load(path: torrent)
         if json {
             print(inspectJSON(m))
             return
@@ -48,20 +48,5 @@ struct InspectCommand: ParsableCommand {
             + "\"pieceCount\":\(m.pieceCount),\"infoHash\":\"\(m.infoHash.hex)\",\"private\":\(m.isPrivate),"
             + "\"multiFile\":\(m.isMultiFile),\"trackers\":[\(trackers.joined(separator: ","))],"
             + "\"files\":[\(files.joined(separator: ","))]}"
-    }
-}
-
-/// Reads and parses a .torrent, turning every failure into one clear line.
-func loadTorrent(_ path: String) throws -> Metainfo {
-    let bytes: [UInt8]
-    do {
-        bytes = try FilePaths.readAll(path, limit: Metainfo.maxFileSize)
-    } catch {
-        throw CLIError("\(error)")
-    }
-    do {
-        return try Metainfo(bytes: bytes)
-    } catch {
-        throw CLIError("\(path): \(error)")
     }
 }

@@ -30,7 +30,7 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         if let tracker {
             guard let torrent else { throw ValidationError("--tracker needs --torrent F.torrent") }
-            try await scrape(tracker, torrent: loadTorrent(torrent))
+            try await scrape(tracker, torrent: Metainfo.load(path: torrent))
             return
         }
         let (status, body) = try await adminRequest(node, path: "/status")

@@ -163,10 +163,8 @@ func flag(_ setting: Setting) -> String {
 func parseCIDR(_ text: String, option: String) throws -> CIDR {
     do throws(CIDR.ParseError) {
         return try CIDR(parsing: text)
-    } catch .hostBitsSet(_, let network) {
-        throw ValidationError("\(option) \(text) has host bits set; did you mean \(network)?")
     } catch {
-        throw ValidationError("\(option) \(text): expected \(CIDR.expectedForm)")
+        throw ValidationError("\(option): \(error)")
     }
 }
 
@@ -199,7 +197,6 @@ struct SeedCommand: AsyncParsableCommand {
     @OptionGroup var swarm: SwarmCLIOptions
 
     func run() async throws {
-        _ = try loadTorrent(torrent)
         let config = try swarm.configuration(torrent: torrent, path: path, mode: .seed)
         let runtime = NodeRuntime(configuration: config, policy: RunPolicy(exit: .onSignal, progressInterval: 5), naming: flag,
                                   logger: swarm.makeLogger("starling.seed"))
@@ -234,7 +231,6 @@ struct PeerCommand: AsyncParsableCommand {
     func run() async throws {
         guard seedAfter >= 0 else { throw ValidationError("--seed-after must be 0 or more") }
         guard timeout >= 0 else { throw ValidationError("--timeout must be 0 or more") }
-        _ = try loadTorrent(torrent)
         let config = try swarm.configuration(torrent: torrent, path: out, mode: .fetch)
         let policy = RunPolicy(exit: .whenComplete(seedAfter: seedAfter, timeout: timeout), progressInterval: 5)
         let runtime = NodeRuntime(configuration: config, policy: policy, naming: flag, logger: swarm.makeLogger("starling.peer"))

@@ -32,8 +32,9 @@ struct TrackerCommand: AsyncParsableCommand {
         """
     )
 
-    @Option(name: .long, help: "Address and port to listen on: IP:PORT, [IPv6]:PORT or :PORT for all addresses.")
-    var listen: String
+    @Option(name: .long, help: "Address and port to listen on: IP:PORT, [IPv6]:PORT or :PORT for all addresses.",
+            transform: Self.parseListen)
+    var listen: IPEndpoint
 
     @Option(name: .long, help: "File to save swarms to and reload them from.")
     var state: String?
@@ -50,8 +51,11 @@ struct TrackerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Serve only torrents whose .torrent file is in this folder (re-read when it changes).")
     var allowDir: String?
 
-    @Option(name: .long, help: "A network whose clients may set their address with ip= (e.g. a NAT gateway); repeatable.")
-    var trustedCidr: [String] = []
+    @Option(name: .long, help: "A network whose clients may set their address with ip= (e.g. a NAT gateway); repeatable.",
+            transform: { text in
+                do { return try CIDR(parsing: text) } catch { throw ValidationError("\(error)") }
+            })
+    var trustedCidr: [CIDR] = []
 
     @Option(name: .long, help: "Seconds between state saves.")
     var saveInterval: Int = TrackerConfiguration.defaultSaveInterval
@@ -73,13 +77,9 @@ struct TrackerCommand: AsyncParsableCommand {
     @OptionGroup var log: LogOptions
 
     func validate() throws {
-        guard parseListen(listen) != nil else {
-            throw ValidationError("--listen \(listen): expected IP:PORT, e.g. 10.0.0.1:6969, [::]:6969 or :6969")
-        }
         guard interval >= 1, interval <= 86_400 else { throw ValidationError("--interval must be 1 to 86400 seconds") }
         if let m = minInterval, m < 0 || m > interval { throw ValidationError("--min-interval must be 0 to --interval") }
         if let t = peerTimeout, t < interval { throw ValidationError("--peer-timeout must be at least --interval") }
-        for c in trustedCidr { _ = try parseCIDR(c, option: "--trusted-cidr") }
         guard saveInterval >= 1 else { throw ValidationError("--save-interval must be at least 1 second") }
         guard maxNumwant >= 1 else { throw ValidationError("--max-numwant must be at least 1") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
@@ -95,18 +95,16 @@ struct TrackerCommand: AsyncParsableCommand {
             return h
         }
         let logger = Logger(label: "starling.tracker")
-        guard let endpoint = parseListen(listen) else { throw CLIError("--listen \(listen): expected IP:PORT") }
         if let dir = allowDir, !FilePaths.isDirectory(dir) { throw CLIError("--allow-dir \(dir): not a folder") }
         if let s = state, !FilePaths.isDirectory(FilePaths.parent(s)) {
             throw CLIError("--state \(s): folder \(FilePaths.parent(s)) does not exist")
         }
-        let trusted = try trustedCidr.map { try parseCIDR($0, option: "--trusted-cidr") }
         let sites = try siteOptions.map()
         if !sites.isEmpty {
             logger.info("site map", metadata: ["sites": "\(sites.sites.map { "\($0.name)=\($0.blocks.map(\.description).joined(separator: ","))" })"])
         }
-        let tracker = NodeConfiguration.Tracker(listen: endpoint, stateFile: state, interval: interval, allowDir: allowDir,
-                                                trustedCIDRs: trusted, minInterval: minInterval, peerTimeout: peerTimeout,
+        let tracker = NodeConfiguration.Tracker(listen: listen, stateFile: state, interval: interval, allowDir: allowDir,
+                                                trustedCIDRs: trustedCidr, minInterval: minInterval, peerTimeout: peerTimeout,
                                                 saveInterval: saveInterval, maxNumWant: maxNumwant, maxConnections: maxConnections,
                                                 threads: threads, remotePeers: remotePeers)
         let config = NodeConfiguration(name: NodeConfiguration.defaultName, dataDir: "", ip: nil,
@@ -125,7 +123,10 @@ struct TrackerCommand: AsyncParsableCommand {
     }
 
     /// `IP:PORT`, `[IPv6]:PORT` or `:PORT` (all IPv4 addresses); port 0 picks a free one.
-    func parseListen(_ s: String) -> IPEndpoint? {
-        IPEndpoint(parsing: s.hasPrefix(":") ? "0.0.0.0" + s : s, portZero: true)
+    static func parseListen(_ s: String) throws -> IPEndpoint {
+        guard let e = IPEndpoint(parsing: s.hasPrefix(":") ? "0.0.0.0" + s : s, portZero: true) else {
+            throw ValidationError("expected IP:PORT, e.g. 10.0.0.1:6969, [::]:6969 or :6969")
+        }
+        return e
     }
 }

@@ -264,9 +264,9 @@ private let badFiles: [BadFile] = [
           listen: 10.0.0.7:6969
           trusted_cidrs: [10.0.0.0/33, 10.0.0.1/8, 10.0.0]
         """, expected: [
-            "test.yaml:7: tracker.trusted_cidrs: '10.0.0.0/33' is not a CIDR network; expected a network in CIDR notation, e.g. 10.0.0.0/8",
+            "test.yaml:7: tracker.trusted_cidrs: '10.0.0.0/33' is not a network in CIDR notation, e.g. 10.0.0.0/8",
             "test.yaml:7: tracker.trusted_cidrs: 10.0.0.1/8 has host bits set; did you mean 10.0.0.0/8?",
-            "test.yaml:7: tracker.trusted_cidrs: '10.0.0' is not a CIDR network; expected a network in CIDR notation, e.g. 10.0.0.0/8",
+            "test.yaml:7: tracker.trusted_cidrs: '10.0.0' is not a network in CIDR notation, e.g. 10.0.0.0/8",
         ]),
     BadFile(name: "missing data_dir", yaml: """
         node:

@@ -206,7 +206,7 @@ actor NodeController: Service {
         }
         torrents[metainfo.infoHash] = running
         engine.addCandidates(spec.peers.map(PeerAddress.init), for: metainfo.infoHash)
-        if !config.noTracker { await announcer?.add(session) }
+        await announcer?.add(session)
         let hash = metainfo.infoHash
         let sink = self.sink
         session.completed.whenComplete { result in

@@ -100,9 +100,11 @@ public struct NodeRuntime: Sendable {
                 gossip = service
                 services.append(service)
             }
-            let a = TrackerAnnouncer(engine: e, extraTrackers: config.noTracker ? [] : config.trackers, group: group, logger: logger)
-            announcer = a
-            services.append(a)
+            if !config.noTracker {
+                let a = TrackerAnnouncer(engine: e, extraTrackers: config.trackers, group: group, logger: logger)
+                announcer = a
+                services.append(a)
+            }
         }
         let listeners = try httpListeners()
         if !listeners.isEmpty {
@@ -140,7 +142,7 @@ public struct NodeRuntime: Sendable {
 
     static func loadTorrent(_ path: String) throws -> Metainfo {
         do {
-            return try Metainfo(bytes: FilePaths.readAll(path, limit: Metainfo.maxFileSize))
+            return try Metainfo.load(path: path)
         } catch {
             throw SettingError(nil, torrent: path, "\(error)")
         }

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import Prometheus
 import ServiceLifecycle
+import Values
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -48,7 +49,7 @@ actor TrackerAnnouncer: Service {
     func add(_ session: TorrentSession) {
         guard torrents[session.infoHash] == nil else { return }
         let own = session.metainfo.announceList + (extraTrackers.isEmpty ? [] : [extraTrackers])
-        let tiers = own.map { $0.filter { $0.hasPrefix("http://") } }.filter { !$0.isEmpty }
+        let tiers = own.map { $0.filter { (try? URLAddress(parsing: $0))?.scheme == .http } }.filter { !$0.isEmpty }
         if tiers.isEmpty {
             if !session.metainfo.trackers.isEmpty {
                 logger.warning("no usable tracker: only http:// trackers are supported", metadata: ["trackers": "\(session.metainfo.trackers)"])
