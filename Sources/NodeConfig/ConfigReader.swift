@@ -11,6 +11,10 @@ final class ConfigReader {
     let file: String
     let baseDirectory: String
     private(set) var errors: [NodeConfigError] = []
+    /// The line of each key of the mappings read, by dotted path (`node.ip`), so that an
+    /// error found after the schema (`SettingError`) can name its line. List items are left
+    /// out: a torrent entry carries its own line.
+    private(set) var keyLines: [String: Int] = [:]
 
     static let maxErrors = 50
     static let maxTorrents = 10_000
@@ -98,6 +102,7 @@ final class ConfigReader {
             if allowed.contains(key) {
                 section.values[key] = value
                 section.keyLines[key] = keyLine
+                if !name.contains("[") { keyLines[section.path(key)] = keyLine }
                 continue
             }
             let shown = key.count > 40 ? String(key.prefix(40)) + "..." : key

@@ -34,7 +34,6 @@ extension ConfigReader {
         var ip: String?
         var portRange = Defaults.portRange
         var randomPort = false
-        var lines: [String: Int] = [:]
         var logLevel = Config.LogLevel.info
         var logFormat = Config.LogFormat.text
         var tcpCongestion: String?
@@ -64,7 +63,6 @@ extension ConfigReader {
                 }
             }
             randomPort = bool(node, "random_port", default: false)
-            for key in ["ip", "port_range", "tcp_congestion"] where node.value(key) != nil { lines["node.\(key)"] = node.line(of: key) }
             logLevel = choice(node, "log_level", Config.LogLevel.self) ?? logLevel
             logFormat = choice(node, "log_format", Config.LogFormat.self) ?? logFormat
             if let t = text(node, "tcp_congestion", expected: "a congestion control algorithm such as cubic") {
@@ -106,7 +104,6 @@ extension ConfigReader {
         var trackerListenLine = trackerLine
         if let t = subsection(top, "tracker", allowed: Schema.tracker) {
             trackerListenLine = t.line(of: "listen")
-            for key in ["listen", "state_file", "allow_dir"] where t.value(key) != nil { lines["tracker.\(key)"] = t.line(of: key) }
             let listen = endpoint(t, "listen", required: true)
             let stateFile = path(t, "state_file")
             let interval = int(t, "interval", range: 1...86_400, default: Defaults.trackerInterval)
@@ -175,7 +172,6 @@ extension ConfigReader {
             }
         }
         let watchDir = path(top, "watch_dir")
-        if top.value("watch_dir") != nil { lines["watch_dir"] = top.line(of: "watch_dir") }
 
         // rates, limits
         var rates = Config.Rates()
@@ -203,8 +199,6 @@ extension ConfigReader {
         var gossip: Config.Gossip?
         var noTracker = false
         if let s = subsection(top, "gossip", allowed: Schema.gossip) {
-            lines["gossip"] = top.line(of: "gossip")
-            if s.value("key_file") != nil { lines["gossip.key_file"] = s.line(of: "key_file") }
             var subnet: CIDR?
             if let node = s.value("subnet") {
                 subnet = network(node, s.path("subnet"))
@@ -252,7 +246,6 @@ extension ConfigReader {
             metricsListen = endpoint(s, "metrics_listen") ?? metricsListen
             adminListen = endpoint(s, "admin_listen") ?? adminListen
             adminTokenFile = path(s, "admin_token_file")
-            for key in ["metrics_listen", "admin_listen", "admin_token_file"] where s.value(key) != nil { lines["http.\(key)"] = s.line(of: key) }
             if ValueParsing.adminNeedsToken(listenHost: adminListen.host), adminTokenFile == nil, s.value("admin_token_file") == nil {
                 report(line: s.line(of: "admin_listen"), "http.admin_listen \(adminListen) is not a loopback address, so http.admin_token_file is required (admin actions need a token off-host)")
             }
@@ -326,7 +319,7 @@ extension ConfigReader {
             trackers: announce, torrents: torrents, watchDir: watchDir, rates: rates, limits: limits,
             allowedPeers: allowedPeers, sites: sites, gossip: gossip, noTracker: noTracker,
             http: Config.HTTP(metricsListen: metricsListen, adminListen: adminListen, adminTokenFile: adminTokenFile),
-            lines: lines)
+            lines: keyLines)
     }
 
     /// `sites`: a mapping of site name to its CIDR networks, as `--site NAME=CIDR,...` gives it.
