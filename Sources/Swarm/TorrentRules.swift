@@ -18,7 +18,9 @@ public struct TorrentRules: Sendable, Equatable {
     /// in a queue on the way (the sender's socket, its uplink, our downlink), and a fresh piece
     /// from the seed, a `have` or a request queues behind it (docs/design/engine.md).
     public var requestHorizon: UInt64 = 500_000_000
-    /// Request pipeline depth bounds, in 16 KiB blocks.
+    /// Request pipeline depth bounds, in 16 KiB blocks. The floor is kept only while the
+    /// torrent's requests in all are within `requestHorizon` of its download rate
+    /// (`TorrentState.pipelineDepth(for:)`).
     public var minPipeline = 4
     public var maxPipeline = 256
     public var maxQueuedRequestsPerPeer = 512
@@ -58,11 +60,12 @@ public struct TorrentRules: Sendable, Equatable {
     public init() {}
 
     /// Blocks to keep requested from a peer that delivers `bytesPerSecond`: `requestHorizon`
-    /// of its rate, within `minPipeline...maxPipeline`.
-    public func pipelineDepth(forRate bytesPerSecond: Double) -> Int {
+    /// of its rate, within `floor...maxPipeline` (`floor` defaults to `minPipeline`).
+    public func pipelineDepth(forRate bytesPerSecond: Double, floor: Int? = nil) -> Int {
+        let floor = floor ?? minPipeline
         let blocks = (bytesPerSecond * Double(requestHorizon) / 1e9 / Double(PieceLayout.blockSize)).rounded(.up)
-        guard !blocks.isNaN else { return minPipeline }
-        return blocks >= Double(maxPipeline) ? maxPipeline : max(minPipeline, Int(blocks))
+        guard !blocks.isNaN else { return floor }
+        return blocks >= Double(maxPipeline) ? maxPipeline : max(floor, Int(blocks))
     }
 
     /// The client code of Starling's Azureus-style peer ids (`-SL0100-...`).

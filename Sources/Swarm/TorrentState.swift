@@ -503,7 +503,7 @@ public struct TorrentState {
         // A snubbing peer keeps one request (libtorrent's rule too): enough to show it is
         // back, while the rest of its share goes to peers that deliver.
         let depth = peers[id]!.snubbed ? 1
-            : assigns ? rules.maxPipeline : rules.pipelineDepth(forRate: peers[id]!.downloaded.rate)
+            : assigns ? rules.maxPipeline : pipelineDepth(for: id)
         let room = depth - peers[id]!.outstanding.count
         guard room > 0 else { return }
         var has = peers[id]!.bitfield
@@ -543,6 +543,18 @@ public struct TorrentState {
             peers[id]!.outstanding.insert(r)
             send(.request(r), to: id)
         }
+    }
+
+    /// The peer's pipeline depth: `requestHorizon` of its rate, and the `minPipeline` floor
+    /// only while all our requests together stay within `requestHorizon` of the torrent's
+    /// download rate. With 50 peers on a slow downlink, a floor for each would queue seconds of
+    /// data ahead of every fresh piece (4 blocks x 50 peers is 6 s at 4 Mbit/s).
+    private func pipelineDepth(for id: Int) -> Int {
+        let byRate = rules.pipelineDepth(forRate: peers[id]!.downloaded.rate, floor: 1)
+        guard byRate < rules.minPipeline else { return byRate }
+        var out = 0
+        peers.forEach { out += $0.outstanding.count }
+        return out < max(4 * rules.minPipeline, rules.pipelineDepth(forRate: downRate.rate)) ? rules.minPipeline : byRate
     }
 
     private mutating func requestFromAll(now: UInt64) {

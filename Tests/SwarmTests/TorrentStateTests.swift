@@ -115,6 +115,39 @@ struct TorrentStateTests {
         #expect(rules.pipelineDepth(forRate: .nan) == rules.minPipeline)
     }
 
+    @Test("the pipeline floor holds only while all requests together are within the horizon of our download rate")
+    func pipelineFloorIsShared() throws {
+        // 256 pieces of 4 blocks; eight seeds, none measured yet.
+        var state = torrent(pieces: 256)
+        let seeds = (1...8).map { state.connect($0) }
+        for s in seeds { _ = state.hasAll(s) }
+        var asked: [Int] = []
+        for s in seeds { asked.append(requests(in: state.received(.unchoke, from: s, now: 0), to: s).count) }
+        // The floor (4) until the torrent's budget (4 x 4 blocks) is out, then one each.
+        #expect(asked == [4, 4, 4, 4, 1, 1, 1, 1])
+
+        // A newcomer before any rate is known gets one request.
+        let late = state.connect(9)
+        _ = state.hasAll(late)
+        #expect(requests(in: state.received(.unchoke, from: late, now: ms), to: late).count == 1)
+
+        // 4 MiB arrive from the first seed within the first second: the budget becomes
+        // 500 ms of that rate (128 blocks), and that seed's own depth takes all of it.
+        var t = 2 * ms
+        while state.counters.downloaded < 4 << 20 {
+            _ = state.deliver(Array(state.peers[seeds[0]]!.outstanding), from: seeds[0], now: t)
+            t += 1000
+        }
+        _ = state.tick(now: second + 2 * ms)
+        #expect(state.peers[seeds[0]]!.outstanding.count == 128)
+        // Its blocks arrive (the batch not yet ended): the budget has room, and a newcomer
+        // gets the floor again.
+        _ = state.deliver(Array(state.peers[seeds[0]]!.outstanding), from: seeds[0], now: second + 2 * ms, endBatch: false)
+        let fresh = state.connect(10, now: second + 2 * ms)
+        _ = state.hasAll(fresh, now: second + 2 * ms)
+        #expect(requests(in: state.received(.unchoke, from: fresh, now: second + 3 * ms), to: fresh).count == state.rules.minPipeline)
+    }
+
     @Test("the upload's share of the work left: what the connected peers lack, divided among them and us")
     func uploadShareLeft() {
         var state = torrent(pieces: 8, seeding: true)
