@@ -187,7 +187,7 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// Address to listen on, dial from and announce (so peers see it); an IP literal. Nil:
     /// listen on every address and announce the one that routes to the tracker (see
     /// `AnnounceAddress` in the runtime).
-    public var ip: String?
+    public var ip: IPAddress?
     /// Peer-wire listen ports, first free one (or a random one of them).
     public var portRange: ClosedRange<Int>
     public var randomPort: Bool
@@ -220,7 +220,7 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// Line of each setting in the file (by YAML key path), for errors found later.
     public var lines: [String: Int]
 
-    public init(file: String = "", name: String, dataDir: String, ip: String?, portRange: ClosedRange<Int> = Defaults.portRange,
+    public init(file: String = "", name: String, dataDir: String, ip: IPAddress?, portRange: ClosedRange<Int> = Defaults.portRange,
                 randomPort: Bool = false,
                 logLevel: LogLevel = .info, logFormat: LogFormat = .text, tcpCongestion: String? = nil, roles: [Role], tracker: Tracker? = nil,
                 trackers: [String] = [], torrents: [Torrent] = [], watchDir: String? = nil, rates: Rates = Rates(),

@@ -31,7 +31,7 @@ extension ConfigReader {
         // node
         var name = Config.hostName()
         var dataDir: String?
-        var ip: String?
+        var ip: IPAddress?
         var portRange = Defaults.portRange
         var randomPort = false
         var logLevel = Config.LogLevel.info
@@ -49,7 +49,7 @@ extension ConfigReader {
             dataDir = path(node, "data_dir", required: true)
             if let t = text(node, "ip", expected: "an IP address such as 10.0.0.7") {
                 if let a = IPAddress(t) {
-                    ip = a.description
+                    ip = a
                 } else {
                     report(line: node.line(of: "ip"), "node.ip: '\(t.prefix(60))' is not an IP address; expected a literal such as 10.0.0.7 or fd00::7")
                 }
@@ -187,8 +187,7 @@ extension ConfigReader {
         var allowedPeers: [CIDR] = []
         if let s = subsection(top, "peer", allowed: Schema.peer) {
             allowedPeers = networks(s, "allow_cidrs")
-            if let ip, !ValueParsing.isUnspecified(ip), let own = IPAddress(ip), !allowedPeers.isEmpty,
-               !allowedPeers.contains(where: { $0.contains(own) }) {
+            if let ip, !ip.isUnspecified, !allowedPeers.isEmpty, !allowedPeers.contains(where: { $0.contains(ip) }) {
                 report(line: s.line(of: "allow_cidrs"), "peer.allow_cidrs does not contain node.ip \(ip): this node could not talk to its own network")
             }
         }
@@ -227,7 +226,7 @@ extension ConfigReader {
             if keyFile != nil, insecure {
                 report(line: s.line(of: "insecure"), "gossip.insecure: true contradicts gossip.key_file; give one or the other")
             }
-            if let subnet, let ip, let a = IPAddress(ip), !ValueParsing.isUnspecified(ip), !subnet.contains(a) {
+            if let subnet, let ip, !ip.isUnspecified, !subnet.contains(ip) {
                 report(line: s.line(of: "subnet"), "gossip.subnet \(subnet) does not contain node.ip \(ip); members outside the subnet are ignored")
             }
             if let subnet {
@@ -237,7 +236,7 @@ extension ConfigReader {
         }
 
         // http
-        var metricsListen = IPEndpoint(ip: ip.flatMap(IPAddress.init) ?? .unspecifiedIPv4, port: Defaults.metricsPort)
+        var metricsListen = IPEndpoint(ip: ip ?? .unspecifiedIPv4, port: Defaults.metricsPort)
         var adminListen = Defaults.adminListen
         var adminTokenFile: String?
         var httpSection: Section?
@@ -299,14 +298,14 @@ extension ConfigReader {
         if let tracker { listeners.append(("tracker.listen", tracker.listen, trackerListenLine)) }
         listeners.append(("http.metrics_listen", metricsListen, httpSection?.line(of: "metrics_listen") ?? portRangeLine))
         listeners.append(("http.admin_listen", adminListen, httpSection?.line(of: "admin_listen") ?? portRangeLine))
-        func overlaps(_ a: String, _ b: String) -> Bool {
-            a == b || ValueParsing.isUnspecified(a) || ValueParsing.isUnspecified(b)
+        func overlaps(_ a: IPAddress, _ b: IPAddress) -> Bool {
+            a == b || a.isUnspecified || b.isUnspecified
         }
         for (i, a) in listeners.enumerated() {
-            for b in listeners[..<i] where a.endpoint.port == b.endpoint.port && overlaps(a.endpoint.host, b.endpoint.host) {
+            for b in listeners[..<i] where a.endpoint.port == b.endpoint.port && overlaps(a.endpoint.ip, b.endpoint.ip) {
                 report(line: max(a.line, b.line), "\(a.what) \(a.endpoint) and \(b.what) \(b.endpoint) use the same port")
             }
-            if let ip, portRange.contains(Int(a.endpoint.port)), overlaps(a.endpoint.host, ip) {
+            if let ip, portRange.contains(Int(a.endpoint.port)), overlaps(a.endpoint.ip, ip) {
                 report(line: a.line, "\(a.what) \(a.endpoint) is inside node.port_range \(portRange.lowerBound)-\(portRange.upperBound), which the peer wire listens on")
             }
         }

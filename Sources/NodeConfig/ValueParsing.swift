@@ -63,10 +63,6 @@ public enum ValueParsing {
         return ip.high == 0 && ip.low == 1
     }
 
-    static func isUnspecified(_ host: String) -> Bool {
-        IPAddress(host)?.isUnspecified ?? false
-    }
-
     /// Levenshtein distance, for "did you mean" suggestions (keys are short).
     static func editDistance(_ a: String, _ b: String) -> Int {
         let x = Array(a.lowercased().unicodeScalars), y = Array(b.lowercased().unicodeScalars)

@@ -81,7 +81,10 @@ struct SwarmCLIOptions: ParsableArguments {
 
     /// The one-torrent node configuration these options describe.
     func configuration(torrent: String, path: String, mode: NodeConfiguration.Torrent.Mode) throws -> NodeConfiguration {
-        if let ip, IPAddress(ip) == nil { throw ValidationError("--ip \(ip): expected an IP address such as 10.0.0.7") }
+        let ip = try self.ip.map { text in
+            guard let a = IPAddress(text) else { throw CLIError("--ip \(text): expected an IP address such as 10.0.0.7") }
+            return a
+        }
         guard let ports = PortRange.parse(portRange) else { throw ValidationError("--port-range \(portRange): expected \(PortRange.expectedForm)") }
         let peers = try peer.map { text in
             guard let e = IPEndpoint(parsing: text) else { throw ValidationError("--peer \(text): expected \(IPEndpoint.expectedForm)") }
@@ -95,7 +98,7 @@ struct SwarmCLIOptions: ParsableArguments {
         guard maxPeers > 0 else { throw ValidationError("--max-peers must be at least 1") }
         guard uploadSlots > 0 else { throw ValidationError("--upload-slots must be at least 1") }
         let allowed = try allowPeers.map { try parseCIDR($0, option: "--allow-peers") }
-        if !allowed.isEmpty, let ip, let own = IPAddress(ip), !own.isUnspecified, !allowed.contains(where: { $0.contains(own) }) {
+        if !allowed.isEmpty, let ip, !ip.isUnspecified, !allowed.contains(where: { $0.contains(ip) }) {
             throw ValidationError("--allow-peers does not contain --ip \(ip): this host could not talk to its own network")
         }
         if let name = tcpCongestion, ValueParsing.congestionControl(name) == nil {

@@ -62,7 +62,7 @@ watch_dir: /var/lib/starling/incoming
         let c = try NodeConfiguration.load(path: configFolder.appendingPathComponent("tracker.yaml").path)
         #expect(c.name == "deploy-01")
         #expect(c.roles == [.tracker, .seeder])
-        #expect(c.ip == "10.0.0.1")
+        #expect(c.ip == IPAddress("10.0.0.1"))
         #expect(c.portRange == 6881...6889)
         #expect(c.logFormat == .json)
         #expect(c.tracker?.listen == IPEndpoint(parsing: "10.0.0.1:6969"))

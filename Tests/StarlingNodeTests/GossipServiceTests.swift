@@ -2,7 +2,7 @@ import BitTorrent
 import Logging
 import NIOCore
 import NIOPosix
-import StarlingNode
+@testable import StarlingNode
 import Swarm
 import Testing
 import Values
@@ -177,29 +177,19 @@ struct GossipServiceTests {
         await #expect(throws: GossipConfigError.self) { try await outside.start() }
     }
 
-    @Test func configParsing() throws {
-        let seeds = try GossipConfig.parseSeeds(["10.0.0.1", "10.0.0.2:7000", "[fd00::1]:7001"])
-        #expect(seeds.map(\.description) == ["10.0.0.1:6890", "10.0.0.2:7000", "[fd00::1]:7001"])
-        #expect(throws: GossipConfigError.badSeed("nope")) { try GossipConfig.parseSeeds(["nope"]) }
-
-        let env = ["STARLING_GOSSIP_KEY": "0123456789abcdef0123"]
-        let c = try GossipConfig.fromOptions(ip: "10.1.0.5", subnet: "10.1.0.0/16", seeds: ["10.1.0.1", "10.1.0.2:7000"],
-                                             environment: env)
-        #expect(c.port == 6890 && c.seeds.map(\.port) == [6890, 7000] && c.key?.bytes.count == 20)
-        #expect(throws: GossipConfigError.noKey) { try GossipConfig.fromOptions(ip: "10.1.0.5", subnet: "10.1.0.0/16", environment: [:]) }
-        #expect(try GossipConfig.fromOptions(ip: "10.1.0.5", subnet: "10.1.0.0/16", insecure: true, environment: [:]).key == nil)
-        #expect(throws: GossipConfigError.badSubnet("10.1.0.0/33")) {
-            try GossipConfig.fromOptions(ip: "10.1.0.5", subnet: "10.1.0.0/33", environment: env)
+    @Test("a gossip config is refused without a key (unless insecure), with an address outside its subnet, and with broadcast on IPv6 or an ephemeral port")
+    func configValidation() throws {
+        func cfg(_ ip: String, _ subnet: String, key: GossipKey? = .insecure,
+                 insecure: Bool = false, broadcast: Bool = false, port: UInt16 = 6890) throws -> GossipConfig {
+            GossipConfig(subnet: try CIDR(parsing: subnet), bindIP: IPAddress(ip)!, port: port, key: key,
+                         insecure: insecure, broadcast: broadcast)
         }
-        #expect(throws: GossipConfigError.bindOutsideSubnet("10.2.0.5", "10.1.0.0/16")) {
-            try GossipConfig.fromOptions(ip: "10.2.0.5", subnet: "10.1.0.0/16", environment: env)
-        }
-        #expect(throws: GossipConfigError.self) {
-            try GossipConfig.fromOptions(ip: "10.1.0.5", subnet: "10.1.0.0/16", keyFile: "/nonexistent", environment: env)
-        }
-        #expect(throws: GossipConfigError.broadcastNeedsIPv4) {
-            try GossipConfig.fromOptions(ip: "fd00::5", subnet: "fd00::/64", broadcast: true, environment: env)
-        }
+        try cfg("10.1.0.5", "10.1.0.0/16").validate()
+        #expect(throws: GossipConfigError.noKey) { try cfg("10.1.0.5", "10.1.0.0/16", key: nil).validate() }
+        try cfg("10.1.0.5", "10.1.0.0/16", key: nil, insecure: true).validate()
+        #expect(throws: GossipConfigError.bindOutsideSubnet("10.2.0.5", "10.1.0.0/16")) { try cfg("10.2.0.5", "10.1.0.0/16").validate() }
+        #expect(throws: GossipConfigError.broadcastNeedsIPv4) { try cfg("fd00::5", "fd00::/64", broadcast: true).validate() }
+        #expect(throws: GossipConfigError.broadcastNeedsPort) { try cfg("10.1.0.5", "10.1.0.0/16", broadcast: true, port: 0).validate() }
     }
 }
 

@@ -225,6 +225,11 @@ struct CLITests {
         }
     }
 
+    @Test("a bad --ip is refused by the option itself", arguments: ["10.0.0.999", "host.example", ""])
+    func badIP(_ value: String) throws {
+        try expectSeedAndPeerRefuse(["--ip", value], mentioning: "expected an IP address such as 10.0.0.7")
+    }
+
     @Test("a bad --max-change is refused naming the option and the form it expects",
           arguments: ["0/60s", "5mbit", "5mbit/0s", "-5mbit/60s", "5mbit/soon"])
     func badMaxChange(_ value: String) throws {

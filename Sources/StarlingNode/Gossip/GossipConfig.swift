@@ -42,14 +42,6 @@ public struct GossipConfig: Sendable {
         self.membership = membership
     }
 
-    /// Parses `--gossip-seed` values (`IP`, `IP:PORT`, `[IPv6]:PORT`); a missing port is `defaultPort`.
-    public static func parseSeeds(_ values: [String], defaultPort: UInt16 = GossipConfig.defaultPort) throws(GossipConfigError) -> [IPEndpoint] {
-        try values.map { v throws(GossipConfigError) in
-            guard let e = IPEndpoint(parsing: v, defaultPort: defaultPort) else { throw .badSeed(v) }
-            return e
-        }
-    }
-
     /// The key to use, or why gossip must not start.
     func effectiveKey() throws(GossipConfigError) -> GossipKey {
         if let key { return key }
@@ -65,48 +57,21 @@ public struct GossipConfig: Sendable {
         // Broadcasts go to the configured port on every host, so it cannot be an ephemeral one.
         if broadcast, port == 0 { throw .broadcastNeedsPort }
     }
-
-    /// Builds a config from the command-line options of `seed`, `peer` and the node config:
-    /// `--ip`, `--gossip-subnet`, `--gossip-port`, `--gossip-key-file` (else `STARLING_GOSSIP_KEY`),
-    /// `--gossip-seed` (repeatable), `--gossip-insecure`. Key problems and bad values throw with
-    /// a message fit for the operator; a missing key throws `.noKey` unless `insecure`.
-    public static func fromOptions(ip: String, subnet: String, port: UInt16? = nil, keyFile: String? = nil,
-                                   seeds: [String] = [], insecure: Bool = false, broadcast: Bool = false,
-                                   environment: [String: String]? = nil) throws(GossipConfigError) -> GossipConfig {
-        guard let bindIP = IPAddress(ip) else { throw .badAddress(ip) }
-        let cidr: CIDR
-        do { cidr = try CIDR(parsing: subnet) } catch { throw .badSubnet(subnet) }
-        let key: GossipKey?
-        do { key = try GossipKey.load(file: keyFile, environment: environment) } catch { throw .badKey(error.description) }
-        let p = port ?? defaultPort
-        let config = GossipConfig(subnet: cidr, bindIP: bindIP, port: p, seeds: try parseSeeds(seeds, defaultPort: p),
-                                  key: key, insecure: insecure, broadcast: broadcast)
-        try config.validate()
-        return config
-    }
 }
 
 public enum GossipConfigError: Error, Sendable, Hashable, CustomStringConvertible {
     case noKey
     case bindOutsideSubnet(String, String)
-    case badSeed(String)
     case broadcastNeedsIPv4
     case broadcastNeedsPort
-    case badAddress(String)
-    case badSubnet(String)
-    case badKey(String)
 
     public var description: String {
         switch self {
         case .noKey:
             return "gossip needs a key: --gossip-key-file FILE or \(GossipKey.environmentVariable); or run with --gossip-insecure"
         case .bindOutsideSubnet(let ip, let net): return "address \(ip) is outside the gossip subnet \(net)"
-        case .badSeed(let s): return "bad --gossip-seed \(s): expected IP[:PORT]"
         case .broadcastNeedsIPv4: return "gossip broadcast discovery needs an IPv4 subnet"
         case .broadcastNeedsPort: return "gossip broadcast discovery needs a fixed --gossip-port"
-        case .badAddress(let s): return "bad IP address \(s)"
-        case .badSubnet(let s): return "bad --gossip-subnet \(s): expected CIDR such as 10.0.0.0/16"
-        case .badKey(let why): return why
         }
     }
 }

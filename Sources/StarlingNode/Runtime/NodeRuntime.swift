@@ -151,7 +151,7 @@ public struct NodeRuntime: Sendable {
     // MARK: the configuration, mapped once onto each part
 
     /// The address to announce (and dial from), and to listen on when that differs.
-    func announceAddress(for torrents: [Metainfo]) throws -> (ip: String, listenIP: String?) {
+    func announceAddress(for torrents: [Metainfo]) throws -> (ip: IPAddress, listenIP: String?) {
         if let ip = config.ip { return (ip, nil) }
         var trackers = config.noTracker ? [] : torrents.flatMap(\.trackers) + config.trackers
         if let t = config.tracker, config.has(.tracker) { trackers.append("http://\(t.listen)/announce") }
@@ -161,13 +161,13 @@ public struct NodeRuntime: Sendable {
             let scope = config.gossip.map { " in \($0.subnet)" } ?? ""
             throw SettingError(.ip, "no address to announce: this host has no route to the tracker and no non-loopback address\(scope); give one")
         }
-        let ip = choice.address.description
+        let ip = choice.address
         logger.notice("no \(naming(.ip)): listening on all addresses, announcing \(ip)", metadata: ["because": "\(choice.reason)"])
-        return (ip, choice.address.isIPv4 ? "0.0.0.0" : "::")
+        return (ip, ip.isIPv4 ? "0.0.0.0" : "::")
     }
 
-    func engineConfig(ip: String, listenIP: String?) -> EngineConfig {
-        var ec = EngineConfig(ip: ip)
+    func engineConfig(ip: IPAddress, listenIP: String?) -> EngineConfig {
+        var ec = EngineConfig(ip: ip.description)
         ec.listenIP = listenIP
         ec.portRange = config.portRange
         ec.randomPort = config.randomPort
@@ -179,8 +179,8 @@ public struct NodeRuntime: Sendable {
         ec.allowedPeers = config.allowedPeers
         ec.tcpCongestion = config.tcpCongestion
         ec.sites = config.sites
-        if !ec.sites.isEmpty, let own = IPAddress(ip) {
-            if let name = ec.sites.site(of: own) {
+        if !ec.sites.isEmpty {
+            if let name = ec.sites.site(of: ip) {
                 logger.info("site map: this host is in site \(name)", metadata: ["sites": "\(ec.sites.sites.map(\.name))"])
             } else {
                 logger.warning("site map: \(ip) is in no site's block; every peer counts as local")
@@ -189,8 +189,7 @@ public struct NodeRuntime: Sendable {
         return ec
     }
 
-    func gossipConfig(_ g: NodeConfiguration.Gossip, ip: String) throws -> GossipConfig {
-        guard let bindIP = IPAddress(ip) else { throw SettingError(.ip, "\(ip) is not an IP address") }
+    func gossipConfig(_ g: NodeConfiguration.Gossip, ip bindIP: IPAddress) throws -> GossipConfig {
         let key: GossipKey?
         do {
             key = try GossipKey.load(file: g.keyFile)
