@@ -23,6 +23,11 @@ public struct Scenario: Sendable {
     /// No tracker: hosts find each other by gossip alone, joining through the origin.
     public var trackerDead = false
     public var gossip = GossipMembershipSettings()
+    /// How often each host's membership is ticked, nanoseconds: `GossipService`'s default
+    /// (`tickIntervalMillis`, 100 ms). Each tick walks the member table (up to 1,024), so a
+    /// 10,000-host run spends most of its time there; a coarser tick is the same rules on a
+    /// node configured with a longer `tickIntervalMillis`.
+    public var gossipTick: UInt64 = 100_000_000
     /// Fraction of the peers that crash once, at a random moment before T_min, and start
     /// again `churnDowntime` later with the pieces they had verified.
     public var churn = 0.0
