@@ -397,7 +397,7 @@ public struct TorrentState {
                 return close(id, .violation("invalid request \(req)"))
             }
             let servable = picker.have[req.piece] && (!peers[id]!.amChoking || peers[id]!.allowedFast.contains(req.piece))
-                && peers[id]!.incoming.count < rules.maxQueuedRequestsPerPeer
+                && peers[id]!.incoming.count < TorrentRules.inUnits(rules.maxQueuedRequestsPerPeer, of: layout.blockLength)
             guard servable else {
                 if fast { send(.reject(req), to: id) }
                 return
@@ -503,7 +503,8 @@ public struct TorrentState {
         // A snubbing peer keeps one request (libtorrent's rule too): enough to show it is
         // back, while the rest of its share goes to peers that deliver.
         let depth = peers[id]!.snubbed ? 1
-            : assigns ? rules.maxPipeline : rules.pipelineDepth(forRate: peers[id]!.downloaded.rate)
+            : assigns ? TorrentRules.inUnits(rules.maxPipeline, of: layout.blockLength)
+            : rules.pipelineDepth(forRate: peers[id]!.downloaded.rate, blockLength: layout.blockLength)
         let room = depth - peers[id]!.outstanding.count
         guard room > 0 else { return }
         var has = peers[id]!.bitfield
@@ -758,7 +759,7 @@ public struct TorrentState {
     /// arrived: requests wait here until their connection can take them. Deciding on arrival
     /// let a peer with a deep pipeline claim blocks it would only receive seconds later.
     private mutating func serve(_ id: Int, now: UInt64) {
-        let limit = rules.uploadsInFlightPerPeer
+        let limit = TorrentRules.inUnits(rules.uploadsInFlightPerPeer, of: layout.blockLength)
         while peers.contains(id), peers[id]!.uploadsInFlight < limit, peers[id]!.writable, !peers[id]!.incoming.isEmpty {
             let req = peers[id]!.incoming[0]
             // Only a peer that understands rejects can be pointed elsewhere.

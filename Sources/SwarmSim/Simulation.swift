@@ -252,7 +252,7 @@ struct Fleet {
         }
 
         init(block: BlockRequest, corrupt: Bool) {
-            bytes = 13 + block.length
+            bytes = Fleet.wireLength(.piece(block))
             kind = .block
             self.corrupt = corrupt
             set(block)
@@ -292,7 +292,8 @@ struct Fleet {
 
     init(_ scenario: Scenario) {
         self.scenario = scenario
-        layout = PieceLayout(totalLength: scenario.fileBytes, pieceLength: scenario.effectivePieceLength)
+        layout = PieceLayout(totalLength: scenario.fileBytes, pieceLength: scenario.effectivePieceLength,
+                             blockLength: scenario.effectiveBlockLength)
         random = SplitMix64(seed: scenario.seed)
         rules = scenario.rules
         siteOf = scenario.sites > 1 ? (0..<scenario.hosts).map(scenario.site(of:)) : nil
@@ -539,7 +540,7 @@ struct Fleet {
         // Noted only while some piece holds a corrupt block: a piece without an entry is all honest.
         if let req = item.block, item.corrupt || !hosts[h].corrupt.isEmpty, actions.contains(.assemble(req)) {
             let blocks = layout.blockCount(ofPiece: req.piece)
-            hosts[h].corrupt[req.piece, default: [Bool](repeating: false, count: blocks)][req.begin / PieceLayout.blockSize] = item.corrupt
+            hosts[h].corrupt[req.piece, default: [Bool](repeating: false, count: blocks)][req.begin / layout.blockLength] = item.corrupt
         }
         perform(h, actions)
     }
@@ -651,7 +652,7 @@ struct Fleet {
                 enqueue(from: h, to: id, Item(bytes: Self.wireLength(m), message: m))
             case .serve(let req, let id):
                 if h == 0 {
-                    let block = req.piece * (layout.pieceLength / PieceLayout.blockSize) + req.begin / PieceLayout.blockSize
+                    let block = req.piece * (layout.pieceLength / layout.blockLength) + req.begin / layout.blockLength
                     if originSent.insert(block).inserted { sample.fresh += Double(req.length) }
                 }
                 enqueue(from: h, to: id, Item(block: req, corrupt: hosts[h].liar))
@@ -692,15 +693,19 @@ struct Fleet {
         hosts[h].flushArmed = false
     }
 
+    /// Peer-wire bytes of a message. A request, cancel, reject or block of a unit larger than
+    /// 16 KiB (`Scenario.blockLength`) costs what its 16 KiB messages would.
     static func wireLength(_ m: TorrentState.Message) -> Int {
         switch m {
         case .choke, .unchoke, .interested, .notInterested, .haveAll, .haveNone: return 5
         case .have, .suggest, .allowedFast: return 9
         case .bitfield(let b): return 5 + b.count
-        case .request, .cancel, .reject: return 17
-        case .piece(let r): return 13 + r.length
+        case .request(let r), .cancel(let r), .reject(let r): return 17 * wireParts(r.length)
+        case .piece(let r): return 13 * wireParts(r.length) + r.length
         }
     }
+
+    static func wireParts(_ length: Int) -> Int { max(1, (length + PieceLayout.blockSize - 1) / PieceLayout.blockSize) }
 
     private mutating func enqueue(from h: Int, to id: Int, _ item: Item) {
         guard let l = hosts[h].out(to: id) else { return }

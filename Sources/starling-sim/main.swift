@@ -43,6 +43,8 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("have-flush-delay"), help: "Longest a have waits for other bytes to the same peer, milliseconds (0: sent at once).") var haveFlushDelay: Double?
     @Option(name: .customLong("request-horizon"), help: "Data asked of a peer ahead, in milliseconds at its rate.") var requestHorizon: Double?
     @Option(name: .customLong("min-pipeline"), help: "Requests kept at a peer at least.") var minPipeline: Int?
+    @Option(name: .customLong("block-size"), help: "Unit the hosts request and send, at most a piece (16KiB: the wire's; larger: the same decisions in fewer messages).")
+    var blockSize = "32KiB"
     @Option(help: "Step of the network model, milliseconds.") var step = 5.0
     @Option(name: .customLong("gossip-tick"), help: "With --tracker-dead: how often each host's gossip membership is ticked, milliseconds (the node's tickIntervalMillis).")
     var gossipTick = 100.0
@@ -96,6 +98,10 @@ struct Run: ParsableCommand {
             }
             s.pieceLength = Int(n)
         }
+        guard let unit = Units.parseSize(blockSize), unit >= 16 * 1024, unit & (unit - 1) == 0 else {
+            throw ValidationError("--block-size \(blockSize): expected a power of two of at least 16KiB")
+        }
+        s.blockLength = Int(unit)
         for (text, option, keyPath) in [(upRate, "--up-rate", \Scenario.upCap), (downRate, "--down-rate", \Scenario.downCap)] {
             guard let text else { continue }
             guard let r = Units.parseRate(text), r > 0 else { throw ValidationError("\(option) \(text): expected a rate such as 20mbit") }

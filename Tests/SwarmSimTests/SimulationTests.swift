@@ -29,6 +29,19 @@ struct SimulationTests {
         #expect(r.seederUploadXFile >= 1 && r.seederUploadXFile < 1.5)
     }
 
+    @Test("a larger transfer unit gives the run of 16 KiB blocks to within a few percent, the seed sending as much")
+    func largerBlocks() {
+        var s = scenario(hosts: 12, mib: 16, mbit: 100)
+        s.blockLength = PieceLayout.blockSize
+        let wire = Simulation(s).run()
+        s.blockLength = 32 * 1024
+        let unit = Simulation(s).run()
+        #expect(wire.allComplete && unit.allComplete)
+        let ratio = (unit.makespan ?? .infinity) / (wire.makespan ?? 1)
+        #expect(ratio > 0.95 && ratio < 1.05, "makespan \(unit.makespan ?? -1) s against \(wire.makespan ?? -1) s")
+        #expect(abs(unit.seederUploadXFile - wire.seederUploadXFile) < 0.05)
+    }
+
     /// `.build/debug/starling-sim`, from this file's path (the package root is three levels up).
     static let simulator = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent(".build/debug/starling-sim").path

@@ -113,6 +113,12 @@ struct TorrentStateTests {
         #expect(rules.pipelineDepth(forRate: 600_000_000) == rules.maxPipeline)
         #expect(rules.pipelineDepth(forRate: .infinity) == rules.maxPipeline)
         #expect(rules.pipelineDepth(forRate: .nan) == rules.minPipeline)
+        // In 64 KiB blocks (the simulator's larger unit) the same bytes: a quarter of the blocks.
+        #expect(rules.pipelineDepth(forRate: 2_500_000, blockLength: 64 << 10) == 20)
+        #expect(rules.pipelineDepth(forRate: 0, blockLength: 64 << 10) == 1)
+        #expect(rules.pipelineDepth(forRate: .infinity, blockLength: 64 << 10) == 64)
+        #expect(TorrentRules.inUnits(4, of: 256 << 10) == 1)
+        #expect(TorrentRules.inUnits(0, of: 64 << 10) == 0)
     }
 
     @Test("the upload's share of the work left: what the connected peers lack, divided among them and us")
