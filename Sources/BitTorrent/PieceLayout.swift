@@ -1,4 +1,4 @@
-/// Sizes of pieces and 16 KiB blocks for a torrent of a given total length.
+/// Sizes of pieces and of the blocks requests ask for, for a torrent of a given total length.
 public struct PieceLayout: Sendable, Hashable {
     /// The standard request size (BEP 3 practice; larger requests are refused by peers).
     public static let blockSize = 16 * 1024
@@ -6,11 +6,16 @@ public struct PieceLayout: Sendable, Hashable {
     public let totalLength: Int64
     public let pieceLength: Int
     public let pieceCount: Int
+    /// The unit of requests and blocks: `blockSize` for every peer on a wire. The fleet
+    /// simulator passes a multiple of it, so that the rules decide per 64 KiB or per piece
+    /// what they would decide per 16 KiB, in a quarter of the messages or fewer.
+    public let blockLength: Int
 
-    public init(totalLength: Int64, pieceLength: Int) {
-        precondition(pieceLength > 0 && totalLength >= 0)
+    public init(totalLength: Int64, pieceLength: Int, blockLength: Int = PieceLayout.blockSize) {
+        precondition(pieceLength > 0 && totalLength >= 0 && blockLength > 0)
         self.totalLength = totalLength
         self.pieceLength = pieceLength
+        self.blockLength = blockLength
         pieceCount = Int((totalLength + Int64(pieceLength) - 1) / Int64(pieceLength))
     }
 
@@ -23,17 +28,17 @@ public struct PieceLayout: Sendable, Hashable {
     public func offset(ofPiece index: Int) -> Int64 { Int64(index) * Int64(pieceLength) }
 
     public func blockCount(ofPiece index: Int) -> Int {
-        (length(ofPiece: index) + Self.blockSize - 1) / Self.blockSize
+        (length(ofPiece: index) + blockLength - 1) / blockLength
     }
 
     public func length(ofBlock block: Int, inPiece index: Int) -> Int {
-        min(Self.blockSize, length(ofPiece: index) - block * Self.blockSize)
+        min(blockLength, length(ofPiece: index) - block * blockLength)
     }
 
     /// True when a request lies inside one piece and is at most one block long. Alignment to
-    /// 16 KiB is not required (BEP 3 does not demand it). Never traps, whatever the values.
+    /// blocks is not required (BEP 3 does not demand it). Never traps, whatever the values.
     public func isValidRequest(piece: Int, begin: Int, length: Int) -> Bool {
-        guard piece >= 0, piece < pieceCount, begin >= 0, length > 0, length <= Self.blockSize else { return false }
+        guard piece >= 0, piece < pieceCount, begin >= 0, length > 0, length <= blockLength else { return false }
         return begin <= self.length(ofPiece: piece) - length
     }
 }

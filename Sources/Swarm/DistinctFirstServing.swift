@@ -40,7 +40,7 @@ public struct DistinctFirstServing: Sendable {
 
     public init(layout: PieceLayout, random: inout some RandomNumberGenerator) {
         self.layout = layout
-        blocksPerPiece = max(1, layout.pieceLength / PieceLayout.blockSize)
+        blocksPerPiece = max(1, layout.pieceLength / layout.blockLength)
         served = [UInt8](repeating: 0, count: max(1, layout.pieceCount * blocksPerPiece))
         // Slots past the end of a short last piece are not blocks: mark them as never eligible.
         var total = 0
@@ -67,8 +67,8 @@ public struct DistinctFirstServing: Sendable {
     public var unservedBlocks: Int { blocksAtLevel[0] }
 
     private func slot(_ req: BlockRequest) -> Int? {
-        guard req.begin % PieceLayout.blockSize == 0 else { return nil }
-        let index = req.piece * blocksPerPiece + req.begin / PieceLayout.blockSize
+        guard req.begin % layout.blockLength == 0 else { return nil }
+        let index = req.piece * blocksPerPiece + req.begin / layout.blockLength
         guard index < served.count, served[index] < 255 else { return nil }
         return index
     }
@@ -79,8 +79,8 @@ public struct DistinctFirstServing: Sendable {
     /// `idle` means the seeder has no other upload waiting. A block of a piece suggested to
     /// `peer` renews the claim (`now`). With `assignedOnly` (a peer that follows suggestions)
     /// only such blocks are sent, or any when idle: a piece it picked itself may be the one
-    /// about to be suggested to another peer. Requests not aligned to 16 KiB blocks are always
-    /// served (other clients may split differently).
+    /// about to be suggested to another peer. Requests not aligned to the layout's blocks are
+    /// always served (other clients may split differently).
     public mutating func admit(_ req: BlockRequest, from peer: Int = -1, idle: Bool = false,
                                assignedOnly: Bool = false, now: UInt64 = 0) -> Bool {
         guard let index = slot(req) else { return true }

@@ -164,7 +164,7 @@ public struct PiecePicker: Sendable {
         // the bottleneck, every duplicate delays the copy already on its way
         // (docs/design/engine.md).
         if out.isEmpty, outstanding.isEmpty, unrequested.isEmpty, let req = endgameBlock(for: peer, peerHas: peerHas) {
-            partial[Int(slotOf[req.piece])].add(req.begin / PieceLayout.blockSize, peer)
+            partial[Int(slotOf[req.piece])].add(req.begin / layout.blockLength, peer)
             out.append(req)
         }
         return out
@@ -247,7 +247,7 @@ public struct PiecePicker: Sendable {
     }
 
     private func blockRequest(piece: Int, block: Int) -> BlockRequest {
-        BlockRequest(piece: piece, begin: block * PieceLayout.blockSize,
+        BlockRequest(piece: piece, begin: block * layout.blockLength,
                      length: layout.length(ofBlock: block, inPiece: piece))
     }
 
@@ -266,14 +266,14 @@ public struct PiecePicker: Sendable {
     /// Takes a block only from a peer it is requested from: a block nobody asked this peer for
     /// could be anyone's bytes, and once in a piece it spoils the piece and the blame for it.
     public mutating func blockReceived(_ req: BlockRequest, from peer: Int) -> Received {
-        let b = req.begin / PieceLayout.blockSize
+        let b = req.begin / layout.blockLength
         // The index comes from the wire: check it before `have` (a Bitfield subscript traps out of range).
         guard req.piece >= 0, req.piece < layout.pieceCount, req.begin >= 0,
               !have[req.piece], slotOf[req.piece] >= 0 else {
             return Received(accepted: false, pieceComplete: false, cancelFrom: [])
         }
         let s = Int(slotOf[req.piece])
-        guard b < partial[s].blockCount, req.begin % PieceLayout.blockSize == 0,
+        guard b < partial[s].blockCount, req.begin % layout.blockLength == 0,
               req.length == layout.length(ofBlock: b, inPiece: req.piece),
               !partial[s].received[b], partial[s].isRequested(b, by: peer) else {
             return Received(accepted: false, pieceComplete: false, cancelFrom: [])
@@ -288,7 +288,7 @@ public struct PiecePicker: Sendable {
 
     /// The peer will not deliver `req` (choked, rejected, gone, snubbed): the block is free again.
     public mutating func requestDropped(_ req: BlockRequest, by peer: Int) {
-        let b = req.begin / PieceLayout.blockSize
+        let b = req.begin / layout.blockLength
         guard req.piece >= 0, req.piece < layout.pieceCount, slotOf[req.piece] >= 0 else { return }
         let s = Int(slotOf[req.piece])
         guard b < partial[s].blockCount, !partial[s].received[b], partial[s].remove(b, peer) else { return }

@@ -20,7 +20,9 @@ public struct TorrentRules: Sendable, Equatable {
     public var requestHorizon: UInt64 = 500_000_000
     /// Request pipeline depth bounds, in 16 KiB blocks. The floor is kept only while the
     /// torrent's requests in all are within `requestHorizon` of its download rate
-    /// (`TorrentState.pipelineDepth(for:)`).
+    /// (`TorrentState.pipelineDepth(for:)`). These two, the queued requests and the uploads in
+    /// flight count 16 KiB blocks whatever the layout's unit (`PieceLayout.blockLength`):
+    /// `inUnits` turns them into the same bytes in its blocks.
     public var minPipeline = 4
     public var maxPipeline = 256
     public var maxQueuedRequestsPerPeer = 512
@@ -59,13 +61,20 @@ public struct TorrentRules: Sendable, Equatable {
 
     public init() {}
 
-    /// Blocks to keep requested from a peer that delivers `bytesPerSecond`: `requestHorizon`
-    /// of its rate, within `floor...maxPipeline` (`floor` defaults to `minPipeline`).
-    public func pipelineDepth(forRate bytesPerSecond: Double, floor: Int? = nil) -> Int {
-        let floor = floor ?? minPipeline
-        let blocks = (bytesPerSecond * Double(requestHorizon) / 1e9 / Double(PieceLayout.blockSize)).rounded(.up)
-        guard !blocks.isNaN else { return floor }
-        return blocks >= Double(maxPipeline) ? maxPipeline : max(floor, Int(blocks))
+    /// Blocks of `blockLength` bytes to keep requested from a peer that delivers
+    /// `bytesPerSecond`: `requestHorizon` of its rate, within `floor...maxPipeline` (`floor`,
+    /// in 16 KiB blocks, defaults to `minPipeline`).
+    public func pipelineDepth(forRate bytesPerSecond: Double, floor: Int? = nil, blockLength: Int = PieceLayout.blockSize) -> Int {
+        let lower = Self.inUnits(floor ?? minPipeline, of: blockLength), upper = Self.inUnits(maxPipeline, of: blockLength)
+        let blocks = (bytesPerSecond * Double(requestHorizon) / 1e9 / Double(blockLength)).rounded(.up)
+        guard !blocks.isNaN else { return lower }
+        return blocks >= Double(upper) ? upper : max(lower, Int(blocks))
+    }
+
+    /// A count of 16 KiB blocks as blocks of `blockLength` bytes (`PieceLayout.blockLength`):
+    /// the same bytes, rounded down but at least one (none stays none).
+    public static func inUnits(_ blocks: Int, of blockLength: Int) -> Int {
+        blocks <= 0 || blockLength == PieceLayout.blockSize ? blocks : max(1, blocks * PieceLayout.blockSize / blockLength)
     }
 
     /// The client code of Starling's Azureus-style peer ids (`-SL0100-...`).

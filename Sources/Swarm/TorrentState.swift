@@ -397,7 +397,7 @@ public struct TorrentState {
                 return close(id, .violation("invalid request \(req)"))
             }
             let servable = picker.have[req.piece] && (!peers[id]!.amChoking || peers[id]!.allowedFast.contains(req.piece))
-                && peers[id]!.incoming.count < rules.maxQueuedRequestsPerPeer
+                && peers[id]!.incoming.count < TorrentRules.inUnits(rules.maxQueuedRequestsPerPeer, of: layout.blockLength)
             guard servable else {
                 if fast { send(.reject(req), to: id) }
                 return
@@ -503,7 +503,7 @@ public struct TorrentState {
         // A snubbing peer keeps one request (libtorrent's rule too): enough to show it is
         // back, while the rest of its share goes to peers that deliver.
         let depth = peers[id]!.snubbed ? 1
-            : assigns ? rules.maxPipeline : pipelineDepth(for: id)
+            : assigns ? TorrentRules.inUnits(rules.maxPipeline, of: layout.blockLength) : pipelineDepth(for: id)
         let room = depth - peers[id]!.outstanding.count
         guard room > 0 else { return }
         var has = peers[id]!.bitfield
@@ -547,14 +547,19 @@ public struct TorrentState {
 
     /// The peer's pipeline depth: `requestHorizon` of its rate, and the `minPipeline` floor
     /// only while all our requests together stay within `requestHorizon` of the torrent's
-    /// download rate. With 50 peers on a slow downlink, a floor for each would queue seconds of
-    /// data ahead of every fresh piece (4 blocks x 50 peers is 6 s at 4 Mbit/s).
+    /// download rate, once that rate is measured. With 50 peers on a slow downlink, a floor
+    /// for each would queue seconds of data ahead of every fresh piece (4 blocks x 50 peers
+    /// is 6 s at 4 Mbit/s).
     private func pipelineDepth(for id: Int) -> Int {
-        let byRate = rules.pipelineDepth(forRate: peers[id]!.downloaded.rate, floor: 1)
-        guard byRate < rules.minPipeline else { return byRate }
+        let unit = layout.blockLength
+        let byRate = rules.pipelineDepth(forRate: peers[id]!.downloaded.rate, floor: 1, blockLength: unit)
+        let floor = TorrentRules.inUnits(rules.minPipeline, of: unit)
+        // Until a second has measured the download there is nothing to share.
+        guard byRate < floor, downRate.rate > 0 else { return max(byRate, floor) }
         var out = 0
         peers.forEach { out += $0.outstanding.count }
-        return out < max(4 * rules.minPipeline, rules.pipelineDepth(forRate: downRate.rate)) ? rules.minPipeline : byRate
+        let budget = max(TorrentRules.inUnits(4 * rules.minPipeline, of: unit), rules.pipelineDepth(forRate: downRate.rate, blockLength: unit))
+        return out < budget ? floor : byRate
     }
 
     private mutating func requestFromAll(now: UInt64) {
@@ -770,7 +775,7 @@ public struct TorrentState {
     /// arrived: requests wait here until their connection can take them. Deciding on arrival
     /// let a peer with a deep pipeline claim blocks it would only receive seconds later.
     private mutating func serve(_ id: Int, now: UInt64) {
-        let limit = rules.uploadsInFlightPerPeer
+        let limit = TorrentRules.inUnits(rules.uploadsInFlightPerPeer, of: layout.blockLength)
         while peers.contains(id), peers[id]!.uploadsInFlight < limit, peers[id]!.writable, !peers[id]!.incoming.isEmpty {
             let req = peers[id]!.incoming[0]
             // Only a peer that understands rejects can be pointed elsewhere.

@@ -43,7 +43,13 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("have-flush-delay"), help: "Longest a have waits for other bytes to the same peer, milliseconds (0: sent at once).") var haveFlushDelay: Double?
     @Option(name: .customLong("request-horizon"), help: "Data asked of a peer ahead, in milliseconds at its rate.") var requestHorizon: Double?
     @Option(name: .customLong("min-pipeline"), help: "Requests kept at a peer at least.") var minPipeline: Int?
+    @Option(name: .customLong("block-size"), help: "Unit the hosts request and send, at most a piece (16KiB: the wire's; larger: the same decisions in fewer messages).")
+    var blockSize = "32KiB"
     @Option(help: "Step of the network model, milliseconds.") var step = 5.0
+    @Option(name: .customLong("gossip-tick"), help: "With --tracker-dead: how often each host's gossip membership is ticked, milliseconds (the node's tickIntervalMillis).")
+    var gossipTick = 100.0
+    @Option(name: .customLong("gossip-members"), help: "With --tracker-dead: most members each gossip membership keeps (maxMembers, 1024).")
+    var gossipMembers: Int?
     @Flag(help: "Print one line per simulated second: completions and the use of the links.") var timeline = false
     @Option(help: "Write the figures as JSON (swarmlab's field names) to this file.") var json: String?
 
@@ -52,6 +58,8 @@ struct Run: ParsableCommand {
         guard sizeMB > 0 else { throw ValidationError("--size-mb must be positive") }
         guard Units.parseRate(rate).map({ $0 > 0 }) == true else { throw ValidationError("--rate \(rate): expected a rate such as 100mbit") }
         guard (0...1).contains(liars) else { throw ValidationError("--liars must be between 0 and 1") }
+        guard gossipTick > 0 else { throw ValidationError("--gossip-tick must be positive") }
+        guard gossipMembers.map({ $0 > 0 }) ?? true else { throw ValidationError("--gossip-members must be positive") }
         guard step > 0, delay >= 0, siteDelay >= 0 else { throw ValidationError("--step must be positive, --delay and --site-delay not negative") }
         guard (0...1).contains(churn) else { throw ValidationError("--churn must be between 0 and 1") }
         guard (1...hosts).contains(sites) else { throw ValidationError("--sites must be between 1 and --hosts") }
@@ -75,6 +83,8 @@ struct Run: ParsableCommand {
         s.liars = liars
         s.killSeederAfterCompleteOf = killSeeder
         s.step = UInt64(step * 1e6)
+        s.gossipTick = UInt64(gossipTick * 1e6)
+        if let gossipMembers { s.gossip.maxMembers = gossipMembers }
         if let maxPeers { s.rules.maxPeers = maxPeers }
         if let uploadSlots { s.rules.uploadSlots = uploadSlots }
         if let requestHorizon { s.rules.requestHorizon = UInt64(requestHorizon * 1e6) }
@@ -92,6 +102,10 @@ struct Run: ParsableCommand {
             }
             s.pieceLength = Int(n)
         }
+        guard let unit = Units.parseSize(blockSize), unit >= 16 * 1024, unit & (unit - 1) == 0 else {
+            throw ValidationError("--block-size \(blockSize): expected a power of two of at least 16KiB")
+        }
+        s.blockLength = Int(unit)
         for (text, option, keyPath) in [(upRate, "--up-rate", \Scenario.upCap), (downRate, "--down-rate", \Scenario.downCap)] {
             guard let text else { continue }
             guard let r = Units.parseRate(text), r > 0 else { throw ValidationError("\(option) \(text): expected a rate such as 20mbit") }

@@ -37,6 +37,24 @@ extension PiecePicker {
 
 @Suite("Piece picker")
 struct PiecePickerTests {
+    @Test("a layout with a larger block asks for blocks of that size and takes only those")
+    func largerBlocks() {
+        // Pieces of 256 KiB in blocks of 64 KiB, the last piece 8 KiB short.
+        let layout = PieceLayout(totalLength: 2 * 256 * 1024 - 8 * 1024, pieceLength: 256 * 1024, blockLength: 64 * 1024)
+        #expect(layout.blockCount(ofPiece: 0) == 4)
+        #expect(layout.length(ofBlock: 3, inPiece: 1) == 56 * 1024)
+        #expect(layout.isValidRequest(piece: 0, begin: 0, length: 64 * 1024))
+        var p = picker(layout)
+        let reqs = p.pick(for: 1, peerHas: all(2), count: 8, outstanding: [])
+        #expect(reqs.count == 8)
+        #expect(reqs.allSatisfy { $0.begin % (64 * 1024) == 0 })
+        #expect(reqs.map(\.length).reduce(0, +) == Int(layout.totalLength))
+        // A 16 KiB piece of one of those blocks is not what was asked for.
+        #expect(!p.blockReceived(BlockRequest(piece: reqs[0].piece, begin: 0, length: 16 * 1024), from: 1).accepted)
+        p.deliver(reqs, from: 1)
+        #expect(p.isComplete)
+    }
+
     @Test("rarest first: the piece fewest peers have is picked first, then the next rarest")
     func rarestFirst() {
         let l = layout(pieces: 6)

@@ -113,39 +113,48 @@ struct TorrentStateTests {
         #expect(rules.pipelineDepth(forRate: 600_000_000) == rules.maxPipeline)
         #expect(rules.pipelineDepth(forRate: .infinity) == rules.maxPipeline)
         #expect(rules.pipelineDepth(forRate: .nan) == rules.minPipeline)
+        // In 64 KiB blocks (the simulator's larger unit) the same bytes: a quarter of the blocks.
+        #expect(rules.pipelineDepth(forRate: 2_500_000, blockLength: 64 << 10) == 20)
+        #expect(rules.pipelineDepth(forRate: 0, blockLength: 64 << 10) == 1)
+        #expect(rules.pipelineDepth(forRate: .infinity, blockLength: 64 << 10) == 64)
+        #expect(TorrentRules.inUnits(4, of: 256 << 10) == 1)
+        #expect(TorrentRules.inUnits(0, of: 64 << 10) == 0)
     }
 
     @Test("the pipeline floor holds only while all requests together are within the horizon of our download rate")
     func pipelineFloorIsShared() throws {
-        // 256 pieces of 4 blocks; eight seeds, none measured yet.
+        // 256 pieces of 4 blocks; eight seeds.
         var state = torrent(pieces: 256)
         let seeds = (1...8).map { state.connect($0) }
         for s in seeds { _ = state.hasAll(s) }
+        // Before a second has measured the download, every peer gets the floor.
         var asked: [Int] = []
         for s in seeds { asked.append(requests(in: state.received(.unchoke, from: s, now: 0), to: s).count) }
-        // The floor (4) until the torrent's budget (4 x 4 blocks) is out, then one each.
-        #expect(asked == [4, 4, 4, 4, 1, 1, 1, 1])
+        #expect(asked == Array(repeating: state.rules.minPipeline, count: 8))
 
-        // A newcomer before any rate is known gets one request.
-        let late = state.connect(9)
-        _ = state.hasAll(late)
-        #expect(requests(in: state.received(.unchoke, from: late, now: ms), to: late).count == 1)
+        // One block in the first second: 500 ms of 16 KiB/s is below the least budget (4 x 4
+        // blocks), and 31 requests are out, so a newcomer gets one.
+        _ = state.deliver([state.peers[seeds[0]]!.outstanding.first!], from: seeds[0], now: ms, endBatch: false)
+        _ = state.tick(now: second)
+        let late = state.connect(9, now: second)
+        _ = state.hasAll(late, now: second)
+        #expect(requests(in: state.received(.unchoke, from: late, now: second + ms), to: late).count == 1)
 
-        // 4 MiB arrive from the first seed within the first second: the budget becomes
-        // 500 ms of that rate (128 blocks), and that seed's own depth takes all of it.
-        var t = 2 * ms
+        // 4 MiB arrive from the first seed within the next second: the budget becomes 500 ms
+        // of that rate, and that seed's own depth by its rate takes it.
+        var t = second + 2 * ms
         while state.counters.downloaded < 4 << 20 {
             _ = state.deliver(Array(state.peers[seeds[0]]!.outstanding), from: seeds[0], now: t)
             t += 1000
         }
-        _ = state.tick(now: second + 2 * ms)
-        #expect(state.peers[seeds[0]]!.outstanding.count == 128)
+        _ = state.tick(now: 2 * second + 2 * ms)
+        #expect(state.peers[seeds[0]]!.outstanding.count > 4 * state.rules.minPipeline)
         // Its blocks arrive (the batch not yet ended): the budget has room, and a newcomer
         // gets the floor again.
-        _ = state.deliver(Array(state.peers[seeds[0]]!.outstanding), from: seeds[0], now: second + 2 * ms, endBatch: false)
-        let fresh = state.connect(10, now: second + 2 * ms)
-        _ = state.hasAll(fresh, now: second + 2 * ms)
-        #expect(requests(in: state.received(.unchoke, from: fresh, now: second + 3 * ms), to: fresh).count == state.rules.minPipeline)
+        _ = state.deliver(Array(state.peers[seeds[0]]!.outstanding), from: seeds[0], now: 2 * second + 2 * ms, endBatch: false)
+        let fresh = state.connect(10, now: 2 * second + 2 * ms)
+        _ = state.hasAll(fresh, now: 2 * second + 2 * ms)
+        #expect(requests(in: state.received(.unchoke, from: fresh, now: 2 * second + 3 * ms), to: fresh).count == state.rules.minPipeline)
     }
 
     @Test("the upload's share of the work left: what the connected peers lack, divided among them and us")
