@@ -104,17 +104,15 @@ struct SimulationTests {
 
     @Test("with the tracker dead, a fleet larger than a gossip member table still joins through one seed")
     func fleetLargerThanTheMemberTable() {
-        // The seed's full table drops a stranger's ping unanswered (`tableFull`), so hosts
-        // that join after it filled learn of no one: exactly `maxMembers` peers complete
-        // (docs/simulator.md, "Scale"). At 10,000 hosts that stalls the fleet near 1,024.
+        // Every host joins through the origin. Its table full, a newcomer now takes the place
+        // of the member it heard from longest ago; refused, hosts that joined after the table
+        // filled learned of no one, and exactly `maxMembers` peers completed.
         var s = scenario(hosts: 16, mib: 4, mbit: 100)
         s.trackerDead = true
         s.gossip.maxMembers = 6
         s.timeLimit = 30_000_000_000
         let r = Simulation(s).run()
-        withKnownIssue("a full member table ignores joiners") {
-            #expect(r.allComplete, "\(r.completeHosts) of \(r.honestPeers) complete")
-        }
+        #expect(r.allComplete, "\(r.completeHosts) of \(r.honestPeers) complete")
     }
 
     @Test("with the tracker dead from the start, gossip alone finds the peers and every host completes")

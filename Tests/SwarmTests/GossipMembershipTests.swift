@@ -529,7 +529,8 @@ struct GossipMembershipTests {
         #expect(a.memberCount == 0)
     }
 
-    @Test func memberTableIsBounded() {
+    @Test("the member table is bounded: a first-hand sender takes the place of the stalest member, second-hand ones first")
+    func memberTableIsBounded() {
         var s = GossipMembershipSettings()
         s.maxMembers = 5
         var a = GossipMembership(id: 1, gossipEndpoint: SimNetwork.endpoint(0), scope: scope, settings: s,
@@ -541,11 +542,16 @@ struct GossipMembershipTests {
                                   members: (0..<16).map { GossipMemberEntry(id: UInt64(1000 + i * 16 + $0), address: IPAddress("10.0.3.\(i * 16 + $0)")!,
                                                                              peerPort: 1, gossipPort: 6890, status: .alive,
                                                                              incarnation: 0, ageMillis: 0) })
-            results.append(a.receive(m, from: SimNetwork.endpoint(i), now: time(0)).result)
+            results.append(a.receive(m, from: SimNetwork.endpoint(i), now: time(UInt64(i) * 1_000_000)).result)
+            #expect(a.member(UInt64(100 + i)) != nil, "sender \(i) is a member")
+            #expect(a.memberCount <= 5)
         }
         #expect(a.memberCount == 5)
-        #expect(results.filter { $0 == .tableFull }.count == 9)
-        #expect(a.stats.tableFull > 0)
+        #expect(results.allSatisfy { $0 == .accepted })
+        #expect(a.stats.tableFull > 0, "second-hand entries beyond the table are not kept")
+        // Every first-hand sender is kept over hearsay: the last five senders are the table.
+        #expect(Set(a.members.map(\.id)) == Set((106...110).map { UInt64($0) }))
+        #expect(a.stats.evicted >= 5)
     }
 
     @Test func sendRateIsCapped() {

@@ -266,7 +266,7 @@ public final class GossipService: Service, Sendable {
         case .accepted: count(.accepted)
         case .replayed, .stale: count(.replayed)
         case .outOfScope: count(.outOfScope)
-        case .fromSelf, .tableFull: count(.ignored)
+        case .fromSelf: count(.ignored)
         }
         if outcome.result == .outOfScope || outcome.result == .replayed {
             logger.debug("gossip datagram dropped", metadata: ["result": "\(outcome.result.rawValue)", "from": "\(source)"])

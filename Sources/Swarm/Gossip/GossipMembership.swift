@@ -112,8 +112,6 @@ public enum GossipReceiveResult: String, Sendable, Hashable {
     case stale
     /// Our own message (broadcast echo).
     case fromSelf = "self"
-    /// A new sender while the member table is full.
-    case tableFull = "table_full"
 }
 
 /// Counters a runtime may export.
@@ -124,8 +122,10 @@ public struct GossipMembershipStats: Sendable, Hashable {
     public var outOfScopeEntries = 0
     /// Sample entries dropped for a zero port or unspecified address.
     public var malformedEntries = 0
-    /// New members refused because the table was full.
+    /// Members learned second-hand and not kept because the table was full.
     public var tableFull = 0
+    /// Members dropped to make room for a new one that spoke to us first-hand.
+    public var evicted = 0
     /// Sends skipped because the rate cap was reached.
     public var rateLimited = 0
     /// Times we raised our incarnation to refute a suspicion.
@@ -384,9 +384,11 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
             return GossipReceiveOutcome(result: .accepted, directives: out)
         }
 
-        guard records[m.sender] != nil || records.count < settings.maxMembers else {
-            stats.tableFull += 1
-            return GossipReceiveOutcome(result: .tableFull, directives: [])
+        if records[m.sender] == nil, records.count >= settings.maxMembers {
+            // A node that speaks to us first-hand is alive, and joining through us it may know
+            // nobody else: refused, every host after the first `maxMembers` to join through a
+            // seed learned of no one. It takes the place of the member heard from longest ago.
+            evictStalest(now: t, into: &out)
         }
         // A new id at a known endpoint is that node restarted: its old self is gone for good.
         for (oid, r) in records where oid != m.sender && r.member.gossipEndpoint == source {
@@ -585,6 +587,20 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         var gone = r.member
         gone.status = .dead
         out.append(.memberRemoved(gone))
+    }
+
+    /// Drops the member heard from longest ago, second-hand ones first (their torrents are
+    /// not known anyway), without a tombstone: it is not dead, and may be learned again.
+    private mutating func evictStalest(now t: UInt64, into out: inout [GossipDirective]) {
+        guard let (mid, r) = records.min(by: { a, b in
+            (a.value.direct ? 1 : 0, a.value.lastHeard, a.key) < (b.value.direct ? 1 : 0, b.value.lastHeard, b.key)
+        }) else { return }
+        records[mid] = nil
+        ids.remove(at: idIndex(mid))
+        pendingProbes.removeAll { $0 == mid }
+        owedAcks.removeAll { $0 == mid }
+        stats.evicted += 1
+        out.append(.memberRemoved(r.member))
     }
 
     /// The `k` members heard of most recently (ties by id, for reproducibility).
