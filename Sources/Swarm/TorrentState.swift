@@ -545,6 +545,13 @@ public struct TorrentState {
         }
     }
 
+    /// Blocks asked of peers and not yet here, all peers together.
+    public var requestsOutstanding: Int {
+        var n = 0
+        peers.forEach { n += $0.outstanding.count }
+        return n
+    }
+
     /// The peer's pipeline depth: `requestHorizon` of its rate, and the `minPipeline` floor
     /// only while all our requests together stay within `requestHorizon` of the torrent's
     /// download rate, once that rate is measured. With 50 peers on a slow downlink, a floor
@@ -556,8 +563,7 @@ public struct TorrentState {
         let floor = TorrentRules.inUnits(rules.minPipeline, of: unit)
         // Until a second has measured the download there is nothing to share.
         guard byRate < floor, downRate.rate > 0 else { return max(byRate, floor) }
-        var out = 0
-        peers.forEach { out += $0.outstanding.count }
+        let out = requestsOutstanding
         let budget = max(TorrentRules.inUnits(4 * rules.minPipeline, of: unit), rules.pipelineDepth(forRate: downRate.rate, blockLength: unit))
         return out < budget ? floor : byRate
     }

@@ -89,7 +89,8 @@ struct NodeEndToEndTests {
                                                     "--web.listen-address=127.0.40.9:9490"],
                                        log: dir.appendingPathComponent("prometheus.log"), name: "prometheus")
             defer { prom.stop() }
-            for query in ["starling_torrent_bytes_total", "starling_download_progress_ratio"] {
+            for query in ["starling_torrent_bytes_total", "starling_download_progress_ratio", "starling_requests_outstanding",
+                          "starling_unchecked_bytes"] {
                 var instances: Set<String> = []
                 let deadline = Date().addingTimeInterval(30)
                 while instances.count < 3, Date() < deadline {

@@ -14,6 +14,10 @@ struct TorrentMetrics {
     let protocolErrors: Prometheus.Counter
     let banned: Prometheus.Counter
     let progressRatio: Prometheus.Gauge
+    /// What the download waits on, set once a second: requests out, and complete pieces
+    /// waiting for their hash check (the picker stops asking at `maxUncheckedBytes`).
+    private let requestsOutstanding: Prometheus.Gauge
+    private let uncheckedBytes: Prometheus.Gauge
     let completionSeconds: Prometheus.ValueHistogram
     private let peerGauges: [String: Prometheus.Gauge]
     private let caps: [String: Prometheus.Gauge]
@@ -37,6 +41,8 @@ struct TorrentMetrics {
         protocolErrors = StarlingMetrics.counter("peer_protocol_errors_total", "Connections closed for a protocol violation.", t)
         banned = StarlingMetrics.counter("peers_banned_total", "Peers banned for sending corrupt data.", t)
         progressRatio = StarlingMetrics.gauge("download_progress_ratio", "Fraction of the torrent verified on disk (0 to 1).", t)
+        requestsOutstanding = StarlingMetrics.gauge("requests_outstanding", "Blocks asked of peers and not yet received.", t)
+        uncheckedBytes = StarlingMetrics.gauge("unchecked_bytes", "Bytes of complete pieces waiting for their hash check and write.", t)
         completionSeconds = StarlingMetrics.histogram("time_to_complete_seconds", "Seconds from start to a complete, verified download.",
                                                       buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600], t)
         var gauges: [String: Prometheus.Gauge] = [:]
@@ -71,6 +77,11 @@ struct TorrentMetrics {
         where delta > 0 {
             byScope[key]!.increment(by: delta)
         }
+    }
+
+    func pipeline(outstanding: Int, unchecked: Int) {
+        requestsOutstanding.set(to: Double(outstanding))
+        uncheckedBytes.set(to: Double(unchecked))
     }
 
     func peersChanged(_ c: TorrentState.PeerCounts) {

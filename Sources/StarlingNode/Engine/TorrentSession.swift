@@ -139,7 +139,10 @@ public final class TorrentSession: @unchecked Sendable {
         perform(state.writabilityChanged(link.id, writable: writable, now: now))
     }
 
-    func tick() { perform(state.tick(now: now)) }
+    func tick() {
+        perform(state.tick(now: now))
+        metrics.pipeline(outstanding: state.requestsOutstanding, unchecked: state.uncheckedBytes)
+    }
 
     func rechoke() {
         perform(state.rechoke(now: now))
