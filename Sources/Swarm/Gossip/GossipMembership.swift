@@ -388,7 +388,7 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
             // A node that speaks to us first-hand is alive, and joining through us it may know
             // nobody else: refused, every host after the first `maxMembers` to join through a
             // seed learned of no one. It takes the place of the member heard from longest ago.
-            evictStalest(now: t, into: &out)
+            evictStalest(into: &out)
         }
         // A new id at a known endpoint is that node restarted: its old self is gone for good.
         for (oid, r) in records where oid != m.sender && r.member.gossipEndpoint == source {
@@ -571,10 +571,7 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
     private mutating func remove(_ mid: GossipMemberID, now t: UInt64, left: Bool,
                                  verdict: (at: UInt64, revivesAfter: UInt64)? = nil, incarnation: UInt32? = nil,
                                  into out: inout [GossipDirective]) {
-        guard let r = records.removeValue(forKey: mid) else { return }
-        ids.remove(at: idIndex(mid))
-        pendingProbes.removeAll { $0 == mid }
-        owedAcks.removeAll { $0 == mid }
+        guard let r = forget(mid) else { return }
         if tombstones.count >= settings.maxTombstones,
            let oldest = tombstones.min(by: { ($0.value.expires, $0.key) < ($1.value.expires, $1.key) })?.key {
             tombstones[oldest] = nil
@@ -591,16 +588,21 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
 
     /// Drops the member heard from longest ago, second-hand ones first (their torrents are
     /// not known anyway), without a tombstone: it is not dead, and may be learned again.
-    private mutating func evictStalest(now t: UInt64, into out: inout [GossipDirective]) {
-        guard let (mid, r) = records.min(by: { a, b in
+    private mutating func evictStalest(into out: inout [GossipDirective]) {
+        guard let mid = records.min(by: { a, b in
             (a.value.direct ? 1 : 0, a.value.lastHeard, a.key) < (b.value.direct ? 1 : 0, b.value.lastHeard, b.key)
-        }) else { return }
-        records[mid] = nil
+        })?.key, let r = forget(mid) else { return }
+        stats.evicted += 1
+        out.append(.memberRemoved(r.member))
+    }
+
+    /// Takes a member out of the table and of every queue that names it.
+    private mutating func forget(_ mid: GossipMemberID) -> Record? {
+        guard let r = records.removeValue(forKey: mid) else { return nil }
         ids.remove(at: idIndex(mid))
         pendingProbes.removeAll { $0 == mid }
         owedAcks.removeAll { $0 == mid }
-        stats.evicted += 1
-        out.append(.memberRemoved(r.member))
+        return r
     }
 
     /// The `k` members heard of most recently (ties by id, for reproducibility).
