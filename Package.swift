@@ -49,7 +49,7 @@ let package = Package(
         // The fleet simulator: the Swarm rules over a modelled network, in virtual time.
         .target(name: "SwarmSim", dependencies: ["Swarm", "BitTorrent", "Storage", "Values"]),
         .executableTarget(name: "starling-sim", dependencies: [
-            "SwarmSim", "BitTorrent", "Values",
+            "SwarmSim", "BitTorrent", "Storage", "Values",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "StarlingNode", dependencies: [

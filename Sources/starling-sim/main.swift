@@ -1,6 +1,7 @@
 import ArgumentParser
 import BitTorrent
 import Foundation
+import Storage
 import SwarmSim
 import Values
 
@@ -96,16 +97,15 @@ struct Run: ParsableCommand {
         s.siteRate = siteRate.flatMap(Units.parseRate).map(Double.init) ?? .infinity
         s.siteLatency = UInt64(siteDelay * 1e6)
         s.siteMap = siteMap
-        if let p = pieceSize {
-            guard let n = Units.parseSize(p), n >= 16 * 1024, n & (n - 1) == 0 else {
-                throw ValidationError("--piece-size \(p): expected a power of two of at least 16KiB")
+        // Pieces and transfer units alike: what make-torrent accepts as a piece size.
+        func powerOfTwo(_ text: String, _ option: String) throws -> Int {
+            guard let n = Units.parseSize(text), TorrentBuilder.isValidPieceLength(n) else {
+                throw ValidationError("\(option) \(text): expected a power of two of at least 16KiB (at most 1GiB)")
             }
-            s.pieceLength = Int(n)
+            return Int(n)
         }
-        guard let unit = Units.parseSize(blockSize), unit >= 16 * 1024, unit & (unit - 1) == 0 else {
-            throw ValidationError("--block-size \(blockSize): expected a power of two of at least 16KiB")
-        }
-        s.blockLength = Int(unit)
+        if let p = pieceSize { s.pieceLength = try powerOfTwo(p, "--piece-size") }
+        s.blockLength = try powerOfTwo(blockSize, "--block-size")
         for (text, option, keyPath) in [(upRate, "--up-rate", \Scenario.upCap), (downRate, "--down-rate", \Scenario.downCap)] {
             guard let text else { continue }
             guard let r = Units.parseRate(text), r > 0 else { throw ValidationError("\(option) \(text): expected a rate such as 20mbit") }
