@@ -142,11 +142,12 @@ public final class TorrentSession: @unchecked Sendable {
     func tick() {
         perform(state.tick(now: now))
         metrics.pipeline(outstanding: state.requestsOutstanding, unchecked: state.uncheckedBytes)
+        // Interest and chokes change with every message, not only on the rechoke timer.
+        metrics.peersChanged(state.peerCounts)
     }
 
     func rechoke() {
         perform(state.rechoke(now: now))
-        metrics.peersChanged(state.peerCounts)
     }
 
     /// Candidates of our own site (`PeerEngine.addCandidates`), for who fetches what across
