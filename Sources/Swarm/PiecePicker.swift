@@ -303,6 +303,18 @@ public struct PiecePicker: Sendable {
         }
     }
 
+    /// `peer` is gone: a suspect piece it was fetching alone starts over for whoever asks next.
+    /// Its requests are dropped with it, but when none was in flight (all it had been asked
+    /// for had arrived) nothing released the piece, and no other peer may take it: the download
+    /// stalled one piece short (starling-sim, liars and churn together).
+    public mutating func peerLeft(_ peer: Int) {
+        for s in partial.indices where partial[s].piece >= 0 && partial[s].owner == peer
+            && partial[s].receivedCount < partial[s].blockCount {
+            partial[s] = PartialPiece(piece: partial[s].piece, blocks: partial[s].blockCount)
+            unrequested.set(partial[s].piece)
+        }
+    }
+
     /// The piece hashed correctly and is stored.
     public mutating func pieceVerified(_ index: Int) {
         release(index)

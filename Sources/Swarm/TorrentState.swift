@@ -307,6 +307,7 @@ public struct TorrentState {
         guard let peer = peers.removeValue(forKey: id) else { return [] }
         distinctFirst?.release(peer: id)
         for req in peer.outstanding { picker.requestDropped(req, by: id) }
+        picker.peerLeft(id)
         picker.peerGone(had: peer.bitfield)
         if site.isMember(id) {
             site.memberLeft(id, had: peer.bitfield)

@@ -4,9 +4,25 @@ import BitTorrent
 // items in flight. `Simulation` drives it once per step.
 
 extension Fleet.Link {
+    /// Queues an item; haves held before it go ahead of it.
     mutating func push(_ item: Fleet.Item) {
+        if held > 0 { release() }
         items.append(item)
         queued += item.bytes
+    }
+
+    /// Appends a have that waits (`TorrentRules.haveFlushDelay`): in the queue, not yet sendable.
+    mutating func hold(_ item: Fleet.Item) {
+        items.append(item)
+        held += 1
+        heldBytes += item.bytes
+    }
+
+    /// The held haves may go.
+    mutating func release() {
+        queued += heldBytes
+        held = 0
+        heldBytes = 0
     }
 
     /// Sends `wireBytes` worth of the queue. Gives the items that left in full, and the
@@ -16,7 +32,8 @@ extension Fleet.Link {
         credit += wireBytes
         done.removeAll(keepingCapacity: true)
         sent.removeAll(keepingCapacity: true)
-        while head < items.count {
+        let end = items.count - held
+        while head < end {
             let need = Double(items[head].bytes - headSent) * overhead
             if credit + 1e-6 < need {
                 let part = Int(credit / overhead)
@@ -38,17 +55,17 @@ extension Fleet.Link {
             headSent = 0
             head += 1
         }
-        if head == items.count { credit = 0 }
+        if head == end { credit = 0 }
         // The kernel takes items while less than its buffer is queued ahead of them.
-        while firstUnreported < items.count, taken - headSent < kernelBuffer {
+        while firstUnreported < end, taken - headSent < kernelBuffer {
             if let b = items[firstUnreported].block { sent.append(b) }
             taken += items[firstUnreported].bytes
             firstUnreported += 1
         }
-        if head == items.count {
+        if head == end {
             // Idle: a link that once carried a burst keeps no buffer for it (a fleet has
             // tens of thousands of links).
-            items.removeAll(keepingCapacity: items.capacity <= 64)
+            if held > 0 { items.removeFirst(head) } else { items.removeAll(keepingCapacity: items.capacity <= 64) }
             firstUnreported = 0
             taken = 0
             head = 0
@@ -200,12 +217,15 @@ struct NetworkScratch {
 
 /// Items in flight, in the order they arrive.
 struct ArrivalQueue {
-    private var items: [(time: UInt64, link: Int, item: Fleet.Item)] = []
+    /// Each with its link's receiver and the receiver's id for the sender, so that handing it
+    /// over does not read the link (a cache miss per item among a fleet's million links).
+    typealias Arrival = (link: Int, to: Int, peer: Int, item: Fleet.Item)
+    private var items: [(time: UInt64, arrival: Arrival)] = []
     private var head = 0
 
-    mutating func push(_ link: Int, _ item: Fleet.Item, at t: UInt64) { items.append((t, link, item)) }
+    mutating func push(_ arrival: Arrival, at t: UInt64) { items.append((t, arrival)) }
 
-    mutating func pop(dueBy now: UInt64) -> (link: Int, item: Fleet.Item)? {
+    mutating func pop(dueBy now: UInt64) -> Arrival? {
         guard head < items.count, items[head].time <= now else {
             if head > 4096, head * 2 > items.count {
                 items.removeFirst(head)
@@ -214,7 +234,7 @@ struct ArrivalQueue {
             return nil
         }
         head += 1
-        return (items[head - 1].link, items[head - 1].item)
+        return items[head - 1].arrival
     }
 }
 

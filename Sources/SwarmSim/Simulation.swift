@@ -108,8 +108,13 @@ struct Fleet {
     /// Scratch for `deliverArrivals` and `transmit`, kept between steps.
     private var batch = StepScratch()
 
+    /// Per link: the step it was last read in, `closed` once it closed (or never opened). Apart
+    /// from `links`, so that handing over an arrival reads eight bytes, not the link.
+    private var readAt: [UInt64] = []
+    static let closed = UInt64.max
+
     struct StepScratch {
-        var arrived: [(link: Int, item: Item)] = []
+        var arrived: [ArrivalQueue.Arrival] = []
         /// Blocks the kernel took this step: link, block.
         var sent: [(link: Int, block: BlockRequest)] = []
         var keys: [Int] = []
@@ -193,8 +198,6 @@ struct Fleet {
         var idAtFrom = -1, idAtTo = -1
         var open = false
         var active = false
-        /// The step of the last arrival on it: its read batch ends once per step.
-        var readAt = UInt64.max
         var items: [Item] = []
         var head = 0
         var headSent = 0
@@ -204,9 +207,11 @@ struct Fleet {
         /// the bytes of the items from `head` up to it.
         var firstUnreported = 0
         var taken = 0
-        /// Haves written and not yet flushed (`TorrentRules.haveFlushDelay`): they join the
-        /// queue ahead of the next item for this peer, or at the sender's flush timer.
-        var held: [Item] = []
+        /// Haves written and not yet flushed (`TorrentRules.haveFlushDelay`), the last `held`
+        /// items: they may go with the next item for this peer, or at the sender's flush timer.
+        /// In the queue itself, where a list of their own cost an allocation per have.
+        var held = 0
+        var heldBytes = 0
     }
 
     /// A message or a block on a link, as plain integers: the links and the arrival queues
@@ -413,9 +418,9 @@ struct Fleet {
         batch.arrived.removeAll(keepingCapacity: true)
         batch.keys.removeAll(keepingCapacity: true)
         for q in arrivals.indices {
-            while let (link, item) = arrivals[q].pop(dueBy: now) {
-                batch.arrived.append((link, item))
-                batch.keys.append(links[link].to)
+            while let a = arrivals[q].pop(dueBy: now) {
+                batch.arrived.append(a)
+                batch.keys.append(a.to)
             }
         }
         if !batch.arrived.isEmpty {
@@ -423,13 +428,13 @@ struct Fleet {
             for h in batch.groups.order {
                 batch.touched.removeAll(keepingCapacity: true)
                 for k in batch.groups.range(of: h) {
-                    let (link, item) = batch.arrived[batch.groups.index[k]]
-                    guard links[link].open else { continue }
-                    let peer = links[link].idAtTo
-                    deliver(item, to: h, from: peer)
-                    if links[link].readAt != now {
-                        links[link].readAt = now
-                        batch.touched.append(peer)
+                    let a = batch.arrived[batch.groups.index[k]]
+                    // The read batch ends once per step and connection: noted on the first item.
+                    guard readAt[a.link] != Self.closed else { continue }
+                    deliver(a.item, to: h, from: a.peer)
+                    if readAt[a.link] != now {
+                        readAt[a.link] = now
+                        batch.touched.append(a.peer)
                     }
                 }
                 for p in batch.touched where hosts[h].alive && hosts[h].state.peers.contains(p) {
@@ -464,9 +469,11 @@ struct Fleet {
                 perform(h, hosts[h].state.wake(now: now))
             case .haveFlush:
                 hosts[h].flushArmed = false
-                let held = hosts[h].heldLinks
-                hosts[h].heldLinks.removeAll(keepingCapacity: true)
-                for l in held where !links[l].held.isEmpty { flushHeld(l) }
+                var held: [Int] = []
+                swap(&held, &hosts[h].heldLinks)
+                for l in held where links[l].held > 0 { flushHeld(l) }
+                held.removeAll(keepingCapacity: true)
+                hosts[h].heldLinks = held
             }
         case .connect(let from, let to, let epoch):
             guard hosts[from].epoch == epoch else { return }
@@ -580,9 +587,9 @@ struct Fleet {
 
     private mutating func dialCandidates(_ h: Int) {
         let state = hosts[h].state
-        let connected = state.listenAddresses
         let budget = state.dialBudget(dialling: hosts[h].dial.inProgress)
         guard budget > 0 else { return }
+        let connected = state.listenAddresses
         let due = hosts[h].dial.due(now: now, budget: budget) { connected.contains($0) || state.isBanned($0.host) }
         for address in due {
             guard let to = index(of: address.host) else { continue }
@@ -610,6 +617,7 @@ struct Fleet {
         conns.append(Conn(a: from, b: to, idAtA: -1, idAtB: idAtB))
         links.append(Link(from: from, to: to, idAtTo: idAtB, open: true))
         links.append(Link(from: to, to: from, idAtFrom: idAtB, open: true))
+        readAt += [Self.closed - 1, Self.closed - 1]
         hosts[to].setOut(2 * c + 1, for: idAtB)
         perform(to, actionsB)
         guard case .admitted(let idAtA) = acceptedAtA else {
@@ -629,6 +637,8 @@ struct Fleet {
         conns[c].open = false
         links[2 * c] = Link()
         links[2 * c + 1] = Link()
+        readAt[2 * c] = Self.closed
+        readAt[2 * c + 1] = Self.closed
         let conn = conns[c]
         for (h, id) in [(conn.a, conn.idAtA), (conn.b, conn.idAtB)] where id >= 0 {
             hosts[h].setOut(nil, for: id)
@@ -709,7 +719,6 @@ struct Fleet {
 
     private mutating func enqueue(from h: Int, to id: Int, _ item: Item) {
         guard let l = hosts[h].out(to: id) else { return }
-        if !links[l].held.isEmpty { flushHeld(l) }
         links[l].push(item)
         activate(l)
     }
@@ -718,16 +727,15 @@ struct Fleet {
     /// host's flush timer, set by the first have that waits.
     private mutating func hold(from h: Int, to id: Int, _ item: Item) {
         guard let l = hosts[h].out(to: id) else { return }
-        if links[l].held.isEmpty { hosts[h].heldLinks.append(l) }
-        links[l].held.append(item)
+        if links[l].held == 0 { hosts[h].heldLinks.append(l) }
+        links[l].hold(item)
         guard !hosts[h].flushArmed else { return }
         hosts[h].flushArmed = true
         schedule(.timer(.haveFlush, h, hosts[h].epoch), at: now + rules.haveFlushDelay)
     }
 
     private mutating func flushHeld(_ l: Int) {
-        for item in links[l].held { links[l].push(item) }
-        links[l].held.removeAll()
+        links[l].release()
         activate(l)
     }
 
@@ -768,7 +776,7 @@ struct Fleet {
                               kernelBuffer: sender == 0 ? Self.kernelBuffer.seed : Self.kernelBuffer.peer,
                               done: &done, sent: &sent)
             let at = now + scenario.step + scenario.latency + (cross ? scenario.siteLatency : 0)
-            for item in done { arrivals[cross ? 1 : 0].push(l, item, at: at) }
+            for item in done { arrivals[cross ? 1 : 0].push((l, links[l].to, links[l].idAtTo, item), at: at) }
             for req in sent {
                 batch.sent.append((l, req))
                 batch.keys.append(sender)

@@ -474,6 +474,30 @@ struct GossipMembershipTests {
         #expect(carried)
     }
 
+    /// `tick` skips its walk of the table while no member can have timed out: a member learned
+    /// second-hand with old news, into a table that was calm, must still be suspected on time.
+    @Test func oldNewsLearnedIntoACalmTableIsSuspectedOnTime() {
+        var a = GossipMembership(id: 1, gossipEndpoint: SimNetwork.endpoint(0), scope: scope, rng: SplitMix64(seed: 1), now: time(10 * second))
+        func ack(from sender: UInt64, _ seq: UInt64, about: [GossipMemberEntry]) -> GossipMessage {
+            GossipMessage(kind: .ack, sender: sender, peerAddress: .unspecified, peerPort: 0, gossipPort: 6890,
+                          timestampMillis: epochMillis + 10_000, sequence: seq, incarnation: 0, members: about)
+        }
+        _ = a.receive(ack(from: 2, 1, about: []), from: SimNetwork.endpoint(1), now: time(10 * second))
+        _ = a.tick(now: time(10 * second + 100_000_000))
+        // D, last heard of 2.5 s before C's message: suspect 0.5 s later (suspectAfter 3 s).
+        let d = GossipMemberEntry(id: 4, address: SimNetwork.endpoint(3).ip, peerPort: 6881, gossipPort: 6890,
+                                  status: .alive, incarnation: 0, ageMillis: 2_450)
+        _ = a.receive(ack(from: 3, 1, about: [d]), from: SimNetwork.endpoint(2), now: time(11 * second))
+        #expect(a.member(4)?.status == .alive)
+        _ = a.tick(now: time(11 * second + 100_000_000))
+        #expect(a.member(4)?.status == .alive)
+        let later = a.tick(now: time(11 * second + 600_000_000))
+        #expect(a.member(4)?.status == .suspect)
+        #expect(later.contains { if case .send(let m, let to) = $0 { m.kind == .ping && to == SimNetwork.endpoint(3) } else { false } })
+        // B and C, heard of 1.6 and 0.6 s ago, stay alive.
+        #expect(a.member(2)?.status == .alive && a.member(3)?.status == .alive)
+    }
+
     @Test func gossipedVerdictNeedsStaleNewsToTakeEffect() {
         var b = GossipMembership(id: 2, gossipEndpoint: SimNetwork.endpoint(1), scope: scope, rng: SplitMix64(seed: 2), now: time(100 * second))
         let c = SimNetwork.endpoint(2)

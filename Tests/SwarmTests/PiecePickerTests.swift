@@ -407,6 +407,27 @@ struct PiecePickerTests {
         #expect(p.isComplete)
     }
 
+    @Test("a failed piece's one sender leaving with nothing in flight frees the piece for the others")
+    func failedPieceOwnerLeaves() {
+        let l = layout(pieces: 1)
+        var p = picker(l)
+        p.peerHas(all(1))
+        p.peerHas(all(1))
+        let first = p.pick(for: 1, peerHas: all(1), count: 4, outstanding: [])
+        for r in first { _ = p.blockReceived(r, from: 1) }
+        #expect(p.pieceFailed(0) == [1, 1, 1, 1])
+        // Peer 2 takes the piece, is asked for two of its blocks, and both arrive.
+        for r in p.pick(for: 2, peerHas: all(1), count: 2, outstanding: []) { #expect(p.blockReceived(r, from: 2).accepted) }
+        #expect(p.pick(for: 1, peerHas: all(1), count: 4, outstanding: []).isEmpty)
+        // It leaves before asking for the rest: the piece starts over with peer 1.
+        p.peerLeft(2)
+        let again = p.pick(for: 1, peerHas: all(1), count: 4, outstanding: [])
+        #expect(again.count == 4)
+        var complete = false
+        for r in again { complete = p.blockReceived(r, from: 1).pieceComplete }
+        #expect(complete)
+    }
+
     @Test("discardBlocks forgets what a banned peer delivered to pieces in progress")
     func discardBannedBlocks() {
         let l = layout(pieces: 2)

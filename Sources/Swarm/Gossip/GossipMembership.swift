@@ -214,6 +214,12 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
     private var nextRejoin: UInt64
     private var tokens: Double
     private var lastRefill: UInt64
+    /// What lets `expire` skip its walk of the table: no member is suspect or being probed
+    /// (`unsettled` false), and none of the others was last heard of before `calmSince`, so
+    /// none can time out before `calmSince` plus the suspect timeout. Walked on every tick, a
+    /// table of 1,000 members was half of a gossip-only fleet's time.
+    private var calmSince = UInt64.max
+    private var unsettled = false
 
     /// - Parameters:
     ///   - gossipEndpoint: our own bound gossip address (never contacted; used to ignore ourselves).
@@ -519,6 +525,12 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         let t = time.monotonicNanos
         let dead = effectiveDeadAfter
         let suspect = effectiveSuspectAfter
+        if !unsettled, calmSince == .max || t - min(t, calmSince) < min(suspect, dead) {
+            expireTombstones(t)
+            return
+        }
+        calmSince = .max
+        unsettled = false
         for mid in ids {
             var r = records[mid]!
             let silent = t > r.lastHeard ? t - r.lastHeard : 0
@@ -527,6 +539,7 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
                 continue
             }
             if silent < suspect {
+                calmSince = min(calmSince, r.lastHeard)
                 guard r.member.status == .suspect || r.probeStarted != nil else { continue }
                 // Fresh news since: it is alive after all.
                 r.probeStarted = nil
@@ -538,6 +551,7 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
                 records[mid] = r
                 continue
             }
+            unsettled = true
             if r.member.status == .alive {
                 r.member.status = .suspect
                 out.append(.memberUpdated(r.member))
@@ -559,6 +573,10 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
                 records[mid] = r
             }
         }
+        expireTombstones(t)
+    }
+
+    private mutating func expireTombstones(_ t: UInt64) {
         for (mid, tomb) in tombstones where tomb.expires <= t {
             tombstones[mid] = nil
             lastEndpoint[mid] = nil
@@ -621,6 +639,8 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
     }
 
     private mutating func store(_ record: Record, for id: GossipMemberID) {
+        calmSince = min(calmSince, record.lastHeard)
+        if record.member.status != .alive || record.probeStarted != nil { unsettled = true }
         if records.updateValue(record, forKey: id) == nil { ids.insert(id, at: idIndex(id)) }
     }
 
