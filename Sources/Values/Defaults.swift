@@ -13,6 +13,14 @@ public enum Defaults {
     public static let maxPeers = 50
     /// Interested peers uploaded to at once.
     public static let uploadSlots = 16
+    /// TCP congestion control of peer-wire connections. A swarm fills every host's uplink,
+    /// so the ACKs of a host's downloads queue behind its uploads. BBR (v1) takes that queue
+    /// as part of the path's minimum RTT on connections opened while it stood, and then paces
+    /// them at a fraction of what connections opened earlier, with a near-zero minimum, push
+    /// through the same queues: the busiest uploader downloads slowest and finishes last.
+    /// Cubic's share of a queue does not depend on when the connection opened
+    /// (docs/benchmarks.md, "Congestion control").
+    public static let tcpCongestion = "cubic"
     /// Announce interval a tracker hands out, seconds.
     public static let trackerInterval = 15
 }

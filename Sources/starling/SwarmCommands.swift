@@ -62,8 +62,8 @@ struct SwarmCLIOptions: ParsableArguments {
     @Option(name: .long, help: "Interested peers uploaded to at once (a seed that started complete serves every interested peer: it hands out pieces to each in turn).")
     var uploadSlots: Int = Defaults.uploadSlots
 
-    @Option(name: .long, help: ArgumentHelp("TCP congestion control of peer connections, e.g. cubic; default: the host's (net.ipv4.tcp_congestion_control).",
-                                            discussion: "Choices are in /proc/sys/net/ipv4/tcp_available_congestion_control; the start fails with that list when the kernel refuses the name. Use it to give rollout traffic its own algorithm, e.g. a scavenger one such as lp (if the kernel has it) so the push yields to production traffic."))
+    @Option(name: .long, help: ArgumentHelp("TCP congestion control of peer connections (default: \(Defaults.tcpCongestion), or the host's where the kernel refuses it).",
+                                            discussion: "Choices are in /proc/sys/net/ipv4/tcp_available_congestion_control; the start fails with that list when the kernel refuses the name. The default is cubic because BBR paces a connection opened while its host's uplink was queued at a fraction of the others' share (docs/benchmarks.md). Name another to give rollout traffic its own algorithm, e.g. a scavenger one such as lp (if the kernel has it) so the push yields to production traffic."))
     var tcpCongestion: String?
 
     @Option(name: .long, help: "Serve /metrics, /healthz and /status on IP:PORT.")

@@ -121,7 +121,7 @@ watch_dir: /var/lib/starling/incoming
         #expect(c.rates == NodeConfiguration.Rates(up: 0, down: 0))
         #expect(c.limits == NodeConfiguration.Limits(maxPeers: 50, uploadSlots: 16))
         #expect(c.gossip == nil)
-        #expect(c.tcpCongestion == nil, "the host's own congestion control")
+        #expect(c.tcpCongestion == nil, "not set: the engine takes Defaults.tcpCongestion")
         #expect(c.http.metricsListen == IPEndpoint(parsing: "10.0.0.7:9460"))
         #expect(c.http.adminListen == IPEndpoint(parsing: "127.0.0.1:9461"))
         #expect(c.file == "/etc/starling/test.yaml" || c.file.hasSuffix("/test.yaml"))

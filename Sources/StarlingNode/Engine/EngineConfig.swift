@@ -28,8 +28,9 @@ public struct EngineConfig: Sendable {
     /// our queue, not in a deep socket buffer, so the seed decides what goes out next. Other
     /// sessions keep the kernel's deep buffers: they make no such decision.
     public var unsentLowWater = 128 * 1024
-    /// TCP congestion control of peer-wire connections (Linux `TCP_CONGESTION`, e.g. "cubic");
-    /// nil keeps the system's default (`net.ipv4.tcp_congestion_control`).
+    /// TCP congestion control of peer-wire connections (Linux `TCP_CONGESTION`) the operator
+    /// chose; a kernel that refuses it stops the start. Nil: `Defaults.tcpCongestion`, or the
+    /// host's algorithm (`net.ipv4.tcp_congestion_control`) where the kernel refuses that.
     public var tcpCongestion: String?
     public var handshakeTimeout: TimeAmount = .seconds(10)
     /// Peer-wire connections are taken from and made to these networks only (empty: any),

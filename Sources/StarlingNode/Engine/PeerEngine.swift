@@ -25,6 +25,8 @@ public final class PeerEngine: Service, NodeStatusSource, @unchecked Sendable {
     let loop: EventLoop
     public let limiter: HostRateLimiter
     private var server: Channel?
+    /// What `setCongestionControl` sets: decided in `start()`, before any connection.
+    private var congestion: String?
     public private(set) var listenPort: Int = 0
     private(set) var sessions: [InfoHash: TorrentSession] = [:]
     private var candidates: [InfoHash: DialSchedule] = [:]
@@ -88,6 +90,8 @@ public final class PeerEngine: Service, NodeStatusSource, @unchecked Sendable {
     }
 
     private func bind() async throws {
+        let chosen = try chooseCongestionControl()
+        try await loop.submit { self.congestion = chosen }.get()
         var ports = Array(config.portRange)
         if config.randomPort { ports.shuffle() }
         var lastError: Error?
@@ -114,21 +118,9 @@ public final class PeerEngine: Service, NodeStatusSource, @unchecked Sendable {
                 lastError = error
             }
         }
-        guard let server else {
+        guard server != nil else {
             throw SettingError(.portRange, "no free port in \(PortRange.format(config.portRange)) on \(config.listenIP ?? config.ip)"
                 + (lastError.map { " (last error: \($0))" } ?? "") + "; choose another range")
-        }
-        if let name = config.tcpCongestion {
-            // Checked on the listener, so a name the kernel refuses stops the start with a
-            // clear error instead of failing every connection later.
-            do {
-                try await setCongestionControl(on: server).get()
-            } catch {
-                try? await server.close()
-                self.server = nil
-                throw SettingError(.tcpCongestion, "\(name): the kernel refused it (\(error)); "
-                    + "this host offers: \(Self.availableCongestionControls())")
-            }
         }
         logger.info("listening", metadata: ["address": "\(PeerAddress(host: config.listenIP ?? config.ip, port: listenPort))"])
         try await loop.submit {
@@ -253,9 +245,38 @@ public final class PeerEngine: Service, NodeStatusSource, @unchecked Sendable {
         }
     }
 
-    /// Sets `config.tcpCongestion` on a socket (nothing to do without one).
+    /// The operator's algorithm, which must be usable, else the default where the kernel
+    /// lets us set it (an unprivileged process may set only what
+    /// `net.ipv4.tcp_allowed_congestion_control` lists), else nil: the host's.
+    private func chooseCongestionControl() throws -> String? {
+        if let name = config.tcpCongestion {
+            if let refusal = Self.refusal(ofCongestion: name) {
+                throw SettingError(.tcpCongestion, "\(name): the kernel refused it (\(refusal)); "
+                    + "this host offers: \(Self.availableCongestionControls())")
+            }
+            return name
+        }
+        if let refusal = Self.refusal(ofCongestion: Defaults.tcpCongestion) {
+            logger.warning("peer connections keep the host's TCP congestion control; list \(Defaults.tcpCongestion) in net.ipv4.tcp_allowed_congestion_control to let an unprivileged node use it",
+                           metadata: ["wanted": "\(Defaults.tcpCongestion)", "refused": "\(refusal)"])
+            return nil
+        }
+        return Defaults.tcpCongestion
+    }
+
+    /// Nil when the kernel sets `name` on a fresh TCP socket, else its error.
+    static func refusal(ofCongestion name: String) -> String? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return String(cString: strerror(errno)) }
+        defer { close(fd) }
+        var value = CongestionName(name).bytes
+        let rc = setsockopt(fd, Int32(IPPROTO_TCP), congestionOption, &value, socklen_t(MemoryLayout.size(ofValue: value)))
+        return rc == 0 ? nil : String(cString: strerror(errno))
+    }
+
+    /// Sets the chosen algorithm on a socket (nothing to do when the host's is kept).
     func setCongestionControl(on channel: Channel) -> EventLoopFuture<Void> {
-        guard let name = config.tcpCongestion else { return channel.eventLoop.makeSucceededVoidFuture() }
+        guard let name = congestion else { return channel.eventLoop.makeSucceededVoidFuture() }
         guard let provider = channel as? SocketOptionProvider else {
             return channel.eventLoop.makeFailedFuture(PeerRefused("this channel has no socket options"))
         }
