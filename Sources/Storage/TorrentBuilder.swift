@@ -20,14 +20,14 @@ public struct TorrentBuilder: Sendable {
     public init() {}
 
     /// Bounds of the automatic piece length, and the most pieces it aims at.
-    public static let automaticPieceLengths = (smallest: 256 * 1024, largest: 16 * 1024 * 1024)
+    public static let automaticPieceLengths = (smallest: 128 * 1024, largest: 16 * 1024 * 1024)
     public static let automaticPieceCount = 2000
 
-    /// Smallest power of two from 256 KiB to 16 MiB that gives at most 2000 pieces
+    /// Smallest power of two from 128 KiB to 16 MiB that gives at most 2000 pieces
     /// (16 MiB for anything larger than 2000 x 16 MiB). Smaller pieces pass from host to host
-    /// sooner, and 128 KiB made swarmlab's sites and 40-host shapes faster, but the 16-host
-    /// 100mbit shape slower (docs/benchmarks.md, "Piece size and haves"): `--piece-size` is
-    /// the operator's choice for a rollout across narrow links.
+    /// sooner: 128 KiB against 256 KiB made swarmlab's sites and 40-host shapes faster and,
+    /// with cubic on the peer connections, left the 16-host 100mbit shape level
+    /// (docs/benchmarks.md, "Congestion control and the piece size").
     public static func automaticPieceLength(totalLength: Int64) -> Int {
         var p = automaticPieceLengths.smallest
         // Count pieces rounding up: the short last piece is a piece too.

@@ -9,9 +9,9 @@ struct TorrentBuilderTests {
     static let KiB: Int64 = 1024, MiB: Int64 = 1 << 20, GiB: Int64 = 1 << 30
 
     static let knownSizes: [(Int64, Int)] = [
-        (Int64(0), 256 * 1024), (1, 256 * 1024), (220 * MiB, 256 * 1024),
-        (500 * MiB, 256 * 1024), // exactly 2000 pieces of 256 KiB
-        (500 * MiB + 1, 512 * 1024), (1 * GiB, 1 << 20), (2 * GiB, 2 << 20), (20 * GiB, 16 << 20),
+        (Int64(0), 128 * 1024), (1, 128 * 1024), (220 * MiB, 128 * 1024),
+        (250 * MiB, 128 * 1024), // exactly 2000 pieces of 128 KiB
+        (250 * MiB + 1, 256 * 1024), (500 * MiB, 256 * 1024), (500 * MiB + 1, 512 * 1024), (1 * GiB, 1 << 20), (2 * GiB, 2 << 20), (20 * GiB, 16 << 20),
         (31_250 * MiB, 16 << 20), (1 << 40, 16 << 20), // beyond 2000 pieces of 16 MiB: capped
     ]
 
@@ -20,18 +20,18 @@ struct TorrentBuilderTests {
         #expect(TorrentBuilder.automaticPieceLength(totalLength: total) == expected)
     }
 
-    @Test("automatic piece length aims at <= 2000 pieces within 256 KiB...16 MiB")
+    @Test("automatic piece length aims at <= 2000 pieces within 128 KiB...16 MiB")
     func automaticProperty() {
         var total: Int64 = 1
         while total < 1 << 42 {
             for t in [total - 1, total, total + 1, total * 3 / 2] where t >= 0 {
                 let p = Int64(TorrentBuilder.automaticPieceLength(totalLength: t))
-                #expect(p >= 256 * Self.KiB && p <= 16 * Self.MiB && p & (p - 1) == 0)
+                #expect(p >= 128 * Self.KiB && p <= 16 * Self.MiB && p & (p - 1) == 0)
                 let pieces = (t + p - 1) / p
                 // At most 2000 pieces unless capped at 16 MiB...
                 #expect(pieces <= 2000 || p == 16 * Self.MiB, "total \(t): \(pieces) pieces of \(p)")
                 // ...and the smallest such size: half of it would give more than 2000.
-                if p > 256 * Self.KiB { #expect((t + p / 2 - 1) / (p / 2) > 2000, "total \(t): \(p) is not the smallest") }
+                if p > 128 * Self.KiB { #expect((t + p / 2 - 1) / (p / 2) > 2000, "total \(t): \(p) is not the smallest") }
             }
             total *= 2
         }
