@@ -112,6 +112,8 @@ struct Fleet {
     /// from `links`, so that handing over an arrival reads eight bytes, not the link.
     private var readAt: [UInt64] = []
     static let closed = UInt64.max
+    /// Open and not read yet: no step has this number.
+    static let unread = UInt64.max - 1
 
     struct StepScratch {
         var arrived: [ArrivalQueue.Arrival] = []
@@ -617,7 +619,7 @@ struct Fleet {
         conns.append(Conn(a: from, b: to, idAtA: -1, idAtB: idAtB))
         links.append(Link(from: from, to: to, idAtTo: idAtB, open: true))
         links.append(Link(from: to, to: from, idAtFrom: idAtB, open: true))
-        readAt += [Self.closed - 1, Self.closed - 1]
+        readAt += [Self.unread, Self.unread]
         hosts[to].setOut(2 * c + 1, for: idAtB)
         perform(to, actionsB)
         guard case .admitted(let idAtA) = acceptedAtA else {

@@ -19,7 +19,7 @@ public enum Defaults {
     /// them at a fraction of what connections opened earlier, with a near-zero minimum, push
     /// through the same queues: the busiest uploader downloads slowest and finishes last.
     /// Cubic's share of a queue does not depend on when the connection opened
-    /// (docs/benchmarks.md, "Congestion control").
+    /// (docs/benchmarks.md, "Congestion control and the piece size").
     public static let tcpCongestion = "cubic"
     /// Announce interval a tracker hands out, seconds.
     public static let trackerInterval = 15
