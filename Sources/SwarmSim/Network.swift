@@ -1,7 +1,186 @@
 import BitTorrent
+import Swarm
 
 // The network model of docs/simulator.md: links as FIFOs, the per-step water-filling, and
 // items in flight. `Simulation` drives it once per step.
+
+extension Fleet {
+    /// Unsent bytes the kernel takes per connection before a write waits: the origin's
+    /// sockets are set to TCP_NOTSENT_LOWAT 128 KiB, the others keep deep default buffers.
+    static let kernelBuffer = (seed: 128 * 1024, peer: 1 << 20)
+
+    /// Wire bytes per payload byte: Ethernet, IP and TCP headers of full 1514-byte frames.
+    static let frameOverhead = 1514.0 / 1448.0
+
+    /// One direction of a connection: a FIFO of messages and blocks.
+    struct Link {
+        var from = 0, to = 0
+        /// The sender's id for the receiver in its rules, and the receiver's for the sender.
+        var idAtFrom = -1, idAtTo = -1
+        var open = false
+        var active = false
+        var items: [Item] = []
+        var head = 0
+        var headSent = 0
+        var queued = 0
+        var credit = 0.0
+        /// First item whose `blockSent` is not yet reported (the kernel has not taken it), and
+        /// the bytes of the items from `head` up to it.
+        var firstUnreported = 0
+        var taken = 0
+        /// Haves written and not yet flushed (`TorrentRules.haveFlushDelay`), the last `held`
+        /// items: they may go with the next item for this peer, or at the sender's flush timer.
+        /// In the queue itself, where a list of their own cost an allocation per have.
+        var held = 0
+        var heldBytes = 0
+    }
+
+    /// A message or a block on a link, as plain integers: the links and the arrival queues
+    /// hold millions of them, and a `TorrentState.Message` (an enum with an array payload) is
+    /// three times the size and counts references on every copy.
+    struct Item {
+        enum Kind: UInt8 {
+            case choke, unchoke, interested, notInterested, have, bitfield, request, block, cancel, suggest
+            case haveAll, haveNone, reject, allowedFast
+        }
+
+        var bytes: Int
+        var kind: Kind
+        var corrupt = false
+        /// The piece (for a bitfield, its bytes' key in `Fleet.bitfields`), a block's offset and length.
+        var piece: Int32 = 0, begin: Int32 = 0, length: Int32 = 0
+
+        /// Any message but a bitfield, which `Fleet.perform` packs with its bytes set aside.
+        init(bytes: Int, message m: TorrentState.Message) {
+            self.bytes = bytes
+            switch m {
+            case .choke: kind = .choke
+            case .unchoke: kind = .unchoke
+            case .interested: kind = .interested
+            case .notInterested: kind = .notInterested
+            case .haveAll: kind = .haveAll
+            case .haveNone: kind = .haveNone
+            case .have(let p): kind = .have; piece = Int32(p)
+            case .suggest(let p): kind = .suggest; piece = Int32(p)
+            case .allowedFast(let p): kind = .allowedFast; piece = Int32(p)
+            case .request(let r): kind = .request; set(r)
+            case .cancel(let r): kind = .cancel; set(r)
+            case .reject(let r): kind = .reject; set(r)
+            case .piece(let r): kind = .block; set(r)
+            case .bitfield: preconditionFailure("a bitfield's bytes are kept apart (Fleet.perform)")
+            }
+        }
+
+        init(bytes: Int, bitfieldKey: Int) {
+            self.bytes = bytes
+            kind = .bitfield
+            piece = Int32(bitfieldKey)
+        }
+
+        init(block: BlockRequest, corrupt: Bool) {
+            bytes = Fleet.wireLength(.piece(block))
+            kind = .block
+            self.corrupt = corrupt
+            set(block)
+        }
+
+        private mutating func set(_ r: BlockRequest) {
+            piece = Int32(r.piece)
+            begin = Int32(r.begin)
+            length = Int32(r.length)
+        }
+
+        private var request: BlockRequest { BlockRequest(piece: Int(piece), begin: Int(begin), length: Int(length)) }
+        var block: BlockRequest? { kind == .block ? request : nil }
+
+        /// The message as it arrives; a bitfield's bytes come from `Fleet.bitfields`.
+        func message(bitfield: () -> [UInt8]) -> TorrentState.Message {
+            switch kind {
+            case .choke: return .choke
+            case .unchoke: return .unchoke
+            case .interested: return .interested
+            case .notInterested: return .notInterested
+            case .haveAll: return .haveAll
+            case .haveNone: return .haveNone
+            case .have: return .have(piece: Int(piece))
+            case .suggest: return .suggest(piece: Int(piece))
+            case .allowedFast: return .allowedFast(piece: Int(piece))
+            case .request: return .request(request)
+            case .cancel: return .cancel(request)
+            case .reject: return .reject(request)
+            case .block: return .piece(request)
+            case .bitfield: return .bitfield(bitfield())
+            }
+        }
+    }
+
+    /// Peer-wire bytes of a message. A request, cancel, reject or block of a unit larger than
+    /// 16 KiB (`Scenario.blockLength`) costs what its 16 KiB messages would.
+    static func wireLength(_ m: TorrentState.Message) -> Int {
+        switch m {
+        case .choke, .unchoke, .interested, .notInterested, .haveAll, .haveNone: return 5
+        case .have, .suggest, .allowedFast: return 9
+        case .bitfield(let b): return 5 + b.count
+        case .request(let r), .cancel(let r), .reject(let r): return 17 * wireParts(r.length)
+        case .piece(let r): return 13 * wireParts(r.length) + r.length
+        }
+    }
+
+    static func wireParts(_ length: Int) -> Int { max(1, (length + PieceLayout.blockSize - 1) / PieceLayout.blockSize) }
+
+    // MARK: network
+
+    /// Moves one step of bytes: two rounds of water-filling along each busy link's path
+    /// (`NetworkScratch.fillRound`), so an uplink's share that a downlink or a site's uplink
+    /// could not take goes to its other connections; max-min fair to within a few percent.
+    /// Items that finish arrive a step plus the latency later.
+    mutating func transmit() {
+        let dt = Double(scenario.step) / 1e9
+        let up = min(scenario.rate, scenario.upCap > 0 ? Double(scenario.upCap) * Self.frameOverhead : .infinity) * dt
+        let down = min(scenario.rate, scenario.downCap > 0 ? Double(scenario.downCap) * Self.frameOverhead : .infinity) * dt
+        network.prepare(links: &links, hosts: hosts.count, up: up, down: down,
+                        sites: scenario.sites, site: scenario.siteRate * dt, siteOf: siteOf, overhead: Self.frameOverhead)
+        guard !network.active.isEmpty else { return }
+        for _ in 0..<2 { network.fillRound() }
+        var done: [Item] = [], sent: [BlockRequest] = []
+        batch.sent.removeAll(keepingCapacity: true)
+        batch.keys.removeAll(keepingCapacity: true)
+        for (k, l) in network.active.enumerated() where network.grant[k] > 0 {
+            let sender = links[l].from
+            let cross = siteOf.map { $0[sender] != $0[links[l].to] } ?? false
+            if sender == 0 { sample.origin += network.grant[k] } else { sample.peers += network.grant[k] }
+            hostSecond[sender].up += network.grant[k]
+            hostSecond[links[l].to].down += network.grant[k]
+            if cross {
+                siteBytes[hosts[sender].site].out += network.grant[k]
+                siteBytes[hosts[links[l].to].site].in += network.grant[k]
+            }
+            links[l].transmit(wireBytes: network.grant[k], overhead: Self.frameOverhead,
+                              kernelBuffer: sender == 0 ? Self.kernelBuffer.seed : Self.kernelBuffer.peer,
+                              done: &done, sent: &sent)
+            let at = now + scenario.step + scenario.latency + (cross ? scenario.siteLatency : 0)
+            for item in done { arrivals[cross ? 1 : 0].push((l, links[l].to, links[l].idAtTo, item), at: at) }
+            for req in sent {
+                batch.sent.append((l, req))
+                batch.keys.append(sender)
+            }
+        }
+        // Each sender hears of its writes the kernel took, one host at a time (as arrivals).
+        guard !batch.sent.isEmpty else { return }
+        var scratch = batch
+        batch = StepScratch()
+        scratch.groups.group(scratch.keys, hosts: hosts.count)
+        for h in scratch.groups.order {
+            for k in scratch.groups.range(of: h) {
+                let (l, req) = scratch.sent[scratch.groups.index[k]]
+                guard links[l].open else { continue }
+                perform(h, hosts[h].state.blockSent(req, to: links[l].idAtFrom, sent: true, now: now))
+            }
+        }
+        scratch.groups.reset()
+        batch = scratch
+    }
+}
 
 extension Fleet.Link {
     /// Queues an item; haves held before it go ahead of it.

@@ -1,150 +1,6 @@
 import BitTorrent
 import Values
 
-/// Both clocks the membership needs, passed in by the caller so tests can drive time.
-public struct GossipTime: Sendable, Hashable {
-    /// A monotonic clock in nanoseconds (timers, suspicion, expiry).
-    public var monotonicNanos: UInt64
-    /// Wall-clock milliseconds since the Unix epoch (message timestamps, the replay window).
-    public var unixMillis: UInt64
-
-    public init(monotonicNanos: UInt64, unixMillis: UInt64) {
-        self.monotonicNanos = monotonicNanos
-        self.unixMillis = unixMillis
-    }
-}
-
-/// Timers and limits of the membership protocol. Durations are nanoseconds.
-public struct GossipMembershipSettings: Sendable, Hashable {
-    /// One gossip round: ping `fanout` random members.
-    public var gossipInterval: UInt64 = 1_000_000_000
-    public var fanout = 3
-    /// A member not heard of (first- or second-hand) for this long becomes suspect, and we
-    /// ping it directly.
-    public var suspectAfter: UInt64 = 3_000_000_000
-    /// A suspect that answers none of `probeAttempts` pings, `probeTimeout` apart, is declared
-    /// dead by us, and the verdict is gossiped so others drop it too.
-    public var probeTimeout: UInt64 = 1_000_000_000
-    public var probeAttempts = 2
-    /// How long a node keeps gossiping a death verdict it made or accepted.
-    public var verdictTTL: UInt64 = 3_000_000_000
-    /// Verdicts per message at most (they go first; the rest of the sample is members).
-    public var maxVerdictsPerMessage = 8
-    /// Hard limit: a member silent this long is removed even if no probe could be sent. The
-    /// worst-case "forgotten" bound.
-    public var deadAfter: UInt64 = 8_000_000_000
-    /// Lengthen both timeouts in large clusters, where each member's news reaches a node less
-    /// often (see `GossipMembership.effectiveDeadAfter`); off, large clusters see false deaths.
-    public var scaleTimeoutsWithSize = true
-    /// How long a removed member's id, incarnation and last sequence are remembered, so stale
-    /// hearsay cannot resurrect it and its old datagrams cannot be replayed. Must exceed the replay window.
-    public var tombstoneTTL: UInt64 = 60_000_000_000
-    /// While the table is empty: ping every seed (and broadcast) this often.
-    public var joinInterval: UInt64 = 2_000_000_000
-    /// Even with members, ping seeds that are not members this often (heals partitions).
-    public var rejoinInterval: UInt64 = 10_000_000_000
-    /// Outgoing datagrams per second (token bucket) and the bucket's burst.
-    public var sendRate: Double = 20
-    public var sendBurst: Double = 40
-    public var maxMembers = 1024
-    public var maxTombstones = 1024
-    /// Members probed directly after being learned second-hand (to learn their torrents); bounded queue.
-    public var maxPendingProbes = 256
-    /// Accept timestamps within this many milliseconds of our wall clock, either way.
-    public var replayWindowMillis: UInt64 = 30_000
-    /// Added to every second-hand age, so hearsay cycling between nodes only ever grows older
-    /// and cannot keep a dead member alive (it outweighs LAN transit time).
-    public var hopPenaltyMillis: UInt64 = 50
-    /// Random jitter of each round, as a fraction of `gossipInterval`, so nodes started together desynchronise.
-    public var jitter: Double = 0.1
-
-    public init() {}
-}
-
-/// A member as the engine sees it.
-public struct GossipMember: Sendable, Hashable {
-    public var id: GossipMemberID
-    /// Where its gossip datagrams come from and where we send ours.
-    public var gossipEndpoint: IPEndpoint
-    /// Its peer-wire address and TCP port (port 0: serves nothing).
-    public var peerAddress: IPAddress
-    public var peerPort: UInt16
-    public var status: GossipMemberStatus
-    public var incarnation: UInt32
-    /// Torrents it told us first-hand it serves (empty until it has spoken to us directly).
-    public var torrents: [GossipTorrent]
-}
-
-/// A candidate peer for one torrent.
-public struct GossipPeer: Sendable, Hashable {
-    public var address: IPAddress
-    public var port: UInt16
-    public var complete: Bool
-
-    public init(address: IPAddress, port: UInt16, complete: Bool) {
-        self.address = address
-        self.port = port
-        self.complete = complete
-    }
-}
-
-/// What the membership asks its runtime to do, or tells it happened.
-public enum GossipDirective: Sendable, Hashable {
-    /// Seal and send this message to this endpoint.
-    case send(GossipMessage, to: IPEndpoint)
-    /// Seal and send this message to the scope's broadcast address on the gossip port.
-    case broadcast(GossipMessage)
-    case memberAdded(GossipMember)
-    case memberUpdated(GossipMember)
-    case memberRemoved(GossipMember)
-    /// A member serves `infoHash` at `peer` (new, or its address or completeness changed).
-    case peerDiscovered(InfoHash, GossipPeer)
-}
-
-/// What became of a received message.
-public enum GossipReceiveResult: String, Sendable, Hashable {
-    case accepted
-    /// Its source or claimed peer address lies outside the scope.
-    case outOfScope = "out_of_scope"
-    /// Its sequence number is not above the last one seen from that sender.
-    case replayed
-    /// Its timestamp is outside the replay window.
-    case stale
-    /// Our own message (broadcast echo).
-    case fromSelf = "self"
-}
-
-/// Counters a runtime may export.
-public struct GossipMembershipStats: Sendable, Hashable {
-    public init() {}
-
-    /// Sample entries dropped because their address is outside the scope.
-    public var outOfScopeEntries = 0
-    /// Sample entries dropped for a zero port or unspecified address.
-    public var malformedEntries = 0
-    /// Members learned second-hand and not kept because the table was full.
-    public var tableFull = 0
-    /// Members dropped to make room for a new one that spoke to us first-hand.
-    public var evicted = 0
-    /// Sends skipped because the rate cap was reached.
-    public var rateLimited = 0
-    /// Times we raised our incarnation to refute a suspicion.
-    public var refutations = 0
-    /// Seeds ignored at start because they lie outside the scope.
-    public var seedsOutOfScope = 0
-    /// Torrents beyond `GossipMessage.maxTorrents` left out of our announcements.
-    public var torrentsTruncated = 0
-    /// Death verdicts we made after unanswered probes, and gossiped ones we accepted.
-    public var verdictsMade = 0
-    public var verdictsAccepted = 0
-}
-
-/// The outcome of `receive`: how the message was judged, and what to do.
-public struct GossipReceiveOutcome: Sendable {
-    public var result: GossipReceiveResult
-    public var directives: [GossipDirective]
-}
-
 /// Gossip membership as a pure state machine (after swift-cluster-membership's `SWIM.Instance`):
 /// no sockets, no clock, no global randomness. Inputs are `tick`, `receive`, `announce` and
 /// `leave`; outputs are `GossipDirective`s for the runtime to carry out.
@@ -164,15 +20,15 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
     public let broadcastEnabled: Bool
     public let seeds: [IPEndpoint]
     public private(set) var incarnation: UInt32 = 0
-    public private(set) var stats = GossipMembershipStats()
+    public internal(set) var stats = GossipMembershipStats()
 
-    private var peerAddress: IPAddress
-    private var peerPort: UInt16 = 0
-    private var torrents: [GossipTorrent] = []
-    private var sequence: UInt64 = 0
-    private var rng: RNG
+    private(set) var peerAddress: IPAddress
+    private(set) var peerPort: UInt16 = 0
+    private(set) var torrents: [GossipTorrent] = []
+    var sequence: UInt64 = 0
+    var rng: RNG
 
-    private struct Record: Sendable {
+    struct Record: Sendable {
         var member: GossipMember
         var lastHeard: UInt64
         var lastSequence: UInt64?
@@ -184,7 +40,7 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         var probes = 0
     }
 
-    private struct Tombstone: Sendable {
+    struct Tombstone: Sendable {
         var incarnation: UInt32
         /// Second-hand news newer than this brings the member back (it spoke after all).
         var lastHeard: UInt64
@@ -198,28 +54,28 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
     }
 
     /// Add members with `store`, drop them with `remove`: both keep `ids` in step.
-    private var records: [GossipMemberID: Record] = [:]
+    var records: [GossipMemberID: Record] = [:]
     /// `records`' keys, sorted: random choices draw from it so a seeded run is reproducible
     /// (dictionary order is not). Kept sorted by insertion, not by sorting the keys on each
     /// change: at 1,000 members the sort was a fifth of a simulated fleet's time.
-    private var ids: [GossipMemberID] = []
-    private var tombstones: [GossipMemberID: Tombstone] = [:]
-    private var pendingProbes: [GossipMemberID] = []
+    var ids: [GossipMemberID] = []
+    var tombstones: [GossipMemberID: Tombstone] = [:]
+    var pendingProbes: [GossipMemberID] = []
     /// Members whose ping we could not answer for the rate cap: answered as tokens return,
     /// since the answer is how a pinger learns our torrents.
-    private var owedAcks: [GossipMemberID] = []
+    var owedAcks: [GossipMemberID] = []
     private var nextRound: UInt64
     private var announceNow = false
     private var nextJoin: UInt64
     private var nextRejoin: UInt64
-    private var tokens: Double
-    private var lastRefill: UInt64
+    var tokens: Double
+    var lastRefill: UInt64
     /// What lets `expire` skip its walk of the table: no member is suspect or being probed
     /// (`unsettled` false), and none of the others was last heard of before `calmSince`, so
     /// none can time out before `calmSince` plus the suspect timeout. Walked on every tick, a
     /// table of 1,000 members was half of a gossip-only fleet's time.
-    private var calmSince = UInt64.max
-    private var unsettled = false
+    var calmSince = UInt64.max
+    var unsettled = false
 
     /// - Parameters:
     ///   - gossipEndpoint: our own bound gossip address (never contacted; used to ignore ourselves).
@@ -450,7 +306,7 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
     // MARK: Internals
 
     /// Last gossip endpoint of members, kept with tombstones so a ghost can be pinged.
-    private var lastEndpoint: [GossipMemberID: IPEndpoint] = [:]
+    var lastEndpoint: [GossipMemberID: IPEndpoint] = [:]
 
     private mutating func merge(_ e: GossipMemberEntry, now t: UInt64, into out: inout [GossipDirective]) {
         if e.id == id {
@@ -521,123 +377,6 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
         if pendingProbes.count < settings.maxPendingProbes { pendingProbes.append(e.id) }
     }
 
-    private mutating func expire(now time: GossipTime, into out: inout [GossipDirective]) {
-        let t = time.monotonicNanos
-        let dead = effectiveDeadAfter
-        let suspect = effectiveSuspectAfter
-        if !unsettled, calmSince == .max || t - min(t, calmSince) < min(suspect, dead) {
-            expireTombstones(t)
-            return
-        }
-        calmSince = .max
-        unsettled = false
-        for mid in ids {
-            var r = records[mid]!
-            let silent = t > r.lastHeard ? t - r.lastHeard : 0
-            if silent >= dead {
-                remove(mid, now: t, left: false, into: &out)
-                continue
-            }
-            if silent < suspect {
-                calmSince = min(calmSince, r.lastHeard)
-                guard r.member.status == .suspect || r.probeStarted != nil else { continue }
-                // Fresh news since: it is alive after all.
-                r.probeStarted = nil
-                r.probes = 0
-                if r.member.status == .suspect {
-                    r.member.status = .alive
-                    out.append(.memberUpdated(r.member))
-                }
-                records[mid] = r
-                continue
-            }
-            unsettled = true
-            if r.member.status == .alive {
-                r.member.status = .suspect
-                out.append(.memberUpdated(r.member))
-            }
-            // Suspect: ask it directly. Silence may only mean news of it is slow to reach us
-            // (large clusters); an answer settles that, no answer is a verdict.
-            if r.probeStarted == nil || (t - r.lastProbe >= settings.probeTimeout && r.probes < settings.probeAttempts) {
-                if send(.ping, to: r.member.gossipEndpoint, now: time, into: &out) {
-                    if r.probeStarted == nil { r.probeStarted = t }
-                    r.lastProbe = t
-                    r.probes += 1
-                }
-                records[mid] = r
-            } else if r.probes >= settings.probeAttempts, t - r.lastProbe >= settings.probeTimeout {
-                records[mid] = r
-                stats.verdictsMade += 1
-                remove(mid, now: t, left: false, verdict: (at: t, revivesAfter: r.probeStarted ?? t), into: &out)
-            } else {
-                records[mid] = r
-            }
-        }
-        expireTombstones(t)
-    }
-
-    private mutating func expireTombstones(_ t: UInt64) {
-        for (mid, tomb) in tombstones where tomb.expires <= t {
-            tombstones[mid] = nil
-            lastEndpoint[mid] = nil
-        }
-    }
-
-    /// Drops a member and keeps its tombstone. With a `verdict` (a failed probe, ours or
-    /// gossiped) the tombstone is gossiped as `dead` for `verdictTTL`, and only news newer than
-    /// `revivesAfter` (or a higher incarnation) brings the member back.
-    private mutating func remove(_ mid: GossipMemberID, now t: UInt64, left: Bool,
-                                 verdict: (at: UInt64, revivesAfter: UInt64)? = nil, incarnation: UInt32? = nil,
-                                 into out: inout [GossipDirective]) {
-        guard let r = forget(mid) else { return }
-        if tombstones.count >= settings.maxTombstones,
-           let oldest = tombstones.min(by: { ($0.value.expires, $0.key) < ($1.value.expires, $1.key) })?.key {
-            tombstones[oldest] = nil
-            lastEndpoint[oldest] = nil
-        }
-        tombstones[mid] = Tombstone(incarnation: max(r.member.incarnation, incarnation ?? 0),
-                                    lastHeard: max(r.lastHeard, verdict?.revivesAfter ?? 0),
-                                    lastSequence: r.lastSequence, expires: t &+ settings.tombstoneTTL, left: left,
-                                    verdictAt: verdict?.at, gossipUntil: verdict == nil ? 0 : t &+ settings.verdictTTL)
-        var gone = r.member
-        gone.status = .dead
-        out.append(.memberRemoved(gone))
-    }
-
-    /// Drops the member heard from longest ago, second-hand ones first (their torrents are
-    /// not known anyway), without a tombstone: it is not dead, and may be learned again.
-    private mutating func evictStalest(into out: inout [GossipDirective]) {
-        guard let mid = records.min(by: { a, b in
-            (a.value.direct ? 1 : 0, a.value.lastHeard, a.key) < (b.value.direct ? 1 : 0, b.value.lastHeard, b.key)
-        })?.key, let r = forget(mid) else { return }
-        stats.evicted += 1
-        out.append(.memberRemoved(r.member))
-    }
-
-    /// Takes a member out of the table and of every queue that names it.
-    private mutating func forget(_ mid: GossipMemberID) -> Record? {
-        guard let r = records.removeValue(forKey: mid) else { return nil }
-        ids.remove(at: idIndex(mid))
-        pendingProbes.removeAll { $0 == mid }
-        owedAcks.removeAll { $0 == mid }
-        return r
-    }
-
-    /// The `k` members heard of most recently (ties by id, for reproducibility).
-    private func freshestIDs(_ k: Int) -> [GossipMemberID] {
-        guard k > 0 else { return [] }
-        var best: [(UInt64, GossipMemberID)] = []
-        best.reserveCapacity(k + 1)
-        for (mid, r) in records {
-            let key = (r.lastHeard, mid)
-            if best.count == k, let last = best.last, !(key > last) { continue }
-            let at = best.firstIndex { key > $0 } ?? best.count
-            best.insert(key, at: at)
-            if best.count > k { best.removeLast() }
-        }
-        return best.map(\.1)
-    }
-
     private mutating func store(_ record: Record, for id: GossipMemberID) {
         calmSince = min(calmSince, record.lastHeard)
         if record.member.status != .alive || record.probeStarted != nil { unsettled = true }
@@ -645,79 +384,13 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
     }
 
     /// Where `id` is or would go in `ids`.
-    private func idIndex(_ id: GossipMemberID) -> Int {
+    func idIndex(_ id: GossipMemberID) -> Int {
         var lo = 0, hi = ids.count
         while lo < hi {
             let mid = (lo + hi) / 2
             if ids[mid] < id { lo = mid + 1 } else { hi = mid }
         }
         return lo
-    }
-
-    /// Up to `k` distinct member ids chosen at random (partial Fisher-Yates over a copy of `ids`).
-    private mutating func randomIDs(_ k: Int) -> [GossipMemberID] {
-        var pool = ids
-        let n = min(k, pool.count)
-        for i in 0..<n { pool.swapAt(i, Int.random(in: i..<pool.count, using: &rng)) }
-        return Array(pool.prefix(n))
-    }
-
-    private mutating func refill(_ t: UInt64) {
-        guard t > lastRefill else { return }
-        tokens = min(settings.sendBurst, tokens + Double(t - lastRefill) / 1e9 * settings.sendRate)
-        lastRefill = t
-    }
-
-    private mutating func take() -> Bool {
-        guard tokens >= 1 else { stats.rateLimited += 1; return false }
-        tokens -= 1
-        return true
-    }
-
-    @discardableResult
-    private mutating func send(_ kind: GossipMessage.Kind, to endpoint: IPEndpoint, now: GossipTime,
-                               into out: inout [GossipDirective]) -> Bool {
-        // Defence in depth: nothing outside the scope is ever contacted, whatever put it here.
-        guard endpoint != gossipEndpoint, scope.contains(endpoint.ip) else { return true }
-        guard take() else { return false }
-        out.append(.send(makeMessage(kind, now: now), to: endpoint))
-        return true
-    }
-
-    private mutating func makeMessage(_ kind: GossipMessage.Kind, now: GossipTime) -> GossipMessage {
-        sequence += 1
-        var sample: [GossipMemberEntry] = []
-        if kind != .leave {
-            let t = now.monotonicNanos
-            // Half the sample is the members we heard of most recently: fresh ages spread in
-            // a hop or two, which keeps silence (and false suspicion) short. The rest is random,
-            // so every member still reaches everyone.
-            var room = GossipCodec.memberCapacity(torrents: torrents.count)
-            // Death verdicts first, so they outrun the stale news that would keep a member alive.
-            for (mid, tomb) in tombstones.filter({ $0.value.gossipUntil > t }).sorted(by: { $0.key < $1.key })
-            where sample.count < settings.maxVerdictsPerMessage {
-                guard let at = tomb.verdictAt, let endpoint = lastEndpoint[mid] else { continue }
-                sample.append(GossipMemberEntry(id: mid, address: endpoint.ip, peerPort: 0, gossipPort: endpoint.port,
-                                                status: .dead, incarnation: tomb.incarnation,
-                                                ageMillis: UInt32(min((t - min(t, at)) / 1_000_000, UInt64(UInt32.max)))))
-            }
-            room -= sample.count
-            var chosen = freshestIDs(room / 2)
-            for mid in randomIDs(room + room / 2) where chosen.count < room && !chosen.contains(mid) {
-                chosen.append(mid)
-            }
-            for mid in chosen {
-                let r = records[mid]!
-                let age = min((t > r.lastHeard ? t - r.lastHeard : 0) / 1_000_000, UInt64(UInt32.max))
-                sample.append(GossipMemberEntry(id: mid, address: r.member.gossipEndpoint.ip,
-                                                peerPort: r.member.peerPort, gossipPort: r.member.gossipEndpoint.port,
-                                                status: r.member.status, incarnation: r.member.incarnation,
-                                                ageMillis: UInt32(age)))
-            }
-        }
-        return GossipMessage(kind: kind, sender: id, peerAddress: peerAddress, peerPort: peerPort,
-                             gossipPort: gossipEndpoint.port, timestampMillis: now.unixMillis, sequence: sequence,
-                             incarnation: incarnation, torrents: kind == .leave ? [] : torrents, members: sample)
     }
 }
 
