@@ -53,13 +53,31 @@ public struct TorrentRules: Sendable, Equatable {
     public var turnoverIdle: UInt64 = 10_000_000_000
     /// A connection this old is the one kept when the same peer connects again.
     public var establishedAfter: UInt64 = 2_000_000_000
-    /// With a site map: how long a host may receive nothing before it fetches across sites
-    /// pieces its site-mates own (`SiteAffinity`), in case their remote peers lack them.
+    /// With a site map: the longest a host may receive nothing before it fetches across sites
+    /// pieces its site-mates own (`SiteAffinity`), in case their remote peers lack them
+    /// (`siteFallback`).
     public var siteFallbackAfter: UInt64 = 3_000_000_000
+    /// The silence before that fallback, in pieces at the fastest rate the torrent has
+    /// downloaded, and its shortest.
+    public var siteFallbackPieces = 12
+    public var siteFallbackFloor: UInt64 = 250_000_000
     /// Most suggestions a peer's list keeps; older ones are dropped first.
     public var maxSuggestionsKept = 256
 
     public init() {}
+
+    /// How long a site-bound host may receive nothing before it fetches across sites what
+    /// its site-mates own: `siteFallbackPieces` pieces at `peakRate` (bytes per second),
+    /// within `siteFallbackFloor...siteFallbackAfter`; the ceiling until a rate is measured.
+    /// A fixed wait is wrong at both ends: at 1 Gbit an owner none of whose remote peers has
+    /// its piece left a fifth of a 1,000-host fleet idle for the whole 3 s (starling-sim, 10
+    /// sites of 100), while at 4 Mbit half a second of silence is ordinary and falling back
+    /// after it sent a quarter more across the uplinks.
+    public func siteFallback(pieceLength: Int, peakRate: Double) -> UInt64 {
+        guard peakRate > 0 else { return siteFallbackAfter }
+        let wait = Double(siteFallbackPieces * pieceLength) / peakRate * 1e9
+        return min(siteFallbackAfter, max(siteFallbackFloor, UInt64(min(wait, Double(siteFallbackAfter)))))
+    }
 
     /// Blocks of `blockLength` bytes to keep requested from a peer that delivers
     /// `bytesPerSecond`: `requestHorizon` of its rate, within `floor...maxPipeline` (`floor`,

@@ -42,7 +42,8 @@ extension TorrentState {
             // What crosses the uplink: pieces the site lacks, ours by the site's rendezvous
             // hash (`SiteAffinity`), or any the site lacks once nothing has arrived for a while.
             // An origin that assigns pieces decides itself; its pieces are new everywhere.
-            has = site.acrossSites(has, anyOwner: now - lastArrivalAt > rules.siteFallbackAfter)
+            let silence = rules.siteFallback(pieceLength: layout.pieceLength, peakRate: peakDownRate)
+            has = site.acrossSites(has, anyOwner: now - lastArrivalAt > silence)
         }
         if peers[id]!.suggests {
             // Kept until we have the piece: blocks rejected or dropped later are asked again.

@@ -39,6 +39,7 @@ extension TorrentState {
         downRate.add(Int(c.downloaded - lastCounted.down), now: now)
         upRate.add(Int(c.uploaded - lastCounted.up), now: now)
         lastCounted = (c.downloaded, c.uploaded)
+        peakDownRate = max(peakDownRate, downRate.rate)
         if distinctFirst != nil {
             // Suggestions a peer sat on are offered to others again; give it fresh ones.
             for id in Array(peers.keys) {

@@ -147,8 +147,10 @@ public struct TorrentState {
     var lastCounted: (down: Int64, up: Int64) = (0, 0)
     /// Our site's peers and the pieces it has, for what to fetch across its uplink.
     public internal(set) var site: SiteAffinity
+    /// The fastest `downRate` seen: what the host's downlink can take, for `siteFallback`.
+    var peakDownRate: Double = 0
     /// When a block last arrived from anyone: a site-bound host that receives nothing for
-    /// `TorrentRules.siteFallbackAfter` fetches across sites what its site-mates own.
+    /// `TorrentRules.siteFallback` fetches across sites what its site-mates own.
     var lastArrivalAt: UInt64
     var actions: [Action] = []
 

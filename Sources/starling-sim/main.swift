@@ -39,6 +39,8 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("site-delay"), help: "One-way latency added between sites, milliseconds.") var siteDelay = 0.0
     @Flag(name: .customLong("site-map"), help: "Give the hosts and the tracker the site map (as `--site` does): one copy per site across its uplink.")
     var siteMap = false
+    @Option(name: .customLong("site-fallback"), help: "With --site-map: the longest a host may receive nothing before it fetches across sites what its site-mates own, milliseconds (the engine's siteFallbackAfter; sooner on fast links).")
+    var siteFallback: Double?
     @Option(name: .customLong("max-peers"), help: "Connections per host (the engine's peer.max_peers).") var maxPeers: Int?
     @Option(name: .customLong("upload-slots"), help: "Peers a downloading host uploads to at once.") var uploadSlots: Int?
     @Option(name: .customLong("have-flush-delay"), help: "Longest a have waits for other bytes to the same peer, milliseconds (0: sent at once).") var haveFlushDelay: Double?
@@ -91,6 +93,7 @@ struct Run: ParsableCommand {
         if let requestHorizon { s.rules.requestHorizon = UInt64(requestHorizon * 1e6) }
         if let haveFlushDelay { s.rules.haveFlushDelay = UInt64(haveFlushDelay * 1e6) }
         if let minPipeline { s.rules.minPipeline = minPipeline }
+        if let siteFallback { s.rules.siteFallbackAfter = UInt64(siteFallback * 1e6) }
         s.trackerDead = trackerDead
         s.churn = churn
         s.sites = sites

@@ -709,7 +709,7 @@ struct TorrentStateSiteTests {
         #expect(after.contains(.interested))
     }
 
-    @Test("a host that receives nothing for siteFallbackAfter asks a remote peer for pieces its site-mates own")
+    @Test("a host that receives nothing for siteFallbackAfter (no rate measured yet) asks a remote peer for pieces its site-mates own")
     func fallbackAfterSilence() {
         var (state, _, remote) = withSiteMateAndRemote()
         let share = state.site.share
@@ -721,6 +721,40 @@ struct TorrentStateSiteTests {
         #expect(requests(in: state.tick(now: TorrentRules().siteFallbackAfter), to: remote).isEmpty)
         let later = requests(in: state.tick(now: TorrentRules().siteFallbackAfter + second), to: remote)
         #expect(!later.isEmpty && later.allSatisfy { !share[$0.piece] }, "asked once nothing arrived for siteFallbackAfter")
+    }
+
+    @Test("the silence before the site fallback is a dozen pieces at the downlink's fastest rate, within 250 ms and 3 s")
+    func fallbackFollowsTheRate() {
+        let rules = TorrentRules(), piece = 128 * 1024
+        #expect(rules.siteFallback(pieceLength: piece, peakRate: 0) == rules.siteFallbackAfter, "nothing measured yet")
+        #expect(rules.siteFallback(pieceLength: piece, peakRate: 500_000) == rules.siteFallbackAfter, "4 Mbit: the ceiling")
+        let at20 = rules.siteFallback(pieceLength: piece, peakRate: 2_500_000)
+        #expect(at20 > 600 * ms && at20 < 650 * ms, "20 Mbit: 12 pieces take \(at20 / ms) ms")
+        #expect(rules.siteFallback(pieceLength: piece, peakRate: 125_000_000) == rules.siteFallbackFloor, "1 Gbit: the floor")
+    }
+
+    @Test("a host whose downlink has run fast falls back across sites after a short silence, not the ceiling")
+    func fastHostFallsBackSooner() {
+        var state = torrent(pieces: 64)
+        let mate = state.connect(1, sameSite: true)
+        let remote = state.connect(2, sameSite: false)
+        _ = state.received(.bitfield(bits(0..<48, count: 64).bytes), from: mate, now: 0)
+        let share = state.site.share
+        let others = (48..<64).filter { !share[$0] }
+        #expect(!others.isEmpty)
+        _ = state.received(.bitfield(bits(others, count: 64).bytes), from: remote, now: 0)
+        #expect(requests(in: state.received(.unchoke, from: remote, now: 0), to: remote).isEmpty)
+        // The site-mate delivers 3 MiB within the first 100 ms.
+        var asked = requests(in: state.received(.unchoke, from: mate, now: 0), to: mate)
+        var t: UInt64 = 0
+        while !asked.isEmpty, t < 100 * ms {
+            t += ms
+            asked = requests(in: state.deliver(asked, from: mate, now: t), to: mate)
+        }
+        #expect(asked.isEmpty, "the mate's pieces are all here")
+        let later = requests(in: state.tick(now: second), to: remote)
+        #expect(!later.isEmpty && later.allSatisfy { !share[$0.piece] },
+                "nothing arrived for 0.9 s, longer than 12 pieces take at 3 MiB/s")
     }
 
     @Test("site-mates handed out by the tracker, connected or not, take their share: the owners stay one per piece")
