@@ -182,6 +182,17 @@ struct GossipMembershipTests {
         #expect(took != nil && took! <= 3 * second)
     }
 
+    /// A fleet started at once, joining through one seed, as a rollout with the tracker down
+    /// does: every node must have a peer for the torrent (something to dial) within a second.
+    @Test func aFleetJoiningThroughOneSeedFindsPeersWithinASecond() async {
+        var net = SimNetwork(count: 120, seeds: [0])
+        let took = await net.runAsync(for: 10 * second) { net in
+            net.nodes.allSatisfy { !$0.peers(for: ih(1)).isEmpty }
+        }
+        print("gossip-sim: 120 nodes through one seed: every node has a torrent peer after \(seconds(took)) s")
+        #expect(took != nil && took! <= 1 * second)
+    }
+
     @Test func nodeWithoutSeedsOrBroadcastStaysAlone() async {
         var net = SimNetwork(count: 3, seeds: [])
         _ = await net.runAsync(for: 5 * second)

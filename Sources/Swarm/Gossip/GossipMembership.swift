@@ -199,8 +199,10 @@ public struct GossipMembership<RNG: RandomNumberGenerator & Sendable>: Sendable 
             owedAcks.removeFirst()
             if let r = records[mid] { send(.ack, to: r.member.gossipEndpoint, now: now, into: &out) }
         }
-        while let mid = pendingProbes.first, tokens >= 1 {
-            pendingProbes.removeFirst()
+        // In random order: nodes that learn the same sample (a seed's freshest members) would
+        // otherwise all probe the same members first while the rest of a joining fleet waits.
+        while !pendingProbes.isEmpty, tokens >= 1 {
+            let mid = pendingProbes.remove(at: Int.random(in: 0..<pendingProbes.count, using: &rng))
             if let r = records[mid], !r.direct {
                 send(.ping, to: r.member.gossipEndpoint, now: now, into: &out)
             }
