@@ -9,13 +9,6 @@ public struct TorrentRules: Sendable, Equatable {
     /// Inbound connections accepted beyond `maxPeers`, so peers that dial us are not refused
     /// because our own dials filled the slots.
     public var inboundSlack = 10
-    /// With a site map, while downloading: peers of other sites we accept when they dial us,
-    /// counting those we dialled. Our pieces come from our own site's hosts. The tracker hands
-    /// each host a few peers of other sites, and the hosts that announced first to nearly
-    /// everyone: in starling-sim (1,000 hosts in 10 sites of 100 on 1 Gbit links) the two
-    /// slowest held 24-26 peers of other sites among 25-28, were refused by their full
-    /// site-mates, and finished 0.7 and 3 s after the rest.
-    public var maxPeersAcrossSites = 12
     /// Interested peers served at once while downloading, or seeding after a download;
     /// generous, since a fleet is a trusted swarm. (A distinct-first seed serves every
     /// interested peer: see `TorrentState.init`.)

@@ -12,12 +12,6 @@ extension TorrentState {
         guard fromSameAddress < rules.maxConnectionsPerAddress else {
             return (.refused("too many connections from one address (\(fromSameAddress))"), [])
         }
-        if arrival.sameSite == false, !arrival.outbound, !picker.isComplete {
-            let across = peers.count { $0.acrossSites }
-            guard across < rules.maxPeersAcrossSites else {
-                return (.refused("enough peers of other sites (\(across)) while downloading"), [])
-            }
-        }
         if peers.count >= rules.maxPeers + rules.inboundSlack {
             let policy = ConnectionTurnover(idleAfter: rules.turnoverIdle)
             let candidates = peers.map {

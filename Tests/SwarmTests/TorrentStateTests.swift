@@ -723,23 +723,6 @@ struct TorrentStateSiteTests {
         #expect(!later.isEmpty && later.allSatisfy { !share[$0.piece] }, "asked once nothing arrived for siteFallbackAfter")
     }
 
-    @Test("while downloading, peers of other sites that dial us are refused once we hold maxPeersAcrossSites of them")
-    func peersAcrossSitesAreBounded() {
-        let cap = TorrentRules().maxPeersAcrossSites
-        var state = torrent(pieces: 16)
-        for n in 1...cap { _ = state.connect(n, sameSite: false) }
-        let (refused, _) = state.admit(state.arrival(100, sameSite: false), now: 0)
-        if case .admitted = refused { Issue.record("admitted a remote peer beyond \(cap)") }
-        // Our own dials, site-mates, and a torrent without a site map are not bounded by it.
-        _ = state.connect(101, sameSite: true)
-        let (dialled, _) = state.admit(state.arrival(102, outbound: true, sameSite: false), now: 0)
-        if case .refused(let why) = dialled { Issue.record("our own dial refused: \(why)") }
-        var seeding = torrent(pieces: 16, seeding: true)
-        for n in 1...(cap + 4) { _ = seeding.connect(n, sameSite: false) }
-        var plain = torrent(pieces: 16)
-        for n in 1...(cap + 4) { _ = plain.connect(n) }
-    }
-
     @Test("the silence before the site fallback is a dozen pieces at the downlink's fastest rate, within 250 ms and 3 s")
     func fallbackFollowsTheRate() {
         let rules = TorrentRules(), piece = 128 * 1024
