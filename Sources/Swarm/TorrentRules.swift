@@ -76,7 +76,7 @@ public struct TorrentRules: Sendable, Equatable {
     public func siteFallback(pieceLength: Int, peakRate: Double) -> UInt64 {
         guard peakRate > 0 else { return siteFallbackAfter }
         let wait = Double(siteFallbackPieces * pieceLength) / peakRate * 1e9
-        return min(siteFallbackAfter, max(siteFallbackFloor, UInt64(min(wait, Double(siteFallbackAfter)))))
+        return UInt64(min(Double(siteFallbackAfter), max(Double(siteFallbackFloor), wait)))
     }
 
     /// Blocks of `blockLength` bytes to keep requested from a peer that delivers
