@@ -42,6 +42,7 @@ extension TorrentState {
         var peer = PeerState(id: peers.nextID, arrival: arrival, pieceCount: layout.pieceCount, now: now)
         if peer.listenAddress == nil { peer.listenAddress = knownListenAddress }
         peers[peer.id] = peer
+        holders.joined(slot: PeerTable.slot(of: peer.id), acrossSites: peer.acrossSites)
         if arrival.sameSite == true { site.memberJoined(peer.id, host: arrival.remote.host) }
         // Announce what we have: the fast extension's short forms when both sides support it.
         if peer.fast && picker.have.isComplete {
@@ -68,6 +69,7 @@ extension TorrentState {
         for req in peer.outstanding { picker.requestDropped(req, by: id) }
         picker.peerLeft(id)
         picker.peerGone(had: peer.bitfield)
+        holders.peerLost(peer.bitfield, slot: PeerTable.slot(of: id))
         if site.isMember(id) {
             site.memberLeft(id, had: peer.bitfield)
             refreshInterestAcrossSites()
@@ -127,6 +129,7 @@ extension TorrentState {
             if !peers[id]!.bitfield[piece] {
                 peers[id]!.bitfield.set(piece)
                 picker.peerHas(piece: piece)
+                holders.peerHas(piece: piece, slot: PeerTable.slot(of: id), weLack: !picker.have[piece])
                 if site.isMember(id) {
                     let fresh = !site.inSite[piece]
                     site.memberHas(id, piece: piece)
@@ -192,8 +195,10 @@ extension TorrentState {
             site.memberLost(id, peers[id]!.bitfield)
             site.memberHas(id, bits)
         }
+        holders.peerLost(peers[id]!.bitfield, slot: PeerTable.slot(of: id))
         peers[id]!.bitfield = bits
         picker.peerHas(bits)
+        holders.peerHas(bits, slot: PeerTable.slot(of: id), have: picker.have)
         if site.isMember(id) { refreshInterestAcrossSites() }
         holdingsChanged(id, now: now)
     }
@@ -208,7 +213,8 @@ extension TorrentState {
     mutating func updateInterest(_ id: Int) {
         // Across sites only what the site lacks is of interest: the rest comes from site-mates.
         let want = peers[id]!.acrossSites ? picker.wantsAny(of: site.acrossSites(peers[id]!.bitfield, anyOwner: true))
-            : picker.wantsAny(of: peers[id]!.bitfield)
+            : holders.wanted(slot: PeerTable.slot(of: id)) > 0
+        assert(peers[id]!.acrossSites || want == picker.wantsAny(of: peers[id]!.bitfield), "holders out of step with the peer's bitfield")
         guard want != peers[id]!.amInterested else { return }
         peers[id]!.amInterested = want
         send(want ? .interested : .notInterested, to: id)

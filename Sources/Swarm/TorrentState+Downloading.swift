@@ -146,16 +146,24 @@ extension TorrentState {
             if let digests {
                 for host in blame.pieceVerified(index, digests: digests) { ban(host, piece: index) }
             }
+            if !picker.have[index] { holders.weVerified(piece: index) }
             picker.pieceVerified(index)
             counters.verified += 1
-            for id in Array(peers.keys) {
+            // Read from `holders`, not the peers' own fields: this runs for every piece and
+            // every peer (`PieceHolders`).
+            for id in peers.keys {
+                let slot = PeerTable.slot(of: id), holds = holders.contains(piece: index, slot: slot)
+                assert(holds == peers[id]!.bitfield[index], "holders out of step with the peer's bitfield")
                 // A peer that has the piece gains nothing from hearing we have it too, except a
                 // seed (a distinct-first seed steers its suggestions by what we have) and, under
                 // a slew limit, any peer (`TorrentRules.announceToHolders`).
-                if rules.announceToHolders || !peers[id]!.bitfield[index] || peers[id]!.isSeed {
+                if rules.announceToHolders || !holds || holders.isSeed(slot: slot) {
                     send(.have(piece: index), to: id)
                 }
-                if peers[id]!.amInterested { updateInterest(id) }
+                // Only a holder of the piece can have had nothing else for us.
+                if holds, holders.wanted(slot: slot) == 0 || holders.isAcrossSites(slot: slot), peers[id]!.amInterested {
+                    updateInterest(id)
+                }
             }
             if picker.isComplete {
                 actions.append(.finalize)

@@ -118,6 +118,8 @@ public struct TorrentState {
     var choker: Choker
     var random: SplitMix64
     public internal(set) var peers = PeerTable()
+    /// Who of `peers` has each piece, by slot: their bitfields turned on their side.
+    var holders: PieceHolders
     /// Bytes of complete pieces handed to the piece worker and not yet checked.
     public internal(set) var uncheckedBytes = 0
     var uncheckedLimit: Int { max(rules.maxUncheckedBytes, 2 * layout.pieceLength) }
@@ -163,6 +165,7 @@ public struct TorrentState {
         self.ownPeerID = ownPeerID
         random = SplitMix64(seed: seed)
         picker = PiecePicker(layout: layout, have: have, random: &random)
+        holders = PieceHolders(pieceCount: layout.pieceCount)
         choker = Choker(uploadSlots: rules.uploadSlots)
         startedAt = now
         lastArrivalAt = now
