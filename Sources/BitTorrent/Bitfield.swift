@@ -47,33 +47,59 @@ public struct Bitfield: Sendable, Hashable {
         return out
     }
 
-    /// Calls `body` with each set index, in order. Skips empty bytes, so a sparse field of
-    /// thousands of pieces costs a few hundred byte loads.
+    /// Calls `body` with each set index, in order. Skips empty words, so a sparse field of
+    /// thousands of pieces costs a few dozen loads.
     public func forEachSet(_ body: (Int) -> Void) {
-        Self.forEachSetBit(byteCount: bytes.count, of: { bytes[$0] }, body)
+        Self.forEachSetBit(in: self, self, self, where: { bits, _, _ in bits }, body)
     }
 
-    /// Calls `body`, in order, with each index whose bit is set in `byte(k)` for the bytes
-    /// `k` of `0..<byteCount` (BEP 3 order: high bit first). For callers that combine several
-    /// fields a byte at a time, e.g. "unrequested and not started and the peer has it".
+    /// Calls `body`, in order, with each index set in `combine` of the three fields' words
+    /// (fields of the same count; 64 indices a word, high bit first): for callers that combine
+    /// several fields, e.g. "unrequested and not started and the peer has it", on every
+    /// request refill.
     @inlinable
-    public static func forEachSetBit(byteCount: Int, of byte: (Int) -> UInt8, _ body: (Int) -> Void) {
-        for k in 0..<byteCount {
-            var b = byte(k)
-            while b != 0 {
-                let bit = b.leadingZeroBitCount
-                body(k << 3 | bit)
-                b &= ~(0x80 >> UInt8(bit))
+    public static func forEachSetBit(in a: Bitfield, _ b: Bitfield, _ c: Bitfield,
+                                     where combine: (UInt64, UInt64, UInt64) -> UInt64, _ body: (Int) -> Void) {
+        precondition(a.count == b.count && b.count == c.count, "bitfields of \(a.count), \(b.count) and \(c.count) pieces")
+        a.bytes.withUnsafeBytes { ra in
+            b.bytes.withUnsafeBytes { rb in
+                c.bytes.withUnsafeBytes { rc in
+                    var k = 0
+                    while k < ra.count {
+                        var w = combine(word(ra, k), word(rb, k), word(rc, k))
+                        // Beyond `count` nothing is set, whatever `combine` makes of the padding.
+                        let bits = a.count - k << 3
+                        if bits < 64 { w &= ~(UInt64.max >> UInt64(bits)) }
+                        while w != 0 {
+                            let bit = w.leadingZeroBitCount
+                            body(k << 3 | bit)
+                            w &= ~(1 << UInt64(63 - bit))
+                        }
+                        k += 8
+                    }
+                }
             }
         }
     }
 
+    /// Eight bytes from `offset` as one word, byte `offset` highest; zeros past the end.
+    @inlinable @inline(__always)
+    static func word(_ raw: UnsafeRawBufferPointer, _ offset: Int) -> UInt64 {
+        if offset + 8 <= raw.count { return UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
+        var w: UInt64 = 0
+        for j in 0..<8 { w = w << 8 | UInt64(offset + j < raw.count ? raw[offset + j] : 0) }
+        return w
+    }
+
     /// True when some index is set here and not in `other` (a field of the same count):
-    /// "the peer has a piece we lack", a byte at a time.
+    /// "the peer has a piece we lack", a word at a time.
     public func hasAny(notIn other: Bitfield) -> Bool {
         precondition(other.count == count, "bitfields of \(count) and \(other.count) pieces")
-        for k in bytes.indices where bytes[k] & ~other.bytes[k] != 0 { return true }
-        return false
+        return bytes.withUnsafeBytes { mine in
+            other.bytes.withUnsafeBytes { theirs in
+                stride(from: 0, to: mine.count, by: 8).contains { Self.word(mine, $0) & ~Self.word(theirs, $0) != 0 }
+            }
+        }
     }
 
     /// The indices set both here and in `other` (a field of the same count).

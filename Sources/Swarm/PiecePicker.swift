@@ -145,8 +145,7 @@ public struct PiecePicker: Sendable {
             // 1. Finish pieces already started, most complete first, so they can be verified and shared.
             // Started and not fully requested: both bits set.
             var inProgress: [(received: Int, piece: Int)] = []
-            let open = started.bytes, free = unrequested.bytes, theirs = peerHas.bytes
-            Bitfield.forEachSetBit(byteCount: open.count, of: { open[$0] & free[$0] & theirs[$0] }) { i in
+            Bitfield.forEachSetBit(in: started, unrequested, peerHas, where: { $0 & $1 & $2 }) { i in
                 inProgress.append((partial[Int(slotOf[i])].receivedCount, i))
             }
             inProgress.sort { ($0.received, -$0.piece) > ($1.received, -$1.piece) }
@@ -188,14 +187,13 @@ public struct PiecePicker: Sendable {
     }
 
     /// The unstarted piece the peer has that is rarest, ties broken by the random rank (during
-    /// the first `randomFirstPieces`, by the rank alone). Scans the three bitfields a byte at a
+    /// the first `randomFirstPieces`, by the rank alone). Scans the three bitfields a word at a
     /// time: this runs for every refill of every pipeline, and a torrent may have 10,000s of pieces.
     private func nextNewPiece(peerHas: Bitfield) -> Int? {
         let random = have.setCount < randomFirstPieces
         var best = -1
         var bestKey = (Int.max, Int.max)
-        let candidates = unrequested.bytes, busy = started.bytes, theirs = peerHas.bytes
-        Bitfield.forEachSetBit(byteCount: candidates.count, of: { candidates[$0] & ~busy[$0] & theirs[$0] }) { i in
+        Bitfield.forEachSetBit(in: unrequested, started, peerHas, where: { $0 & ~$1 & $2 }) { i in
             let key = (random ? 0 : availability[i], rank[i])
             if key < bestKey { best = i; bestKey = key }
         }

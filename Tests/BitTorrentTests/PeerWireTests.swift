@@ -272,8 +272,9 @@ struct BitfieldTests {
         #expect(Bitfield(bytes: full.bytes, count: 10)?.setCount == 10)
     }
 
-    @Test("indices, forEachSet and hasAny(notIn:) agree with bit-by-bit answers", arguments: [1, 7, 8, 9, 63, 881])
-    func byteWiseScans(count: Int) {
+    @Test("indices, forEachSet, forEachSetBit and hasAny(notIn:) agree with bit-by-bit answers",
+          arguments: [1, 7, 8, 9, 63, 64, 65, 127, 881])
+    func wordWiseScans(count: Int) {
         var state: UInt64 = 0x5EED &+ UInt64(count)
         func coin(_ oneIn: UInt64) -> Bool {
             state = state &* 6364136223846793005 &+ 1442695040888963407
@@ -291,6 +292,10 @@ struct BitfieldTests {
             #expect(visited == naive)
             #expect(theirs.indices == naive)
             #expect(theirs.hasAny(notIn: ours) == naive.contains { !ours[$0] })
+            // Neither has it: the complement sets the padding past `count`, which must not show.
+            var neither: [Int] = []
+            Bitfield.forEachSetBit(in: ours, theirs, theirs, where: { a, b, _ in ~a & ~b }) { neither.append($0) }
+            #expect(neither == (0..<count).filter { !ours[$0] && !theirs[$0] })
             // Their pieces all held by us: nothing to want.
             for i in naive { ours.set(i) }
             #expect(!theirs.hasAny(notIn: ours))
