@@ -97,7 +97,7 @@ struct Fleet {
         let site: Int
         var state: TorrentState
         var dial: DialSchedule
-        var gossip: GossipMembership<SplitMix64>?
+        var gossip: GossipMembership?
         /// Per slot of `state.peers` (`PeerTable.slot(of:)`): the peer's id and the link we send
         /// it on, id -1 for none. An index where a dictionary hashed the id for every send.
         var out: [(id: Int, link: Int)] = []

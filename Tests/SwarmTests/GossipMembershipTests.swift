@@ -18,7 +18,7 @@ private func time(_ ns: UInt64) -> GossipTime { GossipTime(monotonicNanos: ns, u
 /// An in-process network of membership instances: datagrams go through the real codec (sealed
 /// and opened with the key), arrive after 1–5 ms, and can be dropped, partitioned or killed.
 struct SimNetwork {
-    typealias Node = GossipMembership<SplitMix64>
+    typealias Node = GossipMembership
     var nodes: [Node] = []
     var up: [Bool] = []
     /// Nodes in different groups cannot reach each other.

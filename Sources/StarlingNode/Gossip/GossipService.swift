@@ -53,7 +53,7 @@ public final class GossipService: Service, Sendable {
     private let metrics: Metrics
 
     private struct State: Sendable {
-        var membership: GossipMembership<SystemRandomNumberGenerator>?
+        var membership: GossipMembership?
         var channel: (any Channel)?
         var timer: RepeatedTask?
         var key: GossipKey?
@@ -159,7 +159,7 @@ public final class GossipService: Service, Sendable {
         state.withLockedValue { s in
             var m = GossipMembership(id: id, gossipEndpoint: me, peerAddress: config.peerAddress, scope: config.subnet,
                                      seeds: config.seeds, broadcast: config.broadcast, settings: config.membership,
-                                     rng: SystemRandomNumberGenerator(), now: now)
+                                     rng: SplitMix64(seed: .random(in: 0 ... .max)), now: now)
             m.announce(torrents: s.torrents, peerPort: s.peerPort)
             s.membership = m
             s.channel = channel

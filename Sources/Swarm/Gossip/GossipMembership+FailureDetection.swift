@@ -97,7 +97,10 @@ extension GossipMembership {
     /// Takes a member out of the table and of every queue that names it.
     private mutating func forget(_ mid: GossipMemberID) -> Record? {
         guard let r = records.removeValue(forKey: mid) else { return nil }
-        ids.remove(at: idIndex(mid))
+        let at = idIndex(mid)
+        ids.remove(at: at)
+        heardAt.remove(at: at)
+        byEndpoint[r.member.gossipEndpoint] = nil
         pendingProbes.removeAll { $0 == mid }
         owedAcks.removeAll { $0 == mid }
         return r

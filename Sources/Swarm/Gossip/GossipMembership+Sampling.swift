@@ -7,8 +7,8 @@ extension GossipMembership {
         guard k > 0 else { return [] }
         var best: [(UInt64, GossipMemberID)] = []
         best.reserveCapacity(k + 1)
-        for (mid, r) in records {
-            let key = (r.lastHeard, mid)
+        for (mid, heard) in zip(ids, heardAt) {
+            let key = (heard, mid)
             if best.count == k, let last = best.last, !(key > last) { continue }
             let at = best.firstIndex { key > $0 } ?? best.count
             best.insert(key, at: at)
