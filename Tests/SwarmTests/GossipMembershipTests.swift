@@ -434,6 +434,27 @@ struct GossipMembershipTests {
         #expect(a.receive(m, from: from, now: time(10 * second)).result == .fromSelf)
     }
 
+    /// The table knows who is at each endpoint (`byEndpoint`): a member heard from a new
+    /// address frees its old one, where another member may then be learned.
+    @Test func aMemberThatMovesFreesItsOldEndpoint() {
+        var a = GossipMembership(id: 1, gossipEndpoint: SimNetwork.endpoint(0), scope: scope, rng: SplitMix64(seed: 1), now: time(0))
+        func ack(from sender: GossipMemberID, _ sequence: UInt64, members: [GossipMemberEntry] = []) -> GossipMessage {
+            GossipMessage(kind: .ack, sender: sender, peerAddress: .unspecified, peerPort: 6881, gossipPort: 6890,
+                          timestampMillis: epochMillis, sequence: sequence, incarnation: 0, torrents: [], members: members)
+        }
+        let old = SimNetwork.endpoint(1), new = SimNetwork.endpoint(2)
+        #expect(a.receive(ack(from: 2, 1), from: old, now: time(0)).result == .accepted)
+        #expect(a.receive(ack(from: 2, 2), from: new, now: time(0)).result == .accepted)
+        let hearsay = [old, new].enumerated().map { k, e in
+            GossipMemberEntry(id: GossipMemberID(3 + k), address: e.ip, peerPort: 6881, gossipPort: e.port,
+                              status: .alive, incarnation: 0, ageMillis: 0)
+        }
+        #expect(a.receive(ack(from: 5, 1, members: hearsay), from: SimNetwork.endpoint(5), now: time(0)).result == .accepted)
+        // Member 3 takes the endpoint member 2 left; member 4 claims the one member 2 holds.
+        #expect(Set(a.members.map(\.id)) == [2, 3, 5])
+        #expect(a.members.first { $0.id == 2 }?.gossipEndpoint == new)
+    }
+
     @Test func suspectedMemberRefutesWithHigherIncarnation() {
         var a = GossipMembership(id: 1, gossipEndpoint: SimNetwork.endpoint(0), scope: scope, rng: SplitMix64(seed: 1), now: time(0))
         var b = GossipMembership(id: 2, gossipEndpoint: SimNetwork.endpoint(1), scope: scope, rng: SplitMix64(seed: 2), now: time(0))
