@@ -303,7 +303,9 @@ struct NetworkScratch {
         siteFrom.removeAll(keepingCapacity: true)
         siteTo.removeAll(keepingCapacity: true)
         for l in active {
-            demand.append(Double(links[l].queued) * overhead - links[l].credit)
+            // At least a byte: credit left from earlier steps can cover all but a fraction of one,
+            // less than a round grants (`fillRound`), and the link would never drain.
+            demand.append(max(1, Double(links[l].queued) * overhead - links[l].credit))
             from.append(links[l].from)
             to.append(links[l].to)
             if let siteOf {

@@ -182,4 +182,19 @@ struct SimulationTests {
         #expect(net.grant[0] == 300 && net.grant[1] == 300)
         #expect(net.grant[2] == 600, "host 0's uplink: 1000 less the 300 host 2 took, capped by host 3's downlink")
     }
+
+    @Test("a link whose credit covers all but a fraction of a byte still drains")
+    func fractionOfAByteLeft() {
+        var links = [Fleet.Link(from: 0, to: 1)]
+        links[0].push(Fleet.Item(bytes: 9, message: .suggest(piece: 3)))
+        var done: [Fleet.Item] = [], sent: [BlockRequest] = []
+        links[0].transmit(wireBytes: 8.81, overhead: 1, kernelBuffer: 1 << 20, done: &done, sent: &sent)
+        #expect(done.isEmpty && links[0].queued == 1)
+        var net = NetworkScratch()
+        net.active = [0]
+        net.prepare(links: &links, hosts: 2, up: 1000, down: 1000, sites: 1, site: .infinity, siteOf: nil, overhead: 1)
+        for _ in 0..<2 { net.fillRound() }
+        links[0].transmit(wireBytes: net.grant[0], overhead: 1, kernelBuffer: 1 << 20, done: &done, sent: &sent)
+        #expect(done.count == 1, "the suggest must arrive; granted \(net.grant[0]) of the byte left")
+    }
 }
