@@ -27,15 +27,19 @@ public struct PeerState: Sendable {
     public internal(set) var outstanding: Set<BlockRequest> = []
     /// Blocks arrived in this read batch: refill the pipeline when the batch ends.
     var needsRequests = false
-    /// Their requests waiting to be served, and how many blocks are being read or written.
+    /// Their requests waiting to be served.
     public internal(set) var incoming: [BlockRequest] = []
-    public internal(set) var uploadsInFlight = 0
+    /// The pieces of the blocks being read or written for them, oldest first: served and not
+    /// yet taken by the kernel (`blockSent`).
+    var uploading: [Int] = []
+    public var uploadsInFlight: Int { uploading.count }
     /// The connection takes more data now (the shell reports each change).
     var writable = true
     var allowedFast: Set<Int> = []
     /// Pieces this seed refused lately, and when (it wants us to fetch them from another peer).
     var refused: [Int: UInt64] = [:]
-    /// Pieces assigned to this peer (we are a distinct-first seed) and not yet sent in full.
+    /// Pieces assigned to this peer (we are a distinct-first seed) whose last block the
+    /// kernel has not yet taken.
     var suggestedByUs: Set<Int> = []
     /// Pieces this peer suggested to us, oldest first; `suggests` once it has sent any.
     var suggestedToUs: [Int] = []

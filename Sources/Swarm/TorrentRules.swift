@@ -34,6 +34,12 @@ public struct TorrentRules: Sendable, Equatable {
     public var uploadsInFlightPerPeer = 4
     /// A seed that started complete uploads each block once before it uploads any block twice.
     public var distinctFirstSeeding = true
+    /// Most unsent bytes the kernel holds per connection of a distinct-first seed
+    /// (TCP_NOTSENT_LOWAT; 0: the kernel's deep default). Its requests then wait in our queue,
+    /// where it decides what to send, and a piece whose last block the kernel took is within
+    /// this much of the wire, so the next can be assigned (`TorrentState.seedPiecesInFlight`).
+    /// Other sessions keep deep buffers: they make no such decision.
+    public var seedUnsentBytes = 32 * 1024
     /// A verified piece's `have` goes also to peers that have the piece. Under a slew limit a
     /// host's upload ramps down on what its peers lack (`TorrentState.uploadShareLeft`), which
     /// it knows only if they say so.

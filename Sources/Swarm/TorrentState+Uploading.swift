@@ -1,4 +1,5 @@
 import BitTorrent
+import Values
 
 extension TorrentState {
     // MARK: per-torrent caps
@@ -44,13 +45,20 @@ extension TorrentState {
 
     /// A block from `serve` left for the peer (`sent`), or could not be read or written.
     public mutating func blockSent(_ req: BlockRequest, to id: Int, sent: Bool, now: UInt64) -> [Action] {
-        if peers.contains(id) { peers[id]!.uploadsInFlight -= 1 }
+        if peers.contains(id), let k = peers[id]!.uploading.firstIndex(of: req.piece) { peers[id]!.uploading.remove(at: k) }
         guard sent else {
             distinctFirst?.withdraw(req)
             return takeActions()
         }
         counters.uploaded += Int64(req.length)
         guard peers.contains(id) else { return [] }
+        if peers[id]!.suggestedByUs.contains(req.piece), distinctFirst!.isSent(piece: req.piece),
+           !peers[id]!.uploading.contains(req.piece) {
+            // The kernel took the piece's last block: within its small unsent buffer of the
+            // wire, so the next piece can start.
+            peers[id]!.suggestedByUs.remove(req.piece)
+            assignmentDue = true
+        }
         if peers[id]!.acrossSites { counters.uploadedAcrossSites += Int64(req.length) }
         peers[id]!.uploaded.add(req.length, now: now)
         peers[id]!.lastUsefulAt = now
@@ -58,9 +66,14 @@ extension TorrentState {
         return takeActions()
     }
 
-    /// No other peer has an upload waiting: the uplink has room for a duplicate.
-    private func noUploadWaiting(besides id: Int) -> Bool {
-        peers.allSatisfy { $0.id == id || $0.incoming.isEmpty }
+    /// The uplink has room for a block nobody was assigned: fewer assigned pieces are on
+    /// their way than `seedPiecesInFlight` (so none was left to assign) and no other peer has
+    /// an upload waiting. While the assignments fill the cap, such a block would share the
+    /// uplink with them and slow the pieces the swarm is waiting for.
+    private func uplinkIdle(besides id: Int) -> Bool {
+        var assigned = 0
+        peers.forEach { assigned += $0.suggestedByUs.count }
+        return assigned < seedPiecesInFlight && peers.allSatisfy { $0.id == id || $0.incoming.isEmpty }
     }
 
     private mutating func serveAll(now: UInt64) {
@@ -75,11 +88,11 @@ extension TorrentState {
     /// let a peer with a deep pipeline claim blocks it would only receive seconds later.
     mutating func serve(_ id: Int, now: UInt64) {
         let limit = TorrentRules.inUnits(rules.uploadsInFlightPerPeer, of: layout.blockLength)
-        while peers.contains(id), peers[id]!.uploadsInFlight < limit, peers[id]!.writable, !peers[id]!.incoming.isEmpty {
+        while peers.contains(id), peers[id]!.uploading.count < limit, peers[id]!.writable, !peers[id]!.incoming.isEmpty {
             let req = peers[id]!.incoming[0]
             // Only a peer that understands rejects can be pointed elsewhere.
             if peers[id]!.fast, distinctFirst != nil {
-                let idle = noUploadWaiting(besides: id), assignedOnly = Self.isSuggestionTarget(peers[id]!)
+                let idle = uplinkIdle(besides: id), assignedOnly = Self.isSuggestionTarget(peers[id]!)
                 if !distinctFirst!.admit(req, from: id, idle: idle, assignedOnly: assignedOnly, now: now) {
                     peers[id]!.incoming.removeFirst()
                     send(.reject(req), to: id)
@@ -91,12 +104,7 @@ extension TorrentState {
                 _ = upCap!.takeWhole(req.length, now: now)
             }
             peers[id]!.incoming.removeFirst()
-            if peers[id]!.suggestedByUs.contains(req.piece), distinctFirst!.isSent(piece: req.piece) {
-                // Its last block is on the way: the next piece can start.
-                peers[id]!.suggestedByUs.remove(req.piece)
-                assignmentDue = true
-            }
-            peers[id]!.uploadsInFlight += 1
+            peers[id]!.uploading.append(req.piece)
             actions.append(.serve(req, to: id))
         }
         if assignmentDue {
@@ -107,12 +115,14 @@ extension TorrentState {
 
     // MARK: suggestions (distinct-first seeding)
 
-    /// Pieces a distinct-first seed has assigned at once: about 250 ms of its measured upload,
-    /// at least eight and at least 2 MiB. Enough to keep the uplink busy while assigned peers
-    /// ask for their next piece; few, so each piece reaches its peer in a burst and can be
+    /// Pieces a distinct-first seed has assigned at once, counted until the kernel takes their
+    /// last block: about 250 ms of its measured upload, at least 2 MiB and at least as many as
+    /// a peer has uploaders (`Defaults.uploadSlots`): each of the seed's connections gets a
+    /// share of a receiving downlink that those uploaders also fill, so fewer leave the
+    /// seed's uplink idle. Few otherwise, so each piece reaches its peer in a burst and can be
     /// passed on soon (docs/design/engine.md).
     private var seedPiecesInFlight: Int {
-        max(8, (2 << 20) / layout.pieceLength, Int(upRate.rate / 4) / layout.pieceLength)
+        max(Defaults.uploadSlots, (2 << 20) / layout.pieceLength, Int(upRate.rate / 4) / layout.pieceLength)
     }
 
     /// Hands out pieces of a distinct-first seed: while fewer than `seedPiecesInFlight` are

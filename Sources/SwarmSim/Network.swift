@@ -5,9 +5,9 @@ import Swarm
 // items in flight. `Simulation` drives it once per step.
 
 extension Fleet {
-    /// Unsent bytes the kernel takes per connection before a write waits: the origin's
-    /// sockets are set to TCP_NOTSENT_LOWAT 128 KiB, the others keep deep default buffers.
-    static let kernelBuffer = (seed: 128 * 1024, peer: 1 << 20)
+    /// Unsent bytes the kernel takes per connection of a host that is not the origin before a
+    /// write waits: a deep default buffer. The origin's are `TorrentRules.seedUnsentBytes`.
+    static let peerKernelBuffer = 1 << 20
 
     /// Wire bytes per payload byte: Ethernet, IP and TCP headers of full 1514-byte frames.
     static let frameOverhead = 1514.0 / 1448.0
@@ -156,7 +156,7 @@ extension Fleet {
                 siteBytes[hosts[links[l].to].site].in += network.grant[k]
             }
             links[l].transmit(wireBytes: network.grant[k], overhead: Self.frameOverhead,
-                              kernelBuffer: sender == 0 ? Self.kernelBuffer.seed : Self.kernelBuffer.peer,
+                              kernelBuffer: sender == 0 ? rules.seedUnsentBytes : Self.peerKernelBuffer,
                               done: &done, sent: &sent)
             let at = now + scenario.step + scenario.latency + (cross ? scenario.siteLatency : 0)
             for item in done { arrivals[cross ? 1 : 0].push((l, links[l].to, links[l].idAtTo, item), at: at) }

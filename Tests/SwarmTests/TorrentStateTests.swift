@@ -557,6 +557,42 @@ struct TorrentStateTests {
         #expect(state.received(.request(own), from: p1, now: 3 * ms) == [.serve(own, to: p1)])
     }
 
+    @Test("distinct-first: an assigned piece counts as on its way until the kernel takes its last block; then the next is assigned")
+    func seedAssignsOnKernelTake() throws {
+        var state = torrent(pieces: 40, seeding: true)
+        let p = state.connect(1, starling: true)
+        _ = state.received(.haveNone, from: p, now: 0)
+        _ = state.received(.interested, from: p, now: 0)
+        let first = suggestions(in: state.readBatchEnded(p, now: 0), to: p)
+        #expect(first.count == 32, "2 MiB of 64 KiB pieces")
+        let piece = try #require(first.min())
+        var handed: [Action] = []
+        for b in blocks(of: piece) { handed += state.received(.request(b), from: p, now: ms) }
+        #expect(handed == blocks(of: piece).map { .serve($0, to: p) }, "handed to the connection: nothing new yet")
+        for b in blocks(of: piece).dropLast() {
+            #expect(state.blockSent(b, to: p, sent: true, now: 2 * ms).isEmpty)
+        }
+        let next = suggestions(in: state.blockSent(blocks(of: piece)[3], to: p, sent: true, now: 2 * ms), to: p)
+        #expect(next.count == 1 && next.isDisjoint(with: first))
+    }
+
+    @Test("distinct-first: a block nobody was assigned is refused while the assignments fill the cap, served when they cannot",
+          arguments: [(40, false), (20, true)])
+    func seedIdleMeansRoomForMore(pieces: Int, served: Bool) throws {
+        var state = torrent(pieces: pieces, seeding: true)
+        let ids = (1...2).map { state.connect($0, starling: true) }
+        for id in ids {
+            _ = state.received(.haveNone, from: id, now: 0)
+            _ = state.received(.interested, from: id, now: 0)
+        }
+        let actions = state.readBatchEnded(ids[1], now: 0)
+        #expect(ids.map { suggestions(in: actions, to: $0).count }.reduce(0, +) == min(pieces, 32))
+        // No request waits anywhere: only the count of pieces on their way decides.
+        let foreign = blocks(of: try #require(suggestions(in: actions, to: ids[1]).min()))[0]
+        let answer = state.received(.request(foreign), from: ids[0], now: ms)
+        #expect(answer == [served ? .serve(foreign, to: ids[0]) : .send(.reject(foreign), to: ids[0])])
+    }
+
     @Test("unchecked backlog: once maxUncheckedBytes of pieces await their check nothing is asked; the check resumes requests")
     func uncheckedBacklogHoldsRequests() throws {
         var rules = TorrentRules()

@@ -23,11 +23,6 @@ public struct EngineConfig: Sendable {
     public var maxChange: MaxChange?
     /// The rules of every torrent: connections, pipelines, choking, serving.
     public var rules = TorrentRules()
-    /// Most unsent bytes the kernel holds per connection of a distinct-first seed
-    /// (TCP_NOTSENT_LOWAT; 0 = the kernel's default, no limit). Upload requests then wait in
-    /// our queue, not in a deep socket buffer, so the seed decides what goes out next. Other
-    /// sessions keep the kernel's deep buffers: they make no such decision.
-    public var unsentLowWater = 128 * 1024
     /// TCP congestion control of peer-wire connections (Linux `TCP_CONGESTION`) the operator
     /// chose; a kernel that refuses it stops the start. Nil: `Defaults.tcpCongestion`, or the
     /// host's algorithm (`net.ipv4.tcp_congestion_control`) where the kernel refuses that.

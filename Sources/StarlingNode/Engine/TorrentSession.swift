@@ -88,10 +88,8 @@ public final class TorrentSession: @unchecked Sendable {
         }
         let link = PeerLink(id: id, channel: channel, remote: remote)
         links[id] = link
-        if state.isDistinctFirstSeed, config.unsentLowWater > 0 {
-            // Requests then wait in our queue until the connection can take them, which is
-            // where a distinct-first seed decides what to send.
-            _ = channel.setOption(PeerEngine.unsentLowWaterOption, value: SocketOptionValue(clamping: config.unsentLowWater))
+        if state.isDistinctFirstSeed, config.rules.seedUnsentBytes > 0 {
+            _ = channel.setOption(PeerEngine.unsentLowWaterOption, value: SocketOptionValue(clamping: config.rules.seedUnsentBytes))
         }
         perform(actions)
         metrics.peersChanged(state.peerCounts)
