@@ -28,6 +28,9 @@ public struct Scenario: Sendable {
     /// No tracker: hosts find each other by gossip alone, joining through the origin.
     public var trackerDead = false
     public var gossip = GossipMembershipSettings()
+    /// With `trackerDead`: the hosts every host is given as gossip seeds (`--gossip-seed`),
+    /// the first this many, the origin first.
+    public var gossipSeeds = 1
     /// How often each host's membership is ticked, nanoseconds: `GossipService`'s default
     /// (`tickIntervalMillis`, 100 ms). Each tick walks the member table (up to 1,024), so a
     /// 10,000-host run spends most of its time there; a coarser tick is the same rules on a

@@ -9,7 +9,7 @@ import Values
 /// the scenario's capacity, and feeds back what arrives. Single-threaded and seeded: the same
 /// scenario gives the same run, event for event.
 public final class Simulation {
-    private var fleet: Fleet
+    private(set) var fleet: Fleet
 
     public init(_ scenario: Scenario) { fleet = Fleet(scenario) }
 
@@ -199,8 +199,9 @@ struct Fleet {
     mutating func start(_ i: Int, at t: UInt64) {
         let epoch = hosts[i].epoch
         if scenario.trackerDead {
-            // Gossip only: every host joins through the origin's endpoint, as `--gossip-seed` gives it.
-            let seeds = i == 0 ? [] : [hosts[0].gossipEndpoint]
+            // Gossip only: every host joins through the seeds' endpoints, as `--gossip-seed`
+            // gives them (a seed drops its own).
+            let seeds = hosts.prefix(scenario.gossipSeeds).map(\.gossipEndpoint)
             var m = GossipMembership(id: random.next() | 1, gossipEndpoint: hosts[i].gossipEndpoint, scope: Self.gossipScope,
                                      seeds: seeds, settings: scenario.gossip, rng: SplitMix64(seed: random.next()),
                                      now: gossipTime(t))

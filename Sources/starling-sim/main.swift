@@ -53,6 +53,8 @@ struct Run: ParsableCommand {
     var gossipTick = 100.0
     @Option(name: .customLong("gossip-members"), help: "With --tracker-dead: most members each gossip membership keeps (maxMembers, 1024).")
     var gossipMembers: Int?
+    @Option(name: .customLong("gossip-seeds"), help: "With --tracker-dead: how many hosts, the origin first, every host is given as gossip seeds (as --gossip-seed, repeated, gives a node).")
+    var gossipSeeds = 1
     @Flag(help: "Print one line per simulated second: completions and the use of the links.") var timeline = false
     @Option(help: "Write the figures as JSON (swarmlab's field names) to this file.") var json: String?
 
@@ -63,6 +65,7 @@ struct Run: ParsableCommand {
         guard (0...1).contains(liars) else { throw ValidationError("--liars must be between 0 and 1") }
         guard gossipTick > 0 else { throw ValidationError("--gossip-tick must be positive") }
         guard gossipMembers.map({ $0 > 0 }) ?? true else { throw ValidationError("--gossip-members must be positive") }
+        guard (1...hosts).contains(gossipSeeds) else { throw ValidationError("--gossip-seeds must be between 1 and --hosts") }
         guard step > 0, delay >= 0, siteDelay >= 0 else { throw ValidationError("--step must be positive, --delay and --site-delay not negative") }
         guard (0...1).contains(churn) else { throw ValidationError("--churn must be between 0 and 1") }
         guard (1...hosts).contains(sites) else { throw ValidationError("--sites must be between 1 and --hosts") }
@@ -88,6 +91,7 @@ struct Run: ParsableCommand {
         s.step = UInt64(step * 1e6)
         s.gossipTick = UInt64(gossipTick * 1e6)
         if let gossipMembers { s.gossip.maxMembers = gossipMembers }
+        s.gossipSeeds = gossipSeeds
         if let maxPeers { s.rules.maxPeers = maxPeers }
         if let uploadSlots { s.rules.uploadSlots = uploadSlots }
         if let requestHorizon { s.rules.requestHorizon = UInt64(requestHorizon * 1e6) }

@@ -124,6 +124,21 @@ struct SimulationTests {
         #expect(r.completeHosts == 11)
     }
 
+    @Test("with the tracker dead, every host is given the first gossipSeeds hosts as seeds, less itself")
+    func severalGossipSeeds() throws {
+        var s = scenario(hosts: 12, mib: 4, mbit: 100)
+        s.trackerDead = true
+        s.gossipSeeds = 3
+        let sim = Simulation(s)
+        let r = sim.run()
+        #expect(r.allComplete)
+        let endpoints = sim.fleet.hosts.map(\.gossipEndpoint)
+        for (i, host) in sim.fleet.hosts.enumerated() {
+            let seeds = try #require(host.gossip?.seeds)
+            #expect(seeds == endpoints.prefix(3).filter { $0 != endpoints[i] }, "host \(i)")
+        }
+    }
+
     @Test("hosts that crash mid-run restart with what they had verified and complete")
     func churn() {
         var s = scenario(hosts: 12, mib: 16, mbit: 100)
