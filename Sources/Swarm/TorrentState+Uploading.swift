@@ -52,7 +52,7 @@ extension TorrentState {
         }
         counters.uploaded += Int64(req.length)
         guard peers.contains(id) else { return [] }
-        if peers[id]!.suggestedByUs.contains(req.piece), distinctFirst!.isSent(piece: req.piece),
+        if peers[id]!.suggestedByUs.contains(req.piece), distinctFirst?.isSent(piece: req.piece) == true,
            !peers[id]!.uploading.contains(req.piece) {
             // The kernel took the piece's last block: within its small unsent buffer of the
             // wire, so the next piece can start.
