@@ -3,6 +3,7 @@ import NIOEmbedded
 @testable import StarlingNode
 import Swarm
 import Testing
+import Values
 
 // Every test drives the EmbeddedEventLoop's clock: no wall-clock timing.
 
@@ -201,6 +202,34 @@ struct ThrottleTests {
         channel.flush()
         loop.run()
         #expect(try drainOutbound(channel) == (1, 150_000), "the first write was held back by the second")
+    }
+
+    @Test("under a slew limit, stop() ends the tick and drops the owner's callbacks; a released limiter's tick does nothing")
+    func slewTickStops() throws {
+        let loop = EmbeddedEventLoop()
+        let limiter = HostRateLimiter(loop: loop, upRate: 1_000_000, downRate: 1_000_000,
+                                      maxChange: MaxChange(rate: 625_000, interval: 10_000_000_000))
+        var asked = 0
+        limiter.uploadLeft = { asked += 1; return 1 << 20 }
+        loop.run()
+        loop.advanceTime(by: .milliseconds(250))
+        #expect(asked > 0, "the slew tick reads what is left to upload")
+        limiter.stop()
+        let before = asked
+        loop.advanceTime(by: .seconds(1))
+        #expect(asked == before, "a stopped limiter still ticked")
+        #expect(limiter.uploadLeft == nil && limiter.bytesLeft == nil)
+
+        // Released without stop(), as when an engine goes away: its tick must not touch it.
+        weak var released: HostRateLimiter?
+        do {
+            let other = HostRateLimiter(loop: loop, upRate: 1_000_000, downRate: 0,
+                                        maxChange: MaxChange(rate: 625_000, interval: 10_000_000_000))
+            released = other
+            loop.run()
+        }
+        #expect(released == nil)
+        loop.advanceTime(by: .seconds(1))
     }
 
     @Test("reads stop while the down bucket is in debt, and resume after the refill")

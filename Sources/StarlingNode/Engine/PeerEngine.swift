@@ -55,9 +55,12 @@ public final class PeerEngine: Service, NodeStatusSource, @unchecked Sendable {
         listeningPromise = loop.makePromise()
         self.logger = logger
         limiter = HostRateLimiter(loop: loop, upRate: config.upRate, downRate: config.downRate, maxChange: config.maxChange)
-        limiter.bytesLeft = { [unowned self] in self.sessions.values.reduce(0) { $0 + ($1.isComplete ? 0 : $1.left) } }
-        limiter.uploadLeft = { [unowned self] in self.sessions.values.reduce(0) { $0 + $1.uploadShareLeft } }
-        limiter.slewLimitChanged = { [unowned self] on in for s in self.sessions.values { s.announceToHolders(on) } }
+        limiter.bytesLeft = { [weak self] in self?.sessions.values.reduce(0) { $0 + ($1.isComplete ? 0 : $1.left) } ?? 0 }
+        limiter.uploadLeft = { [weak self] in self?.sessions.values.reduce(0) { $0 + $1.uploadShareLeft } ?? 0 }
+        limiter.slewLimitChanged = { [weak self] on in
+            guard let self else { return }
+            for s in self.sessions.values { s.announceToHolders(on) }
+        }
         pieceWorker.start()
         blockReader.start()
     }
@@ -139,6 +142,7 @@ public final class PeerEngine: Service, NodeStatusSource, @unchecked Sendable {
         listeningPromise.fail(ChannelError.ioOnClosedChannel)
         try? await loop.submit {
             for t in self.timers { t.cancel() }
+            self.limiter.stop()
             for s in self.sessions.values { s.closeAll() }
         }.get()
         try? await server?.close()

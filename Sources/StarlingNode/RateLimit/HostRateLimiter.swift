@@ -103,6 +103,18 @@ public final class HostRateLimiter: @unchecked Sendable {
         }
     }
 
+    /// Stops the slew tick and forgets the owner's callbacks. The loop outlives the engine:
+    /// a tick after the engine was gone read it through a dangling reference and aborted the
+    /// process (a peer under `--max-change` exiting once complete).
+    public func stop() {
+        loop.preconditionInEventLoop()
+        slewTask?.cancel()
+        slewTask = nil
+        bytesLeft = nil
+        uploadLeft = nil
+        slewLimitChanged = nil
+    }
+
     /// Turns the slew limit on, changes it, or (nil) turns it off: the caps then apply as
     /// they are, at once.
     public func setMaxChange(_ change: MaxChange?) {
@@ -131,7 +143,7 @@ public final class HostRateLimiter: @unchecked Sendable {
             }
         }
         if slewTask == nil {
-            slewTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: Self.slewTick) { [unowned self] _ in self.slewTick() }
+            slewTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: Self.slewTick) { [weak self] _ in self?.slewTick() }
         }
     }
 
