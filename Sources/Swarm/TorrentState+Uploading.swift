@@ -71,9 +71,11 @@ extension TorrentState {
     /// an upload waiting. While the assignments fill the cap, such a block would share the
     /// uplink with them and slow the pieces the swarm is waiting for.
     private func uplinkIdle(besides id: Int) -> Bool {
+        // Asked for every block a seed serves: the scan that usually stops early goes first.
+        guard peers.allSatisfy({ $0.id == id || $0.incoming.isEmpty }) else { return false }
         var assigned = 0
         peers.forEach { assigned += $0.suggestedByUs.count }
-        return assigned < seedPiecesInFlight && peers.allSatisfy { $0.id == id || $0.incoming.isEmpty }
+        return assigned < seedPiecesInFlight
     }
 
     private mutating func serveAll(now: UInt64) {
